@@ -1,0 +1,56 @@
+//! The ingest path piece by piece: OTLP protobuf and JSON into an Arrow
+//! batch, and a batch into a sorted Parquet span file.
+//!
+//! cargo bench -p spanlake-benches --bench ingest
+
+use arrow::array::RecordBatch;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use spanlake_benches::{demo_request, span_count};
+use spanlake_storage::{IngestLimits, SpanBatchBuilder, span_file};
+
+fn to_batch(request: &ExportTraceServiceRequest) -> RecordBatch {
+    let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+    builder.append(&request.resource_spans);
+    builder.finish().expect("a batch")
+}
+
+fn decode(c: &mut Criterion) {
+    let request = demo_request(200);
+    let spans = span_count(&request) as u64;
+    let protobuf = request.encode_to_vec();
+    let json = serde_json::to_vec(&request).expect("JSON");
+    let mut group = c.benchmark_group("otlp_to_arrow");
+    group.throughput(Throughput::Elements(spans));
+    group.bench_function(format!("protobuf/{spans}_spans_{}_bytes", protobuf.len()), |b| {
+        b.iter(|| to_batch(&ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes")))
+    });
+    group.bench_function(format!("json/{spans}_spans_{}_bytes", json.len()), |b| {
+        b.iter(|| to_batch(&serde_json::from_slice(&json).expect("decodes")))
+    });
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    // About one row group: 128Ki spans.
+    let request = demo_request(25_000);
+    let batch = to_batch(&request);
+    let mut group = c.benchmark_group("span_file");
+    group.throughput(Throughput::Elements(batch.num_rows() as u64));
+    group.sample_size(10);
+    group.bench_function(format!("sort_and_encode/{}_spans", batch.num_rows()), |b| {
+        b.iter(|| span_file::encode(&span_file::sort(&batch).expect("sorts")).expect("encodes"))
+    });
+    group.finish();
+    let bytes = span_file::encode(&span_file::sort(&batch).expect("sorts")).expect("encodes");
+    println!(
+        "span file: {} spans, {} bytes, {:.1} bytes/span",
+        batch.num_rows(),
+        bytes.len(),
+        bytes.len() as f64 / batch.num_rows() as f64
+    );
+}
+
+criterion_group!(benches, decode, encode);
+criterion_main!(benches);

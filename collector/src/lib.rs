@@ -1,0 +1,13 @@
+//! spanlake's receivers: OTLP over gRPC and HTTP (protobuf or JSON, gzip or
+//! not), decoded and validated into the storage engine's batch builder.
+
+mod body;
+mod error;
+mod grpc;
+mod http;
+mod ingest;
+
+pub use error::IngestError;
+pub use grpc::{OtlpGrpcService, grpc_service};
+pub use http::router as http_router;
+pub use ingest::{CollectorConfig, Ingest};

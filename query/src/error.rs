@@ -1,0 +1,39 @@
+use datafusion::error::DataFusionError;
+use spanlake_storage::ToOtlpError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum QueryError {
+    /// The request asks for something spanlake does not allow (writes, paths).
+    #[error("{0}")]
+    Refused(String),
+    /// A malformed parameter; the message names it.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{}", .0.strip_backtrace())]
+    DataFusion(#[from] DataFusionError),
+    #[error("stored spans could not be read back: {0}")]
+    Otlp(#[from] ToOtlpError),
+    #[error("rendering the result failed: {0}")]
+    Render(String),
+}
+
+impl QueryError {
+    /// Whether the caller is at fault (a 4xx), as opposed to spanlake.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            Self::Refused(_) | Self::BadRequest(_) | Self::NotFound(_) => true,
+            Self::DataFusion(e) => matches!(
+                e.find_root(),
+                DataFusionError::Plan(_)
+                    | DataFusionError::SQL(..)
+                    | DataFusionError::SchemaError(..)
+                    | DataFusionError::NotImplemented(_)
+                    | DataFusionError::ResourcesExhausted(_)
+            ),
+            Self::Otlp(_) | Self::Render(_) => false,
+        }
+    }
+}

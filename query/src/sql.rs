@@ -1,0 +1,128 @@
+//! User SQL, read-only.
+//!
+//! Two gates: the statement must be a query (SELECT / WITH / VALUES, or
+//! EXPLAIN, SHOW, DESCRIBE of one), and the plan must pass DataFusion's own
+//! check with DDL, DML and statements off. Tables come only from the
+//! session's catalog (no `SELECT * FROM '/path'`: URL tables stay disabled).
+
+use std::collections::VecDeque;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::execution::context::SQLOptions;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::Statement;
+use spanlake_storage::TenantId;
+
+use crate::engine::QueryEngine;
+use crate::error::QueryError;
+
+/// The answer to a query.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+impl QueryEngine {
+    /// Runs one read-only SQL statement against `tenant`'s tables.
+    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
+        let statement = read_only_statement(sql)?;
+        let ctx = self.session(tenant)?;
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::Refused(e.strip_backtrace()))?;
+        let frame = ctx.execute_logical_plan(plan).await?;
+        let schema = frame.schema().inner().clone();
+        let batches = frame.collect().await?;
+        Ok(QueryResult { schema, batches })
+    }
+}
+
+/// Parses `sql` and returns its one statement if it only reads.
+fn read_only_statement(sql: &str) -> Result<DfStatement, QueryError> {
+    let mut statements: VecDeque<DfStatement> = DFParser::parse_sql(sql)?;
+    let statement = match (statements.pop_front(), statements.is_empty()) {
+        (Some(statement), true) => statement,
+        (None, _) => return Err(QueryError::Refused("the SQL text holds no statement".into())),
+        (Some(_), false) => return Err(QueryError::Refused("send one SQL statement at a time".into())),
+    };
+    if reads_only(&statement) {
+        Ok(statement)
+    } else {
+        Err(QueryError::Refused(format!(
+            "spanlake SQL is read-only: only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE are allowed, not {}",
+            statement_kind(&statement)
+        )))
+    }
+}
+
+fn reads_only(statement: &DfStatement) -> bool {
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            Statement::Query(_) | Statement::ShowTables { .. } | Statement::ShowColumns { .. } => true,
+            Statement::ExplainTable { .. } => true,
+            Statement::Explain { statement, .. } => matches!(statement.as_ref(), Statement::Query(_)),
+            _ => false,
+        },
+        DfStatement::Explain(explain) => reads_only(&explain.statement),
+        DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_) | DfStatement::Reset(_) => false,
+    }
+}
+
+/// The leading keywords of a statement, for error messages.
+fn statement_kind(statement: &DfStatement) -> String {
+    match statement {
+        DfStatement::CreateExternalTable(_) => "CREATE EXTERNAL TABLE".into(),
+        DfStatement::CopyTo(_) => "COPY".into(),
+        DfStatement::Reset(_) => "RESET".into(),
+        DfStatement::Explain(_) => "EXPLAIN of a statement that is not a query".into(),
+        DfStatement::Statement(s) => {
+            let text = s.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            words.join(" ")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_pass_and_everything_else_is_refused() {
+        for ok in [
+            "SELECT 1",
+            "WITH t AS (SELECT 1) SELECT * FROM t",
+            "EXPLAIN SELECT 1",
+            "EXPLAIN ANALYZE SELECT 1",
+            "SHOW TABLES",
+            "DESCRIBE spans",
+        ] {
+            assert!(read_only_statement(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "CREATE EXTERNAL TABLE p (a TEXT) STORED AS CSV LOCATION '/etc/passwd'",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+            "INSERT INTO spans VALUES (1)",
+            "DROP TABLE spans",
+            "CREATE TABLE t AS SELECT 1",
+            "SET datafusion.execution.batch_size = 1",
+            "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
+            "SELECT 1; SELECT 2",
+        ] {
+            let err = read_only_statement(refused).unwrap_err();
+            assert!(matches!(err, QueryError::Refused(_)), "{refused}: {err}");
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! OTLP spans straight into Arrow builders, one row per span.
+//!
+//! Each span is validated before anything of it is appended, so a rejected
+//! span leaves no partial row behind and the valid spans of the same request
+//! are kept. Resource and scope columns are worked out once per
+//! `ResourceSpans` / `ScopeSpans` and repeated for each of their spans.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, FixedSizeBinaryBuilder, Int64Builder, RecordBatch, StringBuilder, StringDictionaryBuilder, UInt32Builder,
+};
+use arrow::datatypes::Int8Type;
+use arrow::error::ArrowError;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+use super::columns::{
+    AttributeColumns, DedicatedColumn, DedicatedValue, EventColumns, LabelBuilder, LinkColumns, TimestampColumn,
+    append_optional_label, append_optional_str, encode_limited,
+};
+use crate::attributes::EncodedValue;
+use crate::schema::{self, ColumnKind, DEDICATED, Level, attr};
+
+const DEDICATED_COUNT: usize = DEDICATED.len();
+
+/// Limits applied to incoming spans.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Attribute keys and values, span names and status messages longer than
+    /// this are cut. 64 KiB keeps stack traces and SQL statements whole while
+    /// one pathological value cannot blow up a batch.
+    pub max_attribute_value_bytes: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self { max_attribute_value_bytes: 64 * 1024 }
+    }
+}
+
+/// What happened to the spans of one append.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppendSummary {
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Values cut to [`IngestLimits::max_attribute_value_bytes`].
+    pub truncated_values: usize,
+    /// Why the first rejected span was rejected.
+    pub first_error: Option<String>,
+}
+
+impl AppendSummary {
+    fn reject(&mut self, reason: String) {
+        self.rejected += 1;
+        self.first_error.get_or_insert(reason);
+    }
+}
+
+/// Ids of a span that passed validation.
+struct SpanIds {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent_span_id: Option<[u8; 8]>,
+    start: i64,
+    end: i64,
+}
+
+/// Builds a [`RecordBatch`] of the span schema from OTLP spans.
+pub struct SpanBatchBuilder {
+    limits: IngestLimits,
+    rows: usize,
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    parent_span_id: FixedSizeBinaryBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    span_name: LabelBuilder,
+    span_kind: StringDictionaryBuilder<Int8Type>,
+    start_time: TimestampColumn,
+    duration_ns: Int64Builder,
+    status_code: StringDictionaryBuilder<Int8Type>,
+    status_message: StringBuilder,
+    remote_service_name: LabelBuilder,
+    /// One builder per entry of [`DEDICATED`], same order.
+    dedicated: Vec<DedicatedColumn>,
+    span_attributes: AttributeColumns,
+    events: EventColumns,
+    links: LinkColumns,
+    dropped_attributes_count: UInt32Builder,
+    dropped_events_count: UInt32Builder,
+    dropped_links_count: UInt32Builder,
+    resource_attributes: AttributeColumns,
+    resource_dropped_attributes_count: UInt32Builder,
+    resource_schema_url: LabelBuilder,
+    scope_name: LabelBuilder,
+    scope_version: LabelBuilder,
+    scope_attributes: AttributeColumns,
+    scope_dropped_attributes_count: UInt32Builder,
+    scope_schema_url: LabelBuilder,
+}
+
+impl std::fmt::Debug for SpanBatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanBatchBuilder").field("rows", &self.rows).finish_non_exhaustive()
+    }
+}
+
+/// A resource's columns, worked out once for all its spans.
+struct ResourceColumns<'a> {
+    /// Indexed like [`DEDICATED`]; only resource entries are set.
+    dedicated: Vec<Option<DedicatedValue<'a>>>,
+    attributes: Vec<(&'a str, EncodedValue<'a>)>,
+    dropped_attributes_count: u32,
+    schema_url: &'a str,
+}
+
+struct ScopeColumns<'a> {
+    name: &'a str,
+    version: &'a str,
+    attributes: Vec<(&'a str, EncodedValue<'a>)>,
+    dropped_attributes_count: u32,
+    schema_url: &'a str,
+}
+
+impl SpanBatchBuilder {
+    pub fn new(limits: IngestLimits) -> Self {
+        Self {
+            limits,
+            rows: 0,
+            trace_id: FixedSizeBinaryBuilder::new(16),
+            span_id: FixedSizeBinaryBuilder::new(8),
+            parent_span_id: FixedSizeBinaryBuilder::new(8),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            span_name: LabelBuilder::new(),
+            span_kind: StringDictionaryBuilder::new(),
+            start_time: TimestampColumn::default(),
+            duration_ns: Int64Builder::new(),
+            status_code: StringDictionaryBuilder::new(),
+            status_message: StringBuilder::new(),
+            remote_service_name: LabelBuilder::new(),
+            dedicated: DEDICATED.iter().map(DedicatedColumn::new).collect(),
+            span_attributes: AttributeColumns::default(),
+            events: EventColumns::default(),
+            links: LinkColumns::default(),
+            dropped_attributes_count: UInt32Builder::new(),
+            dropped_events_count: UInt32Builder::new(),
+            dropped_links_count: UInt32Builder::new(),
+            resource_attributes: AttributeColumns::default(),
+            resource_dropped_attributes_count: UInt32Builder::new(),
+            resource_schema_url: LabelBuilder::new(),
+            scope_name: LabelBuilder::new(),
+            scope_version: LabelBuilder::new(),
+            scope_attributes: AttributeColumns::default(),
+            scope_dropped_attributes_count: UInt32Builder::new(),
+            scope_schema_url: LabelBuilder::new(),
+        }
+    }
+
+    /// Rows appended since the last [`Self::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends every valid span of `resource_spans`; invalid ones are counted
+    /// and skipped.
+    pub fn append(&mut self, resource_spans: &[ResourceSpans]) -> AppendSummary {
+        let mut summary = AppendSummary::default();
+        for rs in resource_spans {
+            let resource = self.resource_columns(rs, &mut summary);
+            for ss in &rs.scope_spans {
+                let scope = self.scope_columns(ss, &mut summary);
+                for span in &ss.spans {
+                    match validate(span) {
+                        Ok(ids) => {
+                            self.append_span(span, &ids, &resource, &scope, &mut summary);
+                            summary.accepted += 1;
+                        }
+                        Err(reason) => summary.reject(reason),
+                    }
+                }
+            }
+        }
+        summary
+    }
+
+    fn resource_columns<'a>(&self, rs: &'a ResourceSpans, summary: &mut AppendSummary) -> ResourceColumns<'a> {
+        let mut columns = ResourceColumns {
+            dedicated: vec![None; DEDICATED.len()],
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            schema_url: &rs.schema_url,
+        };
+        if let Some(resource) = &rs.resource {
+            columns.dropped_attributes_count = resource.dropped_attributes_count;
+            for kv in &resource.attributes {
+                let value = kv_value(kv);
+                match promotion(Level::Resource, &kv.key, value) {
+                    Some((i, v)) if columns.dedicated[i].is_none() => columns.dedicated[i] = Some(v),
+                    _ => columns.attributes.push(self.encode(kv, summary)),
+                }
+            }
+        }
+        columns
+    }
+
+    fn scope_columns<'a>(&self, ss: &'a ScopeSpans, summary: &mut AppendSummary) -> ScopeColumns<'a> {
+        let scope = ss.scope.as_ref();
+        ScopeColumns {
+            name: scope.map_or("", |s| s.name.as_str()),
+            version: scope.map_or("", |s| s.version.as_str()),
+            attributes: scope
+                .map_or_else(Vec::new, |s| s.attributes.iter().map(|kv| self.encode(kv, summary)).collect()),
+            dropped_attributes_count: scope.map_or(0, |s| s.dropped_attributes_count),
+            schema_url: &ss.schema_url,
+        }
+    }
+
+    fn encode<'a>(&self, kv: &'a KeyValue, summary: &mut AppendSummary) -> (&'a str, EncodedValue<'a>) {
+        let (value, cut) = encode_limited(kv_value(kv), self.limits.max_attribute_value_bytes);
+        let key = self.cut(&kv.key, summary);
+        summary.truncated_values += usize::from(cut);
+        (key, value)
+    }
+
+    fn cut<'a>(&self, text: &'a str, summary: &mut AppendSummary) -> &'a str {
+        let cut = crate::attributes::truncate(text, self.limits.max_attribute_value_bytes);
+        summary.truncated_values += usize::from(cut.len() < text.len());
+        cut
+    }
+
+    fn append_span(
+        &mut self,
+        span: &Span,
+        ids: &SpanIds,
+        resource: &ResourceColumns<'_>,
+        scope: &ScopeColumns<'_>,
+        summary: &mut AppendSummary,
+    ) {
+        self.rows += 1;
+        self.trace_id.append_value(ids.trace_id).expect("16 bytes");
+        self.span_id.append_value(ids.span_id).expect("8 bytes");
+        match ids.parent_span_id {
+            Some(parent) => self.parent_span_id.append_value(parent).expect("8 bytes"),
+            None => self.parent_span_id.append_null(),
+        }
+        append_optional_str(&mut self.trace_state, &span.trace_state);
+        self.flags.append_value(span.flags);
+        let name = self.cut(&span.name, summary);
+        self.span_name.append_value(name);
+        self.span_kind.append_value(enum_name(&schema::SPAN_KINDS, span.kind));
+        self.start_time.push(ids.start);
+        self.duration_ns.append_value(ids.end.wrapping_sub(ids.start));
+        let status = span.status.as_ref();
+        self.status_code.append_value(enum_name(&schema::STATUS_CODES, status.map_or(0, |s| s.code)));
+        let message = self.cut(status.map_or("", |s| s.message.as_str()), summary);
+        append_optional_str(&mut self.status_message, message);
+
+        // Span attributes: promote what has a dedicated column, keep the rest.
+        let mut filled = [false; DEDICATED_COUNT];
+        let mut remote = RemoteServiceHints::default();
+        for kv in &span.attributes {
+            let value = kv_value(kv);
+            remote.observe(&kv.key, value);
+            match promotion(Level::Span, &kv.key, value) {
+                Some((i, v)) if !filled[i] => {
+                    filled[i] = true;
+                    self.dedicated[i].append(Some(&v));
+                }
+                _ => {
+                    let (key, value) = self.encode(kv, summary);
+                    self.span_attributes.push(key, &value);
+                }
+            }
+        }
+        self.span_attributes.finish_row();
+        match remote.remote_service_name(span.kind) {
+            Some(name) => self.remote_service_name.append_value(name),
+            None => self.remote_service_name.append_null(),
+        }
+        for (i, d) in DEDICATED.iter().enumerate() {
+            match d.level {
+                Level::Span if !filled[i] => self.dedicated[i].append(None),
+                Level::Span => {}
+                Level::Resource => self.dedicated[i].append(resource.dedicated[i].as_ref()),
+            }
+        }
+
+        for event in &span.events {
+            for kv in &event.attributes {
+                let (key, value) = self.encode(kv, summary);
+                self.events.attributes().push(key, &value);
+            }
+            let name = self.cut(&event.name, summary);
+            self.events.push(clamp_nanos(event.time_unix_nano), name, event.dropped_attributes_count);
+        }
+        self.events.finish_row();
+        for link in &span.links {
+            for kv in &link.attributes {
+                let (key, value) = self.encode(kv, summary);
+                self.links.attributes().push(key, &value);
+            }
+            let trace_id = link.trace_id.as_slice().try_into().expect("validated");
+            let span_id = link.span_id.as_slice().try_into().expect("validated");
+            self.links.push(trace_id, span_id, &link.trace_state, link.flags, link.dropped_attributes_count);
+        }
+        self.links.finish_row();
+        self.dropped_attributes_count.append_value(span.dropped_attributes_count);
+        self.dropped_events_count.append_value(span.dropped_events_count);
+        self.dropped_links_count.append_value(span.dropped_links_count);
+
+        for (key, value) in &resource.attributes {
+            self.resource_attributes.push(key, value);
+        }
+        self.resource_attributes.finish_row();
+        self.resource_dropped_attributes_count.append_value(resource.dropped_attributes_count);
+        append_optional_label(&mut self.resource_schema_url, resource.schema_url);
+        append_optional_label(&mut self.scope_name, scope.name);
+        append_optional_label(&mut self.scope_version, scope.version);
+        for (key, value) in &scope.attributes {
+            self.scope_attributes.push(key, value);
+        }
+        self.scope_attributes.finish_row();
+        self.scope_dropped_attributes_count.append_value(scope.dropped_attributes_count);
+        append_optional_label(&mut self.scope_schema_url, scope.schema_url);
+    }
+
+    /// Takes the rows appended so far as a batch of [`schema::span_schema`].
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.rows = 0;
+        let mut columns: HashMap<&str, ArrayRef> = HashMap::from([
+            (schema::TRACE_ID, Arc::new(self.trace_id.finish()) as ArrayRef),
+            (schema::SPAN_ID, Arc::new(self.span_id.finish())),
+            (schema::PARENT_SPAN_ID, Arc::new(self.parent_span_id.finish())),
+            (schema::TRACE_STATE, Arc::new(self.trace_state.finish())),
+            (schema::FLAGS, Arc::new(self.flags.finish())),
+            (schema::SPAN_NAME, Arc::new(self.span_name.finish())),
+            (schema::SPAN_KIND, Arc::new(self.span_kind.finish())),
+            (schema::START_TIME, self.start_time.finish()),
+            (schema::DURATION_NS, Arc::new(self.duration_ns.finish())),
+            (schema::STATUS_CODE, Arc::new(self.status_code.finish())),
+            (schema::STATUS_MESSAGE, Arc::new(self.status_message.finish())),
+            (schema::REMOTE_SERVICE_NAME, Arc::new(self.remote_service_name.finish())),
+            (schema::EVENTS, self.events.finish()?),
+            (schema::LINKS, self.links.finish()?),
+            (schema::DROPPED_ATTRIBUTES_COUNT, Arc::new(self.dropped_attributes_count.finish())),
+            (schema::DROPPED_EVENTS_COUNT, Arc::new(self.dropped_events_count.finish())),
+            (schema::DROPPED_LINKS_COUNT, Arc::new(self.dropped_links_count.finish())),
+            (schema::RESOURCE_DROPPED_ATTRIBUTES_COUNT, Arc::new(self.resource_dropped_attributes_count.finish())),
+            (schema::RESOURCE_SCHEMA_URL, Arc::new(self.resource_schema_url.finish())),
+            (schema::SCOPE_NAME, Arc::new(self.scope_name.finish())),
+            (schema::SCOPE_VERSION, Arc::new(self.scope_version.finish())),
+            (schema::SCOPE_DROPPED_ATTRIBUTES_COUNT, Arc::new(self.scope_dropped_attributes_count.finish())),
+            (schema::SCOPE_SCHEMA_URL, Arc::new(self.scope_schema_url.finish())),
+        ]);
+        for (names, attributes) in [
+            ((schema::SPAN_ATTRIBUTES, schema::SPAN_ATTRIBUTE_TYPES), &mut self.span_attributes),
+            ((schema::RESOURCE_ATTRIBUTES, schema::RESOURCE_ATTRIBUTE_TYPES), &mut self.resource_attributes),
+            ((schema::SCOPE_ATTRIBUTES, schema::SCOPE_ATTRIBUTE_TYPES), &mut self.scope_attributes),
+        ] {
+            let [values, types] = attributes.finish()?;
+            columns.insert(names.0, values);
+            columns.insert(names.1, types);
+        }
+        for (d, builder) in DEDICATED.iter().zip(&mut self.dedicated) {
+            columns.insert(d.column, builder.finish());
+        }
+        let schema = schema::span_schema();
+        let ordered = schema
+            .fields()
+            .iter()
+            .map(|f| columns.remove(f.name().as_str()).expect("every schema column is built"))
+            .collect();
+        RecordBatch::try_new(schema, ordered)
+    }
+}
+
+fn kv_value(kv: &KeyValue) -> Option<&Value> {
+    kv.value.as_ref().and_then(|v| v.value.as_ref())
+}
+
+/// The dedicated column for an attribute, when its value has the column's type.
+fn promotion<'a>(level: Level, key: &str, value: Option<&'a Value>) -> Option<(usize, DedicatedValue<'a>)> {
+    let i = DEDICATED.iter().position(|d| d.level == level && d.key == key)?;
+    let value = match (DEDICATED[i].kind, value?) {
+        (ColumnKind::Label | ColumnKind::Text, Value::StringValue(s)) => DedicatedValue::Str(s),
+        (ColumnKind::Int, Value::IntValue(n)) => DedicatedValue::Int(*n),
+        _ => return None,
+    };
+    Some((i, value))
+}
+
+/// Unknown enum numbers (from newer or broken senders) fall back to the
+/// first, "unspecified" name; the dictionary stays small.
+fn enum_name(names: &[&'static str], value: i32) -> &'static str {
+    usize::try_from(value).ok().and_then(|i| names.get(i)).copied().unwrap_or(names[0])
+}
+
+fn clamp_nanos(nanos: u64) -> i64 {
+    i64::try_from(nanos).unwrap_or(i64::MAX)
+}
+
+fn validate(span: &Span) -> Result<SpanIds, String> {
+    let trace_id: [u8; 16] = span
+        .trace_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("trace_id must be 16 bytes, got {}", span.trace_id.len()))?;
+    if trace_id == [0; 16] {
+        return Err("trace_id must not be all zeros".into());
+    }
+    let span_id: [u8; 8] = span
+        .span_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("span_id must be 8 bytes, got {}", span.span_id.len()))?;
+    if span_id == [0; 8] {
+        return Err("span_id must not be all zeros".into());
+    }
+    let parent_span_id = match span.parent_span_id.len() {
+        0 => None,
+        8 if span.parent_span_id.iter().all(|b| *b == 0) => None,
+        8 => Some(span.parent_span_id.as_slice().try_into().expect("8 bytes")),
+        n => return Err(format!("parent_span_id must be empty or 8 bytes, got {n}")),
+    };
+    let start = i64::try_from(span.start_time_unix_nano).map_err(|_| "start_time_unix_nano is after the year 2262")?;
+    let end = i64::try_from(span.end_time_unix_nano).map_err(|_| "end_time_unix_nano is after the year 2262")?;
+    for (i, link) in span.links.iter().enumerate() {
+        if link.trace_id.len() != 16 || link.span_id.len() != 8 {
+            return Err(format!("link {i} must have a 16-byte trace_id and an 8-byte span_id"));
+        }
+    }
+    Ok(SpanIds { trace_id, span_id, parent_span_id, start, end })
+}
+
+/// The attributes that name the peer of a call, seen while reading a span.
+#[derive(Default)]
+struct RemoteServiceHints<'a> {
+    peer_service: Option<&'a str>,
+    db_system: Option<&'a str>,
+    messaging_system: Option<&'a str>,
+    server_address: Option<&'a str>,
+}
+
+impl<'a> RemoteServiceHints<'a> {
+    fn observe(&mut self, key: &str, value: Option<&'a Value>) {
+        let Some(Value::StringValue(s)) = value else { return };
+        let slot = match key {
+            attr::PEER_SERVICE => &mut self.peer_service,
+            attr::DB_SYSTEM => &mut self.db_system,
+            attr::MESSAGING_SYSTEM => &mut self.messaging_system,
+            attr::SERVER_ADDRESS => &mut self.server_address,
+            _ => return,
+        };
+        slot.get_or_insert(s.as_str());
+    }
+
+    /// `peer.service` when the instrumentation names the peer; for outgoing
+    /// calls (CLIENT, PRODUCER) the database or messaging system, else the
+    /// server address, as the OpenTelemetry Zipkin exporter picks its
+    /// `remoteEndpoint`.
+    fn remote_service_name(&self, kind: i32) -> Option<&'a str> {
+        const CLIENT: i32 = 3;
+        const PRODUCER: i32 = 4;
+        let outgoing = kind == CLIENT || kind == PRODUCER;
+        self.peer_service.or(if outgoing {
+            self.db_system.or(self.messaging_system).or(self.server_address)
+        } else {
+            None
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The one harness: starts the real `spanlake` binary on free ports with a
+//! temporary data directory, and talks to it like a user would.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_spanlake");
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr")
+}
+
+/// Options for a test server.
+#[derive(Debug, Default)]
+pub struct ServerOptions {
+    pub extra_args: Vec<String>,
+}
+
+impl ServerOptions {
+    pub fn arg(mut self, flag: &str, value: &str) -> Self {
+        self.extra_args.extend([flag.to_owned(), value.to_owned()]);
+        self
+    }
+}
+
+/// A running `spanlake serve`.
+#[derive(Debug)]
+pub struct TestServer {
+    pub grpc_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    data_dir: PathBuf,
+    options: Vec<String>,
+    child: Option<Child>,
+    // Dropped last: removes the data directory.
+    _dir: Option<TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let mut server = Self {
+            grpc_addr: free_port(),
+            otlp_http_addr: free_port(),
+            http_addr: free_port(),
+            data_dir,
+            options: options.extra_args,
+            child: None,
+            _dir: Some(dir),
+        };
+        server.spawn().await;
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_file_name("server.log")
+    }
+
+    /// The server's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--otlp-grpc-addr", &self.grpc_addr.to_string()])
+            .args(["--otlp-http-addr", &self.otlp_http_addr.to_string()])
+            .args(["--http-addr", &self.http_addr.to_string()])
+            .args(&self.options)
+            .env("RUST_LOG", "info,spanlake=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start spanlake");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for addr in [self.grpc_addr, self.otlp_http_addr, self.http_addr] {
+            while TcpStream::connect(addr).is_err() {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("spanlake exited with {status} while starting:\n{}", self.log());
+                }
+                assert!(Instant::now() < deadline, "spanlake did not listen on {addr}:\n{}", self.log());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(status.success(), "spanlake exited with {status}:\n{}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "spanlake did not stop on SIGTERM:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.spawn().await;
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn otlp_http_url(&self) -> String {
+        format!("http://{}/v1/traces", self.otlp_http_addr)
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    /// Runs SQL through `POST /api/v1/sql`; panics on an error answer.
+    pub async fn sql(&self, sql: &str) -> Value {
+        let (status, body) = self.sql_response(sql).await;
+        assert_eq!(status, 200, "{sql} failed: {body}\n{}", self.log());
+        body
+    }
+
+    pub async fn sql_response(&self, sql: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(self.api_url("/api/v1/sql"))
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .expect("sql request");
+        (response.status().as_u16(), response.json().await.expect("JSON answer"))
+    }
+
+    /// The single value of a one-row, one-column query.
+    pub async fn sql_scalar(&self, sql: &str) -> Value {
+        let body = self.sql(sql).await;
+        body["rows"][0][0].clone()
+    }
+
+    pub async fn span_count(&self) -> i64 {
+        self.sql_scalar("SELECT count(*) FROM spans").await.as_i64().expect("a count")
+    }
+
+    /// `GET /api/v1/traces/{id}`: the status and, on 200, the trace.
+    pub async fn trace(&self, id: &str) -> (u16, Option<ExportTraceServiceRequest>) {
+        let response = reqwest::get(self.api_url(&format!("/api/v1/traces/{id}"))).await.expect("trace request");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        let trace = (status == 200).then(|| serde_json::from_slice(&body).expect("OTLP JSON"));
+        (status, trace)
+    }
+
+    /// Parquet files under the data directory.
+    pub fn parquet_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "parquet") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&self.data_dir, &mut files);
+        files
+    }
+
+    /// Waits until at least `n` span files exist.
+    pub async fn wait_for_files(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.parquet_files().len() < n {
+            assert!(Instant::now() < deadline, "no flush happened:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The server's peak resident memory, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The Python interpreter of the test venv, made by `scripts/test.sh`.
+/// Outside CI a missing venv skips the test loudly; under `CI=true` it fails.
+pub fn python() -> Option<PathBuf> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match std::env::var_os("SPANLAKE_TEST_PYTHON").map(PathBuf::from) {
+        Some(path) if path.exists() => Some(path),
+        other => {
+            let message = format!(
+                "SPANLAKE_TEST_PYTHON is {other:?}: the Python OpenTelemetry SDK tests need the venv that \
+                 scripts/test.sh makes"
+            );
+            assert!(!ci, "{message}");
+            eprintln!("\n!!!!! SKIPPED: {message} !!!!!\n");
+            None
+        }
+    }
+}
+
+/// Runs a `spanlake` subcommand to completion and returns its stdout.
+pub fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BIN).args(args).output().expect("run spanlake");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

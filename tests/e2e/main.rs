@@ -1,0 +1,14 @@
+//! End-to-end tests of the whole `spanlake` binary with real clients. One
+//! test binary (each extra one re-links DataFusion), one module per area.
+
+// Modules share helpers with `pub`; nothing leaves this crate.
+#![allow(unreachable_pub)]
+
+mod bad_input;
+mod cli;
+mod harness;
+mod otlp_compare;
+mod otlp_python;
+mod otlp_rust;
+mod sql;
+mod storage;
