@@ -2,8 +2,10 @@
 //! everything, `demo` sends demo traffic, `sql` queries the spans.
 
 mod demo;
+mod ops;
 mod serve;
 mod sql_cli;
+mod store;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,10 @@
 //! `spanlake serve`: receivers, storage, query API and UI in one process.
 //!
-//! Shutdown on SIGINT/SIGTERM: the listeners stop accepting and finish the
-//! requests in flight, then the flusher writes what is still buffered.
+//! Start-up binds every port first and answers `/healthz` (and `/readyz`
+//! with 503) while the WAL replays; the API and the receivers open once the
+//! replay is done. Shutdown on SIGINT/SIGTERM: the listeners stop accepting
+//! and finish the requests in flight, then the buffer is flushed and the
+//! WAL closed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,16 +12,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use object_store::local::LocalFileSystem;
-use spanlake_collector::{CollectorConfig, Ingest};
+use prometheus_client::registry::Registry;
+use spanlake_collector::{CollectorConfig, CollectorMetrics, Ingest};
 use spanlake_query::QueryEngine;
-use spanlake_storage::{FlushConfig, IngestLimits, Storage};
+use spanlake_storage::{
+    CompactionConfig, DEFAULT_MAX_BUFFER_BYTES, FlushConfig, IngestLimits, Storage, StorageConfig, StorageMetrics,
+    WalConfig, WalSync,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::demo::{self, DemoArgs};
+use crate::ops::Ops;
+use crate::store::{StoreLocation, open_store};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -45,7 +53,7 @@ pub(crate) struct ListenArgs {
     /// OTLP/HTTP receiver (`POST /v1/traces`).
     #[arg(long, env = "SPANLAKE_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
     pub(crate) otlp_http_addr: SocketAddr,
-    /// HTTP API and UI.
+    /// HTTP API, UI, /metrics, /healthz and /readyz.
     #[arg(long, env = "SPANLAKE_HTTP_ADDR", default_value = "127.0.0.1:9411")]
     pub(crate) http_addr: SocketAddr,
 }
@@ -53,15 +61,50 @@ pub(crate) struct ListenArgs {
 /// Where and how spans are stored.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StorageArgs {
-    /// Directory of the span files.
+    /// Local directory: the WAL (always), and the data files unless --storage names S3.
     #[arg(long, env = "SPANLAKE_DATA_DIR", default_value = "./spanlake-data")]
     pub(crate) data_dir: PathBuf,
+    /// Where data files and the catalog go: `s3://bucket/prefix`, configured
+    /// by the standard AWS_* variables; without it, the data directory.
+    #[arg(long, env = "SPANLAKE_STORAGE")]
+    pub(crate) storage: Option<StoreLocation>,
+    #[command(flatten)]
+    pub(crate) s3: crate::store::S3Args,
     /// Write buffered spans to files at least this often.
     #[arg(long, env = "SPANLAKE_FLUSH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) flush_interval: Duration,
     /// Write a tenant's buffer as soon as it holds this many spans.
     #[arg(long, env = "SPANLAKE_FLUSH_ROWS", default_value_t = FlushConfig::default().max_rows)]
     pub(crate) flush_rows: usize,
+    /// Buffered spans (bytes of Arrow memory) above which exports are
+    /// refused with a retryable error; a flush starts at half of it.
+    #[arg(long, env = "SPANLAKE_MAX_BUFFER_BYTES", default_value_t = DEFAULT_MAX_BUFFER_BYTES)]
+    pub(crate) max_buffer_bytes: usize,
+    /// `fsync` acknowledges exports only once the WAL is on disk; `none`
+    /// leaves that to the OS (survives a crash of spanlake, not of the machine).
+    #[arg(long, env = "SPANLAKE_WAL_SYNC", value_enum, default_value_t = WalSyncArg::Fsync)]
+    pub(crate) wal_sync: WalSyncArg,
+    /// Remove spans older than this (`7d`, `36h`); keep everything without it.
+    #[arg(long, env = "SPANLAKE_RETENTION", value_parser = humantime::parse_duration)]
+    pub(crate) retention: Option<Duration>,
+    /// How often hours are checked for compaction, retention and deletion.
+    #[arg(long, env = "SPANLAKE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub(crate) compaction_interval: Duration,
+    /// Flushed files an hour still being written collects before it is compacted.
+    #[arg(long, env = "SPANLAKE_COMPACTION_MIN_FILES", default_value_t = CompactionConfig::default().min_files)]
+    pub(crate) compaction_min_files: usize,
+    /// Size of compacted files, in bytes.
+    #[arg(long, env = "SPANLAKE_COMPACTION_TARGET_BYTES", default_value_t = CompactionConfig::default().target_file_bytes)]
+    pub(crate) compaction_target_bytes: usize,
+    /// Replaced files are deleted this long after leaving the catalog.
+    #[arg(long, env = "SPANLAKE_DELETE_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub(crate) delete_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WalSyncArg {
+    Fsync,
+    None,
 }
 
 /// Limits on what clients send.
@@ -75,12 +118,30 @@ pub(crate) struct IngestArgs {
     pub(crate) max_attribute_bytes: usize,
 }
 
-/// Opens the span store under `data_dir`.
-pub(crate) async fn open_storage(data_dir: &std::path::Path, flush: FlushConfig) -> anyhow::Result<Arc<Storage>> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let store =
-        LocalFileSystem::new_with_prefix(data_dir).with_context(|| format!("cannot open {}", data_dir.display()))?;
-    Ok(Storage::open(Arc::new(store), flush).await?)
+impl StorageArgs {
+    fn config(&self, limits: IngestLimits) -> StorageConfig {
+        let mut config = StorageConfig::new(self.data_dir.join(".wal"));
+        config.flush = FlushConfig { interval: self.flush_interval, max_rows: self.flush_rows };
+        config.max_buffer_bytes = self.max_buffer_bytes;
+        config.wal = WalConfig {
+            sync: match self.wal_sync {
+                WalSyncArg::Fsync => WalSync::Fsync,
+                WalSyncArg::None => WalSync::None,
+            },
+            ..WalConfig::new(self.data_dir.join(".wal"))
+        };
+        config.compaction = CompactionConfig {
+            interval: self.compaction_interval,
+            min_files: self.compaction_min_files.max(2),
+            target_file_bytes: self.compaction_target_bytes,
+            tombstone_grace: self.delete_grace,
+            ..CompactionConfig::default()
+        };
+        config.retention = self.retention;
+        config.limits = limits;
+        config.local_root = self.storage.is_none().then(|| self.data_dir.clone());
+        config
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -88,17 +149,6 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let flush = FlushConfig { interval: args.storage.flush_interval, max_rows: args.storage.flush_rows };
-    let storage = open_storage(&args.storage.data_dir, flush).await?;
-    let engine = Arc::new(QueryEngine::new(Arc::clone(&storage))?);
-    let ingest = Ingest::new(
-        Arc::clone(&storage),
-        CollectorConfig {
-            max_request_bytes: args.ingest.max_request_bytes,
-            limits: IngestLimits { max_attribute_value_bytes: args.ingest.max_attribute_bytes },
-        },
-    );
-
     let grpc_listener = bind(args.listen.otlp_grpc_addr, "OTLP/gRPC").await?;
     let otlp_http_listener = bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?;
     let http_listener = bind(args.listen.http_addr, "the HTTP API").await?;
@@ -111,21 +161,43 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "spanlake is listening"
     );
 
+    let storage_metrics = Arc::new(StorageMetrics::default());
+    let collector_metrics = Arc::new(CollectorMetrics::default());
+    let mut registry = Registry::default();
+    storage_metrics.register(&mut registry);
+    collector_metrics.register(&mut registry);
+    let ops = Ops::new(registry);
+
     let shutdown = CancellationToken::new();
-    let stop_flusher = CancellationToken::new();
-    let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_flusher.clone()));
     tokio::spawn(signal_shutdown(shutdown.clone()));
+    let http = tokio::spawn(
+        axum::serve(http_listener, ops.router())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    let limits = IngestLimits { max_attribute_value_bytes: args.ingest.max_attribute_bytes };
+    let store = open_store(args.storage.storage.as_ref(), &args.storage.data_dir, &args.storage.s3)?;
+    let storage = Storage::open(store, args.storage.config(limits.clone()), storage_metrics).await?;
+    let replay = storage.replay_report();
+    info!(records = replay.records, damaged_segments = replay.damaged_segments, "storage is ready");
+    let engine = Arc::new(QueryEngine::new(Arc::clone(&storage))?);
+    let ingest = Ingest::new(
+        Arc::clone(&storage),
+        CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, limits, ..CollectorConfig::default() },
+        collector_metrics,
+    );
+    ops.ready(spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine))));
+
+    let stop_background = CancellationToken::new();
+    let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone()));
+    let maintenance = tokio::spawn(Arc::clone(&storage).run_maintenance(stop_background.clone()));
 
     let grpc = tonic::transport::Server::builder()
         .add_service(spanlake_collector::grpc_service(ingest.clone()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown.clone().cancelled_owned());
     let otlp_http = axum::serve(otlp_http_listener, spanlake_collector::http_router(ingest))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let http = axum::serve(
-        http_listener,
-        spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine))),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
     if args.demo {
         let demo_args =
@@ -138,10 +210,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
-    let (grpc, otlp_http, http) = tokio::join!(grpc, otlp_http, http);
+    let (grpc, otlp_http) = tokio::join!(grpc, otlp_http);
     // Whatever ended the servers, buffered spans are flushed before exit.
     shutdown.cancel();
-    stop_flusher.cancel();
+    let http = http.await?;
+    stop_background.cancel();
+    maintenance.await?;
     flusher.await?;
     grpc.context("OTLP/gRPC server")?;
     otlp_http.context("OTLP/HTTP server")?;

@@ -6,21 +6,24 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use spanlake_query::{JsonResult, QueryEngine};
-use spanlake_storage::{FlushConfig, TenantId};
+use spanlake_storage::{Storage, StorageConfig, TenantId};
 
-use crate::serve::open_storage;
+use crate::store::{S3Args, open_store};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SqlArgs {
     /// The query (read-only: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE).
     pub(crate) sql: String,
-    /// Read the span files in this directory (spans a running server has
-    /// not flushed yet are not in them).
+    /// Read the files in this directory; a running server may own it (spans
+    /// it has not flushed yet are not in the files).
     #[arg(long, env = "SPANLAKE_DATA_DIR", default_value = "./spanlake-data")]
     pub(crate) data_dir: PathBuf,
     /// Ask a running spanlake instead, e.g. `http://127.0.0.1:9411`.
     #[arg(long, env = "SPANLAKE_SERVER")]
     pub(crate) server: Option<String>,
+    /// The tenant whose spans to query (`X-Scope-OrgID` against a server).
+    #[arg(long, env = "SPANLAKE_TENANT", default_value = TenantId::DEFAULT)]
+    pub(crate) tenant: String,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
@@ -34,9 +37,10 @@ pub(crate) enum Format {
 }
 
 pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let tenant = TenantId::new(&args.tenant)?;
     let result = match &args.server {
-        Some(server) => remote(server, &args.sql).await?,
-        None => local(&args.data_dir, &args.sql).await?,
+        Some(server) => remote(server, &tenant, &args.sql).await?,
+        None => local(&args.data_dir, &tenant, &args.sql).await?,
     };
     match args.format {
         Format::Table => print!("{}", result.to_table()),
@@ -46,17 +50,19 @@ pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn local(data_dir: &std::path::Path, sql: &str) -> anyhow::Result<JsonResult> {
-    let storage = open_storage(data_dir, FlushConfig::default()).await?;
+async fn local(data_dir: &std::path::Path, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
+    let store = open_store(None, data_dir, &S3Args::default())?;
+    let storage = Storage::open_read_only(store, StorageConfig::new(data_dir.join(".wal"))).await?;
     let engine = QueryEngine::new(Arc::clone(&storage))?;
-    let result = engine.sql(&TenantId::default(), sql).await?;
+    let result = engine.sql(tenant, sql).await?;
     Ok(JsonResult::from_result(&result)?)
 }
 
-async fn remote(server: &str, sql: &str) -> anyhow::Result<JsonResult> {
+async fn remote(server: &str, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
     let url = format!("{}/api/v1/sql", server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
+        .header(spanlake_storage::TENANT_HEADER, tenant.as_str())
         .json(&serde_json::json!({ "sql": sql }))
         .send()
         .await

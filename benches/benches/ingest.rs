@@ -8,7 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use spanlake_benches::{demo_request, span_count};
-use spanlake_storage::{IngestLimits, SpanBatchBuilder, span_file};
+use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
 
 fn to_batch(request: &ExportTraceServiceRequest) -> RecordBatch {
     let mut builder = SpanBatchBuilder::new(IngestLimits::default());
@@ -40,10 +40,14 @@ fn encode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(batch.num_rows() as u64));
     group.sample_size(10);
     group.bench_function(format!("sort_and_encode/{}_spans", batch.num_rows()), |b| {
-        b.iter(|| span_file::encode(&span_file::sort(&batch).expect("sorts")).expect("encodes"))
+        b.iter(|| {
+            data_file::encode(FileKind::Spans, &data_file::sort(FileKind::Spans, &batch).expect("sorts"))
+                .expect("encodes")
+        })
     });
     group.finish();
-    let bytes = span_file::encode(&span_file::sort(&batch).expect("sorts")).expect("encodes");
+    let bytes =
+        data_file::encode(FileKind::Spans, &data_file::sort(FileKind::Spans, &batch).expect("sorts")).expect("encodes");
     println!(
         "span file: {} spans, {} bytes, {:.1} bytes/span",
         batch.num_rows(),

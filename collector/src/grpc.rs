@@ -11,13 +11,15 @@ use std::convert::Infallible;
 use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use spanlake_storage::TenantId;
+use spanlake_storage::{TENANT_HEADER, TenantId};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::server::{NamedService, UnaryService};
 use tonic::{Code, Status};
 
+use crate::error::IngestError;
 use crate::ingest::{Ingest, decode_protobuf};
+use crate::metrics::Protocol;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -86,8 +88,10 @@ impl UnaryService<Bytes> for Export {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingest = self.ingest.clone();
         Box::pin(async move {
+            let tenant = TenantId::from_header(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()))
+                .map_err(IngestError::from)?;
             let bytes = request.into_inner();
-            let response = ingest.export(&TenantId::default(), move || decode_protobuf(&bytes)).await?;
+            let response = ingest.export(&tenant, Protocol::OtlpGrpc, move || decode_protobuf(bytes)).await?;
             Ok(tonic::Response::new(response))
         })
     }

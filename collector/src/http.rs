@@ -8,13 +8,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use spanlake_storage::TenantId;
+use spanlake_storage::{TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
-use crate::error::IngestError;
-use crate::ingest::{Ingest, decode_protobuf};
+use crate::error::{IngestError, RETRY_AFTER};
+use crate::ingest::{Decoded, Ingest, decode_json, decode_protobuf};
+use crate::metrics::Protocol;
 
 pub fn router(ingest: Ingest) -> Router {
     Router::new().route("/v1/traces", post(export)).with_state(ingest)
@@ -44,11 +46,17 @@ impl Format {
         })
     }
 
-    fn decode(self, bytes: &[u8]) -> Result<ExportTraceServiceRequest, IngestError> {
+    fn decode(self, bytes: Bytes) -> Result<Decoded, IngestError> {
         match self {
             Self::Protobuf => decode_protobuf(bytes),
-            Self::Json => serde_json::from_slice(bytes)
-                .map_err(|e| IngestError::InvalidRequest(format!("JSON does not decode: {e}"))),
+            Self::Json => decode_json(&bytes),
+        }
+    }
+
+    fn protocol(self) -> Protocol {
+        match self {
+            Self::Protobuf => Protocol::OtlpHttpProtobuf,
+            Self::Json => Protocol::OtlpHttpJson,
         }
     }
 
@@ -89,13 +97,14 @@ async fn receive(
     body: Body,
     format: Format,
 ) -> Result<ExportTraceServiceResponse, IngestError> {
+    let tenant = TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
     let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
     let limit = ingest.config().max_request_bytes;
     let raw = body::read_limited(body, limit).await?;
     ingest
-        .export(&TenantId::default(), move || {
+        .export(&tenant, format.protocol(), move || {
             let bytes = body::decompress(raw, encoding, limit)?;
-            format.decode(&bytes)
+            format.decode(bytes)
         })
         .await
 }
@@ -124,5 +133,10 @@ struct RpcStatus {
 fn error_response(error: &IngestError, format: Format) -> Response {
     error.log();
     let body = format.encode_status(&RpcStatus { code: error.grpc_code() as i32, message: error.to_string() });
-    (error.http_status(), [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let mut response = (error.http_status(), [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if error.is_retryable() {
+        // 503 with Retry-After: the retryable form of the OTLP specification.
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+    }
+    response
 }

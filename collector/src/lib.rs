@@ -6,8 +6,10 @@ mod error;
 mod grpc;
 mod http;
 mod ingest;
+mod metrics;
 
 pub use error::IngestError;
 pub use grpc::{OtlpGrpcService, grpc_service};
 pub use http::router as http_router;
 pub use ingest::{CollectorConfig, Ingest};
+pub use metrics::{CollectorMetrics, Protocol};

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Deserialize;
 use serde_json::json;
-use spanlake_storage::TenantId;
 use spanlake_storage::ids::parse_trace_id;
+use spanlake_storage::{TENANT_HEADER, TenantId};
 use tracing::error;
 
 use crate::engine::QueryEngine;
@@ -29,9 +29,14 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
 
 /// `GET /api/v1/traces/{trace_id}`: the whole trace as OTLP/JSON, in a form
 /// that `POST /v1/traces` accepts unchanged.
-async fn get_trace(State(engine): State<Arc<QueryEngine>>, Path(id): Path<String>) -> Result<Response, QueryError> {
+async fn get_trace(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, QueryError> {
+    let tenant = tenant(&headers)?;
     let trace_id = parse_trace_id(&id).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-    match engine.trace(&TenantId::default(), &trace_id).await? {
+    match engine.trace(&tenant, &trace_id).await? {
         Some(resource_spans) => Ok(Json(ExportTraceServiceRequest { resource_spans }).into_response()),
         None => Err(QueryError::NotFound(format!("trace {id} not found"))),
     }
@@ -51,13 +56,19 @@ async fn post_sql(
 ) -> Result<Response, QueryError> {
     let Json(request) = body
         .map_err(|e| QueryError::BadRequest(format!("expected a JSON body {{\"sql\": \"...\"}}: {}", e.body_text())))?;
-    let result = engine.sql(&TenantId::default(), &request.sql).await?;
+    let result = engine.sql(&tenant(&headers)?, &request.sql).await?;
     let json = JsonResult::from_result(&result).map_err(|e| QueryError::Render(e.to_string()))?;
     if accepts_csv(&headers) {
         let csv = json.to_csv().map_err(|e| QueryError::Render(e.to_string()))?;
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response());
     }
     Ok(Json(json).into_response())
+}
+
+/// The tenant named by `X-Scope-OrgID`, `default` without it.
+pub fn tenant(headers: &HeaderMap) -> Result<TenantId, QueryError> {
+    TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
+        .map_err(|e| QueryError::BadRequest(format!("{e} (header X-Scope-OrgID)")))
 }
 
 fn accepts_csv(headers: &HeaderMap) -> bool {

@@ -34,7 +34,7 @@ impl QueryEngine {
     /// Runs one read-only SQL statement against `tenant`'s tables.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
         let statement = read_only_statement(sql)?;
-        let ctx = self.session(tenant)?;
+        let ctx = self.session(tenant).await?;
         let plan = ctx.state().statement_to_plan(statement).await?;
         SQLOptions::new()
             .with_allow_ddl(false)

@@ -1,25 +1,56 @@
-//! Trace lookup by id.
+//! Trace lookup by id, without a time range: the trace index names the
+//! trace's time bounds, and only span files of those hours are opened.
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::TimestampNanosecondType;
 use datafusion::common::ScalarValue;
-use datafusion::prelude::{col, lit};
+use datafusion::functions_aggregate::expr_fn::{max, min};
+use datafusion::prelude::{Expr, col, lit};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use spanlake_storage::ids::TraceId;
-use spanlake_storage::{TenantId, schema, spans_to_otlp};
+use spanlake_storage::schema::{self, trace_index as ti};
+use spanlake_storage::{TenantId, spans_to_otlp};
 
-use crate::engine::{QueryEngine, SPANS_TABLE};
+use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::error::QueryError;
+
+fn timestamp(nanos: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(Some(nanos), Some("UTC".into())))
+}
 
 impl QueryEngine {
     /// Every span of a trace as OTLP, in start-time order; `None` when no
     /// span of it is stored.
     pub async fn trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Result<Option<Vec<ResourceSpans>>, QueryError> {
-        // SELECT * FROM spans WHERE trace_id = <16 bytes> ORDER BY start_time
+        let ctx = self.session(tenant).await?;
         let id = lit(ScalarValue::FixedSizeBinary(16, Some(trace_id.to_vec())));
-        let batches = self
-            .session(tenant)?
+
+        // SELECT min(start_time), max(end_time) FROM trace_fragments WHERE trace_id = <id>
+        let bounds = ctx
+            .table(TRACE_FRAGMENTS_TABLE)
+            .await?
+            .filter(col(ti::TRACE_ID).eq(id.clone()))?
+            .aggregate(vec![], vec![min(col(ti::START_TIME)), max(col(ti::END_TIME))])?
+            .collect()
+            .await?;
+        let Some(row) = bounds.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+        let (first, last) = (row.column(0), row.column(1));
+        if first.is_null(0) {
+            return Ok(None);
+        }
+        let first = first.as_primitive::<TimestampNanosecondType>().value(0);
+        let last = last.as_primitive::<TimestampNanosecondType>().value(0);
+
+        // SELECT * FROM spans WHERE trace_id = <id> AND start_time BETWEEN <first> AND <last> ORDER BY start_time
+        let batches = ctx
             .table(SPANS_TABLE)
             .await?
-            .filter(col(schema::TRACE_ID).eq(id))?
+            .filter(
+                col(schema::TRACE_ID)
+                    .eq(id)
+                    .and(col(schema::START_TIME).gt_eq(timestamp(first)))
+                    .and(col(schema::START_TIME).lt_eq(timestamp(last))),
+            )?
             .sort(vec![col(schema::START_TIME).sort(true, true)])?
             .collect()
             .await?;

@@ -5,6 +5,7 @@ mod columns;
 mod to_otlp;
 
 pub use builder::{AppendSummary, IngestLimits, SpanBatchBuilder};
+pub(crate) use columns::TimestampColumn;
 pub use to_otlp::{ToOtlpError, spans_to_otlp};
 
 #[cfg(test)]

@@ -1,34 +1,41 @@
-//! The storage engine: an in-memory write buffer per tenant, flushed to span
-//! files in the object store.
+//! The storage engine: WAL, write buffer, catalog and data files, and the
+//! background work that moves spans between them.
 //!
 //! ```text
-//! write(batch) ──> pending ──flush──> flushing ──put──> files
-//!                  └──────── all three visible to snapshot() ───────┘
+//! write ──> WAL (fsync) ──> buffer ──flush──> span + trace-index files ──> manifest ──> WAL segments deleted
+//!                              │                                              │
+//! snapshot(tenant) = manifest files + buffered batches above the manifest's WAL watermark
 //! ```
 //!
-//! A write returns once its batch is in `pending`, which the next flush
-//! writes. A flush moves `pending` to `flushing` (still visible), writes one
-//! file per hour, then in one step adds the files and drops their rows, so a
-//! snapshot never sees a span twice or misses one. Rows of an hour whose
-//! write failed go back to `pending` and are retried by the next flush.
+//! A snapshot reads the buffer first and the manifest second, and keeps
+//! only the batches above the manifest's watermark. A flush publishes the
+//! manifest before it drops the batches from the buffer. Whichever way the
+//! two interleave, a snapshot holds every span exactly once.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
-use futures::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use bytes::Bytes;
+use object_store::ObjectStore;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::batch::{IngestLimits, SpanBatchBuilder};
+use crate::buffer::Buffer;
+use crate::catalog::{Catalog, DataFile, Manifest};
+use crate::compaction::CompactionConfig;
 use crate::error::StorageError;
-use crate::paths::{SpanFilePath, TenantId};
+use crate::metrics::{StorageMetrics, TenantLabel};
+use crate::paths::{FileKind, TenantId};
 use crate::schema;
-use crate::span_file;
+use crate::wal::{self, Durable, Record, ReplayReport, Wal, WalConfig};
 
 /// When buffered spans become files.
 #[derive(Debug, Clone)]
@@ -41,279 +48,277 @@ pub struct FlushConfig {
 
 impl Default for FlushConfig {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(5), max_rows: span_file::ROW_GROUP_ROWS }
+        Self { interval: Duration::from_secs(5), max_rows: crate::data_file::ROW_GROUP_ROWS }
     }
 }
 
-/// A span file in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpanFile {
-    pub path: Path,
-    pub size: u64,
+/// 512 MiB of buffered spans keeps the whole process near 1 GiB on a small
+/// machine while absorbing bursts.
+pub const DEFAULT_MAX_BUFFER_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub flush: FlushConfig,
+    /// Buffered spans (in Arrow memory) above which writes are refused with
+    /// a retryable error; a flush starts at half of it.
+    pub max_buffer_bytes: usize,
+    pub wal: WalConfig,
+    pub compaction: CompactionConfig,
+    /// Hours older than this are removed; `None` keeps everything.
+    pub retention: Option<Duration>,
+    /// Applied again when the WAL is replayed.
+    pub limits: IngestLimits,
+    /// For a store on local disk, its directory: files are fsynced there
+    /// before the WAL records they hold are deleted.
+    pub local_root: Option<PathBuf>,
 }
 
-/// What a query reads: the files and the buffered rows of one tenant at one instant.
+impl StorageConfig {
+    pub fn new(wal_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            flush: FlushConfig::default(),
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+            wal: WalConfig::new(wal_dir),
+            compaction: CompactionConfig::default(),
+            retention: None,
+            limits: IngestLimits::default(),
+            local_root: None,
+        }
+    }
+}
+
+/// What a query reads: one tenant's live files and buffered spans at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub files: Vec<SpanFile>,
+    pub manifest: Arc<Manifest>,
     pub batches: Vec<RecordBatch>,
 }
 
-#[derive(Debug, Default)]
-struct TenantState {
-    files: Vec<SpanFile>,
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
-    flushing: Vec<RecordBatch>,
+impl Snapshot {
+    pub fn files(&self, kind: FileKind) -> impl Iterator<Item = &DataFile> {
+        self.manifest.files_of(kind)
+    }
 }
 
-/// Spans of all tenants: buffered in memory, flushed to the object store.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Spans of all tenants: logged, buffered, flushed, compacted, expired.
 #[derive(Debug)]
 pub struct Storage {
-    store: Arc<dyn ObjectStore>,
-    flush: FlushConfig,
-    tenants: Mutex<BTreeMap<TenantId, TenantState>>,
-    /// One flush at a time.
-    flush_lock: tokio::sync::Mutex<()>,
-    flush_wanted: Notify,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) catalog: Catalog,
+    /// `None` when opened read-only.
+    pub(crate) wal: Option<Wal>,
+    pub(crate) buffer: Arc<Buffer>,
+    pub(crate) config: StorageConfig,
+    pub(crate) metrics: Arc<StorageMetrics>,
+    pub(crate) flush_lock: tokio::sync::Mutex<()>,
+    pub(crate) flush_wanted: Arc<Notify>,
+    /// Bytes of writes waiting for the WAL, counted against the buffer limit.
+    in_flight: AtomicUsize,
+    replay: ReplayReport,
 }
 
 impl Storage {
-    /// Opens the store and finds the span files already in it.
-    pub async fn open(store: Arc<dyn ObjectStore>, flush: FlushConfig) -> Result<Arc<Self>, StorageError> {
-        let mut tenants: BTreeMap<TenantId, TenantState> = BTreeMap::new();
-        let mut listing = store.list(None);
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(file) = SpanFilePath::parse(&meta.location) {
-                tenants.entry(file.tenant).or_default().files.push(SpanFile { path: meta.location, size: meta.size });
+    /// Loads the catalog, replays the WAL into the buffer and starts the WAL.
+    /// Every span acknowledged before a crash is queryable when this returns.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        config: StorageConfig,
+        metrics: Arc<StorageMetrics>,
+    ) -> Result<Arc<Self>, StorageError> {
+        let catalog = Catalog::open(Arc::clone(&store)).await?;
+        let writer_id = wal::writer_id(&config.wal.dir)?;
+        let buffer = Arc::new(Buffer::default());
+        let flush_wanted = Arc::new(Notify::new());
+
+        let replay = {
+            let (buffer, metrics, limits) = (Arc::clone(&buffer), Arc::clone(&metrics), config.limits.clone());
+            let catalog = &catalog;
+            move |record: Record| {
+                let flushed = catalog.manifest(&record.tenant).wal_through.get(&writer_id).copied().unwrap_or(0);
+                if record.seq <= flushed {
+                    return;
+                }
+                match decode(&record.body, &limits) {
+                    Ok(batch) => {
+                        buffer.insert(record.tenant, record.seq, batch, &metrics);
+                    }
+                    Err(error) => warn!(seq = record.seq, %error, "WAL record does not decode; skipped"),
+                }
             }
+        };
+        let on_durable = {
+            let (buffer, metrics, wanted) = (Arc::clone(&buffer), Arc::clone(&metrics), Arc::clone(&flush_wanted));
+            let (max_rows, flush_bytes) = (config.flush.max_rows, config.max_buffer_bytes / 2);
+            Box::new(move |group: Vec<Durable>| {
+                let mut full = false;
+                for durable in group {
+                    full |= buffer.insert(durable.tenant, durable.seq, durable.batch, &metrics) >= max_rows;
+                }
+                if full || buffer.bytes() >= flush_bytes {
+                    wanted.notify_one();
+                }
+            })
+        };
+        let (wal, report) = Wal::open(config.wal.clone(), Arc::clone(&metrics), replay, on_durable)?;
+        let storage = Arc::new(Self {
+            store,
+            catalog,
+            wal: Some(wal),
+            buffer,
+            config,
+            metrics,
+            flush_lock: tokio::sync::Mutex::new(()),
+            flush_wanted,
+            in_flight: AtomicUsize::new(0),
+            replay: report,
+        });
+        for tenant in storage.catalog.tenants() {
+            storage.update_file_metrics(&tenant, &storage.catalog.manifest(&tenant));
         }
-        let files: usize = tenants.values().map(|t| t.files.len()).sum();
-        info!(files, tenants = tenants.len(), "opened span store");
+        Ok(storage)
+    }
+
+    /// Opens the catalog only: for reading the files while a server owns
+    /// the WAL (`spanlake sql --data-dir`). Writes are refused.
+    pub async fn open_read_only(store: Arc<dyn ObjectStore>, config: StorageConfig) -> Result<Arc<Self>, StorageError> {
+        let catalog = Catalog::open(Arc::clone(&store)).await?;
         Ok(Arc::new(Self {
             store,
-            flush,
-            tenants: Mutex::new(tenants),
+            catalog,
+            wal: None,
+            buffer: Arc::default(),
+            config,
+            metrics: Arc::default(),
             flush_lock: tokio::sync::Mutex::new(()),
-            flush_wanted: Notify::new(),
+            flush_wanted: Arc::default(),
+            in_flight: AtomicUsize::new(0),
+            replay: ReplayReport::default(),
         }))
+    }
+
+    pub(crate) fn wal(&self) -> Result<&Wal, StorageError> {
+        self.wal.as_ref().ok_or(StorageError::ReadOnly)
     }
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.store)
     }
 
-    fn tenants(&self) -> MutexGuard<'_, BTreeMap<TenantId, TenantState>> {
-        // A panic while holding the lock cannot leave the map half-updated:
-        // every update is a few pushes and swaps.
-        self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// What the WAL replay at open found.
+    pub fn replay_report(&self) -> &ReplayReport {
+        &self.replay
     }
 
-    /// Buffers a batch of the span schema; it is queryable when this returns.
-    pub fn write(&self, tenant: &TenantId, batch: RecordBatch) -> Result<(), StorageError> {
+    /// Logs and buffers a batch of the span schema decoded from `body` (an
+    /// OTLP protobuf request). Returns once the WAL has it on disk and the
+    /// batch is queryable; refuses with [`StorageError::Overloaded`] while
+    /// the buffer is full.
+    pub async fn write(&self, tenant: &TenantId, body: Bytes, batch: RecordBatch) -> Result<(), StorageError> {
         if batch.schema_ref() != &schema::span_schema() {
             return Err(StorageError::Schema);
         }
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let full = {
-            let mut tenants = self.tenants();
-            let state = tenants.entry(tenant.clone()).or_default();
-            state.pending_rows += batch.num_rows();
-            state.pending.push(batch);
-            state.pending_rows >= self.flush.max_rows
-        };
-        if full {
+        let bytes = batch.get_array_memory_size() + body.len();
+        let in_flight = self.in_flight.fetch_add(bytes, Ordering::AcqRel);
+        if self.buffer.bytes() + in_flight + bytes > self.config.max_buffer_bytes {
+            self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
             self.flush_wanted.notify_one();
+            return Err(StorageError::Overloaded);
         }
+        let appended = self.wal()?.append(tenant.clone(), body, batch).await;
+        self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
+        appended?;
         Ok(())
     }
 
-    /// The files and buffered rows of `tenant`, as one consistent view.
+    /// Whether writes are being refused for want of buffer space.
+    pub fn is_full(&self) -> bool {
+        self.buffer.bytes() + self.in_flight.load(Ordering::Acquire) >= self.config.max_buffer_bytes
+    }
+
+    /// The live files and buffered spans of `tenant`, as one consistent view.
     pub fn snapshot(&self, tenant: &TenantId) -> Snapshot {
-        let tenants = self.tenants();
-        let Some(state) = tenants.get(tenant) else { return Snapshot::default() };
-        Snapshot { files: state.files.clone(), batches: state.flushing.iter().chain(&state.pending).cloned().collect() }
+        let buffered = self.buffer.batches(tenant);
+        let manifest = self.catalog.manifest(tenant);
+        let flushed = self.flushed_through(&manifest);
+        Snapshot { batches: buffered.into_iter().filter(|b| b.seq > flushed).map(|b| b.batch).collect(), manifest }
     }
 
-    /// Writes every tenant's buffered spans to files.
-    pub async fn flush(&self) -> Result<(), StorageError> {
-        let _one_at_a_time = self.flush_lock.lock().await;
-        let work: Vec<(TenantId, Vec<RecordBatch>)> = {
-            let mut tenants = self.tenants();
-            tenants
-                .iter_mut()
-                .filter(|(_, s)| !s.pending.is_empty())
-                .map(|(tenant, state)| {
-                    state.pending_rows = 0;
-                    state.flushing = std::mem::take(&mut state.pending);
-                    (tenant.clone(), state.flushing.clone())
-                })
-                .collect()
-        };
-        let mut first_error = None;
-        for (tenant, batches) in work {
-            let (files, failed) = self.write_files(&tenant, batches).await;
-            let mut tenants = self.tenants();
-            let state = tenants.entry(tenant).or_default();
-            state.files.extend(files);
-            state.flushing.clear();
-            if let Some((error, failed)) = failed {
-                state.pending_rows += failed.iter().map(RecordBatch::num_rows).sum::<usize>();
-                state.pending.splice(0..0, failed);
-                first_error.get_or_insert(error);
-            }
+    pub(crate) fn flushed_through(&self, manifest: &Manifest) -> u64 {
+        let Some(wal) = &self.wal else { return 0 };
+        manifest.wal_through.get(wal.writer_id()).copied().unwrap_or(0)
+    }
+
+    /// Tenants with files or buffered spans.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut tenants = self.catalog.tenants();
+        tenants.extend(self.buffer.tenants());
+        tenants.sort();
+        tenants.dedup();
+        tenants
+    }
+
+    pub(crate) fn update_file_metrics(&self, tenant: &TenantId, manifest: &Manifest) {
+        let label = TenantLabel::new(tenant);
+        self.metrics.files.get_or_create(&label).set(manifest.files.len() as i64);
+        self.metrics.file_bytes.get_or_create(&label).set(manifest.files.iter().map(|f| f.size as i64).sum());
+    }
+
+    /// Deletes the WAL segments whose records are all in published files.
+    pub(crate) fn release_wal(&self) {
+        let Some(wal) = &self.wal else { return };
+        let flushed: HashMap<TenantId, u64> = self
+            .catalog
+            .tenants()
+            .into_iter()
+            .map(|t| {
+                let through = self.flushed_through(&self.catalog.manifest(&t));
+                (t, through)
+            })
+            .collect();
+        match wal.release(&flushed) {
+            Ok(0) => {}
+            Ok(released) => tracing::debug!(released, "released WAL segments"),
+            Err(error) => warn!(%error, "could not delete flushed WAL segments"),
         }
-        first_error.map_or(Ok(()), Err)
     }
 
-    /// Writes one file per hour; returns the files written and, if some hour
-    /// failed, the error and the rows that still need a file.
-    async fn write_files(
-        &self,
-        tenant: &TenantId,
-        batches: Vec<RecordBatch>,
-    ) -> (Vec<SpanFile>, Option<(StorageError, Vec<RecordBatch>)>) {
-        let parts = match tokio::task::spawn_blocking(move || encode_hours(&batches)).await {
-            Ok(Ok(parts)) => parts,
-            Ok(Err((error, batches))) => return (Vec::new(), Some((error, batches))),
-            Err(join) => panic!("span file encoding panicked: {join}"),
-        };
-        let mut files = Vec::new();
-        let mut failed: Vec<RecordBatch> = Vec::new();
-        let mut error = None;
-        for (hour, rows, bytes) in parts {
-            let path = SpanFilePath::new(tenant.clone(), hour).to_path();
-            let size = bytes.len() as u64;
-            match self.store.put(&path, PutPayload::from_bytes(bytes)).await {
-                Ok(_) => {
-                    debug!(%path, rows = rows.num_rows(), bytes = size, "wrote span file");
-                    files.push(SpanFile { path, size });
-                }
-                Err(e) => {
-                    warn!(%path, error = %e, "writing span file failed; its spans stay buffered");
-                    failed.push(rows);
-                    error.get_or_insert(StorageError::from(e));
-                }
-            }
-        }
-        (files, error.map(|e| (e, failed)))
-    }
-
-    /// Flushes every `interval`, or sooner when a buffer is full, until
-    /// `stop`; then flushes what is left.
+    /// Flushes on the interval, or sooner when a buffer fills, until `stop`;
+    /// then flushes what is left and closes the WAL.
     pub async fn run_flusher(self: Arc<Self>, stop: CancellationToken) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep(self.flush.interval) => {}
+                () = tokio::time::sleep(self.config.flush.interval) => {}
                 () = self.flush_wanted.notified() => {}
             }
             if let Err(error) = self.flush().await {
-                warn!(%error, "flush failed; retrying on the next one");
+                warn!(%error, "flush failed; the spans stay in the WAL and the buffer, and are retried");
             }
         }
         match self.flush().await {
             Ok(()) => info!("flushed buffered spans at shutdown"),
-            Err(error) => warn!(%error, "final flush failed; buffered spans are lost"),
+            Err(error) => warn!(%error, "final flush failed; the WAL keeps the spans for the next start"),
+        }
+        if let Some(wal) = &self.wal {
+            wal.close().await;
         }
     }
 }
 
-type HourParts = Vec<(chrono::DateTime<chrono::Utc>, RecordBatch, bytes::Bytes)>;
-
-/// Concatenates, splits by hour, sorts and encodes. On error hands the input back.
-fn encode_hours(batches: &[RecordBatch]) -> Result<HourParts, (StorageError, Vec<RecordBatch>)> {
-    let run = || -> Result<HourParts, StorageError> {
-        let all = concat_batches(&schema::span_schema(), batches)?;
-        span_file::split_by_hour(&all)?
-            .into_iter()
-            .map(|(hour, rows)| {
-                let sorted = span_file::sort(&rows)?;
-                let bytes = span_file::encode(&sorted)?;
-                Ok((hour, sorted, bytes))
-            })
-            .collect()
-    };
-    run().map_err(|e| (e, batches.to_vec()))
+/// An OTLP protobuf request as a span batch, as the receivers made it.
+pub(crate) fn decode(body: &[u8], limits: &IngestLimits) -> Result<RecordBatch, StorageError> {
+    let request = ExportTraceServiceRequest::decode(body).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let mut builder = SpanBatchBuilder::new(limits.clone());
+    builder.append(&request.resource_spans);
+    Ok(builder.finish()?)
 }
 
 #[cfg(test)]
-mod tests {
-    use object_store::memory::InMemory;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-
-    use super::*;
-    use crate::{IngestLimits, SpanBatchBuilder};
-
-    fn batch(n: u8) -> RecordBatch {
-        let spans = (1..=n)
-            .map(|i| Span {
-                trace_id: vec![i; 16],
-                span_id: vec![i; 8],
-                start_time_unix_nano: 1_700_000_000_000_000_000,
-                end_time_unix_nano: 1_700_000_000_000_000_100,
-                ..Default::default()
-            })
-            .collect();
-        let mut builder = SpanBatchBuilder::new(IngestLimits::default());
-        builder.append(&[ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }]);
-        builder.finish().unwrap()
-    }
-
-    fn rows(snapshot: &Snapshot) -> usize {
-        snapshot.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-
-    #[tokio::test]
-    async fn written_spans_move_from_the_buffer_into_files_and_are_found_again() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let storage = Storage::open(Arc::clone(&store), FlushConfig::default()).await.unwrap();
-        let tenant = TenantId::default();
-        storage.write(&tenant, batch(3)).unwrap();
-        storage.write(&tenant, batch(2)).unwrap();
-        let before = storage.snapshot(&tenant);
-        assert_eq!((before.files.len(), rows(&before)), (0, 5));
-
-        storage.flush().await.unwrap();
-        let after = storage.snapshot(&tenant);
-        assert_eq!((after.files.len(), rows(&after)), (1, 0));
-        assert!(storage.snapshot(&TenantId::new("other").unwrap()).files.is_empty());
-
-        let reopened = Storage::open(store, FlushConfig::default()).await.unwrap();
-        assert_eq!(reopened.snapshot(&tenant).files, after.files);
-    }
-
-    #[tokio::test]
-    async fn a_full_buffer_wakes_the_flusher() {
-        let storage =
-            Storage::open(Arc::new(InMemory::new()), FlushConfig { interval: Duration::from_secs(3600), max_rows: 4 })
-                .await
-                .unwrap();
-        let stop = CancellationToken::new();
-        let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop.clone()));
-        storage.write(&TenantId::default(), batch(5)).unwrap();
-        let tenant = TenantId::default();
-        for _ in 0..500 {
-            if !storage.snapshot(&tenant).files.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(storage.snapshot(&tenant).files.len(), 1);
-        stop.cancel();
-        flusher.await.unwrap();
-    }
-
-    #[test]
-    fn batches_of_another_schema_are_refused() {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let storage = runtime.block_on(Storage::open(Arc::new(InMemory::new()), FlushConfig::default())).unwrap();
-        let other = RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty()));
-        assert!(matches!(storage.write(&TenantId::default(), other), Err(StorageError::Schema)));
-    }
-}
+mod tests;

@@ -2,6 +2,9 @@ use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
 use thiserror::Error;
 
+use crate::catalog::CatalogError;
+use crate::wal::WalError;
+
 #[derive(Debug, Error)]
 pub enum StorageError {
     #[error("object store: {0}")]
@@ -10,6 +13,28 @@ pub enum StorageError {
     Arrow(#[from] ArrowError),
     #[error("parquet: {0}")]
     Parquet(#[from] ParquetError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
     #[error("batch does not have the span schema")]
     Schema,
+    #[error("the write buffer is full; retry shortly")]
+    Overloaded,
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("storage was opened read-only")]
+    ReadOnly,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StorageError {
+    /// Whether the caller should retry later (the condition is passing:
+    /// a full buffer, a full or failing disk), as opposed to a bad request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Overloaded | Self::Wal(_) | Self::ObjectStore(_) | Self::Io(_))
+    }
 }

@@ -1,16 +1,29 @@
-//! spanlake's storage: the span schema, OTLP into Arrow batches and back,
-//! the write buffer, and Parquet span files in an object store.
+//! spanlake's storage engine: the span schema, OTLP into Arrow batches and
+//! back, the write-ahead log, the write buffer, Parquet data files in an
+//! object store, the catalog of live files, compaction and retention.
 
 pub mod attributes;
 pub mod batch;
+mod buffer;
+pub mod catalog;
+mod compaction;
+pub mod data_file;
 mod engine;
 mod error;
+mod flush;
 pub mod ids;
+mod maintenance;
+pub mod metrics;
 pub mod paths;
 pub mod schema;
-pub mod span_file;
+pub mod trace_index;
+pub mod wal;
 
 pub use batch::{AppendSummary, IngestLimits, SpanBatchBuilder, ToOtlpError, spans_to_otlp};
-pub use engine::{FlushConfig, Snapshot, SpanFile, Storage};
+pub use catalog::{DataFile, Manifest};
+pub use compaction::CompactionConfig;
+pub use engine::{DEFAULT_MAX_BUFFER_BYTES, FlushConfig, Snapshot, Storage, StorageConfig};
 pub use error::StorageError;
-pub use paths::TenantId;
+pub use metrics::StorageMetrics;
+pub use paths::{FileKind, InvalidTenant, TENANT_HEADER, TenantId};
+pub use wal::{WalConfig, WalSync};

@@ -1,7 +1,10 @@
 //! Object-store paths as small types that format and parse back.
 //!
 //! ```text
-//! {tenant}/spans/date=YYYY-MM-DD/hour=HH/{uuid v7}.parquet
+//! {tenant}/spans/date=YYYY-MM-DD/hour=HH/{uuid v7}.parquet         span files
+//! {tenant}/trace_index/date=YYYY-MM-DD/hour=HH/{uuid v7}.parquet   trace-index files
+//! {tenant}/catalog/{version:020}.json                             manifests
+//! {tenant}/catalog/_latest                                        newest version (a hint)
 //! ```
 //!
 //! The Hive-style `date=` / `hour=` segments let DuckDB, Spark or
@@ -23,8 +26,24 @@ pub struct InvalidTenant(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TenantId(String);
 
+/// The header (HTTP) or metadata key (gRPC) that names the tenant, as in
+/// Grafana Tempo, Loki and Mimir.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
 impl TenantId {
     pub const DEFAULT: &'static str = "default";
+
+    /// The tenant a request names in [`TENANT_HEADER`]; `default` when it names none.
+    pub fn from_header(value: Option<&[u8]>) -> Result<Self, InvalidTenant> {
+        match value {
+            None => Ok(Self::default()),
+            Some(bytes) => {
+                let text =
+                    std::str::from_utf8(bytes).map_err(|_| InvalidTenant(String::from_utf8_lossy(bytes).into()))?;
+                if text.trim().is_empty() { Ok(Self::default()) } else { Self::new(text.trim()) }
+            }
+        }
+    }
 
     pub fn new(name: &str) -> Result<Self, InvalidTenant> {
         let valid = !name.is_empty()
@@ -37,9 +56,17 @@ impl TenantId {
         &self.0
     }
 
-    /// Where this tenant's span files live.
-    pub fn spans_prefix(&self) -> Path {
-        Path::from_iter([self.0.as_str(), SPANS])
+    /// Where this tenant's manifests live.
+    pub fn catalog_prefix(&self) -> Path {
+        Path::from_iter([self.0.as_str(), CATALOG])
+    }
+
+    pub fn manifest_path(&self, version: u64) -> Path {
+        Path::from_iter([self.0.as_str(), CATALOG, &format!("{version:020}.json")])
+    }
+
+    pub fn latest_manifest_hint(&self) -> Path {
+        Path::from_iter([self.0.as_str(), CATALOG, "_latest"])
     }
 }
 
@@ -55,27 +82,51 @@ impl fmt::Display for TenantId {
     }
 }
 
-const SPANS: &str = "spans";
+const CATALOG: &str = "catalog";
 const PARQUET: &str = ".parquet";
 
-/// The path of one span file: its tenant, the hour its spans start in, its id.
+/// What a data file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// Rows of the span table.
+    Spans,
+    /// Per-trace, per-service summaries: the trace index.
+    TraceIndex,
+}
+
+impl FileKind {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Spans => "spans",
+            Self::TraceIndex => "trace_index",
+        }
+    }
+
+    fn from_dir(dir: &str) -> Option<Self> {
+        [Self::Spans, Self::TraceIndex].into_iter().find(|k| k.dir() == dir)
+    }
+}
+
+/// The path of one data file: its tenant, kind, the hour its spans start in, its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpanFilePath {
+pub struct DataFilePath {
     pub tenant: TenantId,
+    pub kind: FileKind,
     /// Start of the hour, UTC.
     pub hour: DateTime<Utc>,
     pub id: Uuid,
 }
 
-impl SpanFilePath {
-    pub fn new(tenant: TenantId, hour: DateTime<Utc>) -> Self {
-        Self { tenant, hour: truncate_to_hour(hour), id: Uuid::now_v7() }
+impl DataFilePath {
+    pub fn new(tenant: TenantId, kind: FileKind, hour: DateTime<Utc>) -> Self {
+        Self { tenant, kind, hour: truncate_to_hour(hour), id: Uuid::now_v7() }
     }
 
     pub fn to_path(&self) -> Path {
         Path::from_iter([
             self.tenant.as_str(),
-            SPANS,
+            self.kind.dir(),
             &format!("date={}", self.hour.format("%Y-%m-%d")),
             &format!("hour={:02}", self.hour.hour()),
             &format!("{}{PARQUET}", self.id),
@@ -84,15 +135,13 @@ impl SpanFilePath {
 
     pub fn parse(path: &Path) -> Option<Self> {
         let parts: Vec<_> = path.parts().collect();
-        let [tenant, spans, date, hour, file] = parts.as_slice() else { return None };
-        if spans.as_ref() != SPANS {
-            return None;
-        }
+        let [tenant, kind, date, hour, file] = parts.as_slice() else { return None };
+        let kind = FileKind::from_dir(kind.as_ref())?;
         let date = NaiveDate::parse_from_str(date.as_ref().strip_prefix("date=")?, "%Y-%m-%d").ok()?;
         let hour: u32 = hour.as_ref().strip_prefix("hour=")?.parse().ok()?;
         let hour = Utc.from_utc_datetime(&date.and_hms_opt(hour, 0, 0)?);
         let id = Uuid::parse_str(file.as_ref().strip_suffix(PARQUET)?).ok()?;
-        Some(Self { tenant: TenantId::new(tenant.as_ref()).ok()?, hour, id })
+        Some(Self { tenant: TenantId::new(tenant.as_ref()).ok()?, kind, hour, id })
     }
 }
 
@@ -105,14 +154,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn span_file_paths_format_and_parse_back() {
+    fn data_file_paths_format_and_parse_back() {
         let hour = Utc.with_ymd_and_hms(2026, 11, 25, 7, 42, 13).unwrap();
-        let path = SpanFilePath::new(TenantId::new("acme").unwrap(), hour);
-        let text = path.to_path().to_string();
-        assert!(text.starts_with("acme/spans/date=2026-11-25/hour=07/"), "{text}");
-        assert!(text.ends_with(".parquet"));
-        assert_eq!(SpanFilePath::parse(&path.to_path()), Some(path));
-        assert_eq!(SpanFilePath::parse(&Path::from("acme/spans/date=x/hour=07/a.parquet")), None);
+        for (kind, dir) in [(FileKind::Spans, "spans"), (FileKind::TraceIndex, "trace_index")] {
+            let path = DataFilePath::new(TenantId::new("acme").unwrap(), kind, hour);
+            let text = path.to_path().to_string();
+            assert!(text.starts_with(&format!("acme/{dir}/date=2026-11-25/hour=07/")), "{text}");
+            assert!(text.ends_with(".parquet"));
+            assert_eq!(DataFilePath::parse(&path.to_path()), Some(path));
+        }
+        assert_eq!(DataFilePath::parse(&Path::from("acme/spans/date=x/hour=07/a.parquet")), None);
+        assert_eq!(DataFilePath::parse(&Path::from("acme/other/date=2026-11-25/hour=07/a.parquet")), None);
     }
 
     #[test]

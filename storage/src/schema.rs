@@ -9,7 +9,10 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
 
 /// Written to every Parquet file's key-value metadata under [`SCHEMA_VERSION_KEY`].
 /// Readers accept every version up to this one.
@@ -142,8 +145,24 @@ pub mod value_type {
     pub const EMPTY: &str = "empty";
 }
 
-/// The file sort order, as declared in every Parquet footer and to DataFusion.
-pub const SORT_COLUMNS: [&str; 3] = [SERVICE_NAME, SPAN_NAME, START_TIME];
+/// The span file sort order, as declared in every Parquet footer. The ids
+/// at the end make it total, so repeats of a span sit side by side.
+pub const SORT_COLUMNS: [&str; 5] = [SERVICE_NAME, SPAN_NAME, START_TIME, TRACE_ID, SPAN_ID];
+
+/// Columns of the trace index: one row per trace and service (a
+/// "fragment"); the `trace_index` view sums a trace's fragments into one row.
+pub mod trace_index {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const SERVICE_NAME: &str = "service_name";
+    pub const START_TIME: &str = "start_time";
+    pub const END_TIME: &str = "end_time";
+    pub const SPAN_COUNT: &str = "span_count";
+    pub const ERROR_COUNT: &str = "error_count";
+    /// The root span's name, in the fragment of the service that has it.
+    pub const ROOT_SPAN_NAME: &str = "root_span_name";
+    /// Fragment files are sorted by these.
+    pub const SORT_COLUMNS: [&str; 2] = [TRACE_ID, SERVICE_NAME];
+}
 
 pub fn label_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
@@ -262,6 +281,44 @@ static SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The schema of the `spans` table and of every span file.
 pub fn span_schema() -> SchemaRef {
     Arc::clone(&SPAN_SCHEMA)
+}
+
+static TRACE_INDEX_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use trace_index::*;
+    Arc::new(Schema::new(vec![
+        Field::new(TRACE_ID, id_type(16), false),
+        Field::new(SERVICE_NAME, label_type(), true),
+        Field::new(START_TIME, timestamp_type(), false),
+        Field::new(END_TIME, timestamp_type(), false),
+        Field::new(SPAN_COUNT, DataType::Int64, false),
+        Field::new(ERROR_COUNT, DataType::Int64, false),
+        Field::new(ROOT_SPAN_NAME, label_type(), true),
+    ]))
+});
+
+/// The schema of trace-index files.
+pub fn trace_index_schema() -> SchemaRef {
+    Arc::clone(&TRACE_INDEX_SCHEMA)
+}
+
+/// Casts a batch's columns to `schema`'s types (a reader may hand back plain
+/// or view strings where the schema says dictionary); columns are found by
+/// name, so a file of an older version with fewer columns fails here loudly.
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| ArrowError::SchemaError(format!("missing column {}", field.name())))?;
+            if column.data_type() == field.data_type() { Ok(column.clone()) } else { cast(column, field.data_type()) }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 /// The dedicated attribute for `key` at `level`, if it has one.

@@ -18,14 +18,27 @@ fn free_port() -> SocketAddr {
 }
 
 /// Options for a test server.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ServerOptions {
     pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Where the data lives; a fresh temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
     pub fn arg(mut self, flag: &str, value: &str) -> Self {
         self.extra_args.extend([flag.to_owned(), value.to_owned()]);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
         self
     }
 }
@@ -37,7 +50,8 @@ pub struct TestServer {
     pub otlp_http_addr: SocketAddr,
     pub http_addr: SocketAddr,
     data_dir: PathBuf,
-    options: Vec<String>,
+    log_path: PathBuf,
+    options: ServerOptions,
     child: Option<Child>,
     // Dropped last: removes the data directory.
     _dir: Option<TempDir>,
@@ -50,13 +64,14 @@ impl TestServer {
 
     pub async fn start_with(options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data_dir = dir.path().join("data");
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
         let mut server = Self {
             grpc_addr: free_port(),
             otlp_http_addr: free_port(),
             http_addr: free_port(),
             data_dir,
-            options: options.extra_args,
+            log_path: dir.path().join("server.log"),
+            options,
             child: None,
             _dir: Some(dir),
         };
@@ -69,7 +84,7 @@ impl TestServer {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.with_file_name("server.log")
+        self.log_path.clone()
     }
 
     /// The server's log so far, for failure messages.
@@ -86,23 +101,69 @@ impl TestServer {
             .args(["--otlp-grpc-addr", &self.grpc_addr.to_string()])
             .args(["--otlp-http-addr", &self.otlp_http_addr.to_string()])
             .args(["--http-addr", &self.http_addr.to_string()])
-            .args(&self.options)
+            .args(&self.options.extra_args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,spanlake=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start spanlake");
         self.child = Some(child);
+        self.wait_until_ready().await;
+    }
+
+    /// Waits for `/readyz` (the WAL replayed, every port open).
+    async fn wait_until_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        for addr in [self.grpc_addr, self.otlp_http_addr, self.http_addr] {
-            while TcpStream::connect(addr).is_err() {
-                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    panic!("spanlake exited with {status} while starting:\n{}", self.log());
-                }
-                assert!(Instant::now() < deadline, "spanlake did not listen on {addr}:\n{}", self.log());
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let ready = self.api_url("/readyz");
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("spanlake exited with {status} while starting:\n{}", self.log());
             }
+            let answered = reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200);
+            if answered && [self.grpc_addr, self.otlp_http_addr].iter().all(|a| TcpStream::connect(a).is_ok()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "spanlake did not get ready:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// SIGKILL: no flush, no goodbye. Then start it again on the same ports and data.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+        }
+        self.spawn().await;
+    }
+
+    /// SIGKILL without a restart.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// Starts a stopped or crashed server again.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.api_url("/metrics")).await.expect("metrics").text().await.expect("text")
+    }
+
+    /// The value of one sample in `/metrics`, 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(sample) && l[sample.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn pid(&self) -> u32 {
@@ -150,12 +211,16 @@ impl TestServer {
     }
 
     pub async fn sql_response(&self, sql: &str) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(self.api_url("/api/v1/sql"))
-            .json(&serde_json::json!({ "sql": sql }))
-            .send()
-            .await
-            .expect("sql request");
+        self.sql_as(None, sql).await
+    }
+
+    /// SQL as `tenant` (the X-Scope-OrgID header).
+    pub async fn sql_as(&self, tenant: Option<&str>, sql: &str) -> (u16, Value) {
+        let mut request = reqwest::Client::new().post(self.api_url("/api/v1/sql"));
+        if let Some(tenant) = tenant {
+            request = request.header("x-scope-orgid", tenant);
+        }
+        let response = request.json(&serde_json::json!({ "sql": sql })).send().await.expect("sql request");
         (response.status().as_u16(), response.json().await.expect("JSON answer"))
     }
 
@@ -195,10 +260,10 @@ impl TestServer {
         files
     }
 
-    /// Waits until at least `n` span files exist.
-    pub async fn wait_for_files(&self, n: usize) {
+    /// Waits until every acknowledged span is in a published file (the buffer is empty).
+    pub async fn wait_until_flushed(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.parquet_files().len() < n {
+        while self.metric("spanlake_buffer_bytes").await > 0.0 {
             assert!(Instant::now() < deadline, "no flush happened:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -250,4 +315,107 @@ pub fn run_cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A small tmpfs, for filling a disk on purpose. Needs root; outside CI
+/// the test skips loudly without it, under `CI=true` it fails.
+#[derive(Debug)]
+pub struct TmpfsMount {
+    dir: TempDir,
+}
+
+impl TmpfsMount {
+    pub fn new(mib: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            return Some(Self { dir });
+        }
+        let message = "cannot mount a tmpfs (needs root): the full-disk test needs one";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("\n!!!!! SKIPPED: {message} !!!!!\n");
+        None
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `path` until the disk is full, then frees `leave` bytes.
+    pub fn fill(&self, path: &Path, leave: u64) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(path).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let len = file.metadata().expect("metadata").len();
+        file.set_len(len.saturating_sub(leave)).expect("truncate");
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// A moto S3 server from the test venv (scripts/test.sh installs it).
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub async fn start() -> Option<Self> {
+        let python = python()?;
+        let moto = python.with_file_name("moto_server");
+        let addr = free_port();
+        let child = Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", moto.display()));
+        let server = Self { child, endpoint: format!("http://{addr}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(server)
+    }
+
+    pub async fn create_bucket(&self, bucket: &str) {
+        let response =
+            reqwest::Client::new().put(format!("{}/{bucket}", self.endpoint)).send().await.expect("create bucket");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    /// Keys in the bucket under `prefix`.
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let url = format!("{}/{bucket}?list-type=2&prefix={prefix}&max-keys=1000", self.endpoint);
+        let xml = reqwest::get(url).await.expect("list").text().await.expect("text");
+        xml.split("<Key>").skip(1).filter_map(|s| s.split("</Key>").next()).map(str::to_owned).collect()
+    }
+
+    /// Options that point a spanlake at `s3://{bucket}/{prefix}` on this server.
+    pub fn options(&self, bucket: &str, prefix: &str) -> ServerOptions {
+        ServerOptions::default()
+            .arg("--storage", &format!("s3://{bucket}/{prefix}"))
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "spanlake")
+            .env("AWS_SECRET_ACCESS_KEY", "spanlake")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

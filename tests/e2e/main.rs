@@ -6,9 +6,14 @@
 
 mod bad_input;
 mod cli;
+mod compaction;
+mod durability;
 mod harness;
+mod object_storage;
+mod operations;
 mod otlp_compare;
 mod otlp_python;
 mod otlp_rust;
 mod sql;
 mod storage;
+mod tenancy;

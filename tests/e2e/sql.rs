@@ -52,13 +52,13 @@ async fn trace_id_lookups_are_answered_through_the_bloom_filter() {
         vec![span(&trace_id("10"), "00000000000000a1", "a", "x"), span(&trace_id("f0"), "00000000000000a2", "a", "y")],
     )
     .await;
-    server.wait_for_files(1).await;
+    server.wait_until_flushed().await;
     send(
         &server,
         vec![span(&trace_id("20"), "00000000000000b1", "b", "x"), span(&trace_id("e0"), "00000000000000b2", "b", "y")],
     )
     .await;
-    server.wait_for_files(2).await;
+    server.wait_until_flushed().await;
 
     let wanted = trace_id("20");
     let rows = server.sql(&format!("SELECT service_name, span_id FROM spans WHERE trace_id = '{wanted}'")).await;

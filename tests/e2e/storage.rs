@@ -28,7 +28,7 @@ async fn spans_survive_a_restart_whether_flushed_early_or_at_shutdown() {
     let early = "0000000000000000000000000000e001";
     let late = "0000000000000000000000000000e002";
     send(&server, early, 5).await;
-    server.wait_for_files(1).await;
+    server.wait_until_flushed().await;
     // Queryable as soon as acknowledged, before any flush of its own.
     send(&server, late, 7).await;
     assert_eq!(server.span_count().await, 12);

@@ -199,12 +199,12 @@ impl SpanBatchBuilder {
             schema_url: &rs.schema_url,
         };
         if let Some(resource) = &rs.resource {
-            columns.dropped_attributes_count = resource.dropped_attributes_count;
-            for kv in &resource.attributes {
-                let value = kv_value(kv);
-                match promotion(Level::Resource, &kv.key, value) {
-                    Some((i, v)) if columns.dedicated[i].is_none() => columns.dedicated[i] = Some(v),
-                    _ => columns.attributes.push(self.encode(kv, summary)),
+            let (unique, dropped) = self.unique(&resource.attributes);
+            columns.dropped_attributes_count = resource.dropped_attributes_count.saturating_add(dropped);
+            for (key, kv) in unique {
+                match promotion(Level::Resource, key, kv_value(kv)) {
+                    Some((i, v)) => columns.dedicated[i] = Some(v),
+                    None => columns.attributes.push(self.encode(key, kv, summary)),
                 }
             }
         }
@@ -213,20 +213,20 @@ impl SpanBatchBuilder {
 
     fn scope_columns<'a>(&self, ss: &'a ScopeSpans, summary: &mut AppendSummary) -> ScopeColumns<'a> {
         let scope = ss.scope.as_ref();
+        let (attributes, dropped) = scope.map_or_else(|| (Vec::new(), 0), |s| self.encode_all(&s.attributes, summary));
         ScopeColumns {
             name: scope.map_or("", |s| s.name.as_str()),
             version: scope.map_or("", |s| s.version.as_str()),
-            attributes: scope
-                .map_or_else(Vec::new, |s| s.attributes.iter().map(|kv| self.encode(kv, summary)).collect()),
-            dropped_attributes_count: scope.map_or(0, |s| s.dropped_attributes_count),
+            attributes,
+            dropped_attributes_count: scope.map_or(0, |s| s.dropped_attributes_count).saturating_add(dropped),
             schema_url: &ss.schema_url,
         }
     }
 
-    fn encode<'a>(&self, kv: &'a KeyValue, summary: &mut AppendSummary) -> (&'a str, EncodedValue<'a>) {
+    /// The value of an attribute whose key is already cut to `key`.
+    fn encode<'a>(&self, key: &'a str, kv: &'a KeyValue, summary: &mut AppendSummary) -> (&'a str, EncodedValue<'a>) {
         let (value, cut) = encode_limited(kv_value(kv), self.limits.max_attribute_value_bytes);
-        let key = self.cut(&kv.key, summary);
-        summary.truncated_values += usize::from(cut);
+        summary.truncated_values += usize::from(cut) + usize::from(key.len() < kv.key.len());
         (key, value)
     }
 
@@ -234,6 +234,22 @@ impl SpanBatchBuilder {
         let cut = crate::attributes::truncate(text, self.limits.max_attribute_value_bytes);
         summary.truncated_values += usize::from(cut.len() < text.len());
         cut
+    }
+
+    /// [`first_of_each_key`] with this builder's key limit.
+    fn unique<'a>(&self, attributes: &'a [KeyValue]) -> (Vec<(&'a str, &'a KeyValue)>, u32) {
+        let max = self.limits.max_attribute_value_bytes;
+        first_of_each_key(attributes, move |key| crate::attributes::truncate(key, max))
+    }
+
+    /// Encodes a whole attribute list; returns it and the repeats dropped.
+    fn encode_all<'a>(
+        &self,
+        attributes: &'a [KeyValue],
+        summary: &mut AppendSummary,
+    ) -> (Vec<(&'a str, EncodedValue<'a>)>, u32) {
+        let (unique, dropped) = self.unique(attributes);
+        (unique.into_iter().map(|(key, kv)| self.encode(key, kv, summary)).collect(), dropped)
     }
 
     fn append_span(
@@ -266,16 +282,17 @@ impl SpanBatchBuilder {
         // Span attributes: promote what has a dedicated column, keep the rest.
         let mut filled = [false; DEDICATED_COUNT];
         let mut remote = RemoteServiceHints::default();
-        for kv in &span.attributes {
+        let (unique, repeated) = self.unique(&span.attributes);
+        for (key, kv) in unique {
             let value = kv_value(kv);
-            remote.observe(&kv.key, value);
-            match promotion(Level::Span, &kv.key, value) {
-                Some((i, v)) if !filled[i] => {
+            remote.observe(key, value);
+            match promotion(Level::Span, key, value) {
+                Some((i, v)) => {
                     filled[i] = true;
                     self.dedicated[i].append(Some(&v));
                 }
-                _ => {
-                    let (key, value) = self.encode(kv, summary);
+                None => {
+                    let (key, value) = self.encode(key, kv, summary);
                     self.span_attributes.push(key, &value);
                 }
             }
@@ -294,25 +311,30 @@ impl SpanBatchBuilder {
         }
 
         for event in &span.events {
-            for kv in &event.attributes {
-                let (key, value) = self.encode(kv, summary);
-                self.events.attributes().push(key, &value);
+            let (attributes, dropped) = self.encode_all(&event.attributes, summary);
+            for (key, value) in &attributes {
+                self.events.attributes().push(key, value);
             }
             let name = self.cut(&event.name, summary);
-            self.events.push(clamp_nanos(event.time_unix_nano), name, event.dropped_attributes_count);
+            self.events.push(
+                clamp_nanos(event.time_unix_nano),
+                name,
+                event.dropped_attributes_count.saturating_add(dropped),
+            );
         }
         self.events.finish_row();
         for link in &span.links {
-            for kv in &link.attributes {
-                let (key, value) = self.encode(kv, summary);
-                self.links.attributes().push(key, &value);
+            let (attributes, dropped) = self.encode_all(&link.attributes, summary);
+            for (key, value) in &attributes {
+                self.links.attributes().push(key, value);
             }
             let trace_id = link.trace_id.as_slice().try_into().expect("validated");
             let span_id = link.span_id.as_slice().try_into().expect("validated");
-            self.links.push(trace_id, span_id, &link.trace_state, link.flags, link.dropped_attributes_count);
+            let dropped = link.dropped_attributes_count.saturating_add(dropped);
+            self.links.push(trace_id, span_id, &link.trace_state, link.flags, dropped);
         }
         self.links.finish_row();
-        self.dropped_attributes_count.append_value(span.dropped_attributes_count);
+        self.dropped_attributes_count.append_value(span.dropped_attributes_count.saturating_add(repeated));
         self.dropped_events_count.append_value(span.dropped_events_count);
         self.dropped_links_count.append_value(span.dropped_links_count);
 
@@ -380,6 +402,27 @@ impl SpanBatchBuilder {
             .collect();
         RecordBatch::try_new(schema, ordered)
     }
+}
+
+/// The attributes of one list whose stored key (after cutting) comes first.
+/// OTLP requires unique keys and a map holds one value per key, so later
+/// repeats are dropped and counted with the list's dropped attributes.
+fn first_of_each_key<'a>(
+    attributes: &'a [KeyValue],
+    cut: impl Fn(&'a str) -> &'a str,
+) -> (Vec<(&'a str, &'a KeyValue)>, u32) {
+    let mut seen: Vec<&str> = Vec::with_capacity(attributes.len());
+    let mut keep = Vec::with_capacity(attributes.len());
+    for kv in attributes {
+        let key = cut(&kv.key);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        keep.push((key, kv));
+    }
+    let dropped = (attributes.len() - keep.len()) as u32;
+    (keep, dropped)
 }
 
 fn kv_value(kv: &KeyValue) -> Option<&Value> {

@@ -210,3 +210,28 @@ fn oversized_values_are_cut_and_counted() {
     assert_eq!(attrs[0].value.as_ref().unwrap().value, Some(s("xxxxxxxxxx")));
     assert!(matches!(attrs[1].value.as_ref().unwrap().value, Some(Value::StringValue(ref t)) if t.len() == 10));
 }
+
+#[test]
+fn repeated_keys_keep_the_first_value_and_count_the_rest_as_dropped() {
+    let mut repeated = span(1, None);
+    repeated.attributes = vec![
+        kv("k", Value::DoubleValue(1.5)),
+        kv("k", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::BoolValue(false)) }] })),
+        kv("http.route", s("/a")),
+        kv("http.route", s("/b")),
+    ];
+    repeated.dropped_attributes_count = 1;
+    let rs = vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans { spans: vec![repeated], ..Default::default() }],
+        ..Default::default()
+    }];
+    let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+    assert_eq!(builder.append(&rs).accepted, 1);
+    let back = spans_to_otlp(&[builder.finish().unwrap()]).unwrap();
+    let span = &back[0].scope_spans[0].spans[0];
+    let mut attributes: Vec<_> =
+        span.attributes.iter().map(|kv| (kv.key.as_str(), kv.value.clone().unwrap().value)).collect();
+    attributes.sort_by_key(|a| a.0);
+    assert_eq!(attributes, [("http.route", Some(s("/a"))), ("k", Some(Value::DoubleValue(1.5)))]);
+    assert_eq!(span.dropped_attributes_count, 3);
+}

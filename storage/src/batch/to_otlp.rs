@@ -38,7 +38,7 @@ pub fn spans_to_otlp(batches: &[RecordBatch]) -> Result<Vec<ResourceSpans>, ToOt
     let mut resources: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut scopes: HashMap<(usize, Vec<u8>), usize> = HashMap::new();
     for batch in batches {
-        let batch = conform(batch)?;
+        let batch = schema::conform(batch, &schema::span_schema())?;
         let rows = Rows::new(&batch)?;
         for row in 0..batch.num_rows() {
             let (resource, resource_schema_url) = rows.resource(row)?;
@@ -68,23 +68,6 @@ pub fn spans_to_otlp(batches: &[RecordBatch]) -> Result<Vec<ResourceSpans>, ToOt
         }
     }
     Ok(out)
-}
-
-/// Casts columns to the declared schema's types (a reader may hand back
-/// plain or view strings where the schema says dictionary).
-fn conform(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let schema = schema::span_schema();
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch
-                .column_by_name(field.name())
-                .ok_or_else(|| ArrowError::SchemaError(format!("missing column {}", field.name())))?;
-            if column.data_type() == field.data_type() { Ok(column.clone()) } else { cast(column, field.data_type()) }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema, columns)
 }
 
 /// A string-valued column of any physical form, read by row.

@@ -1,0 +1,14 @@
+//! OTLP protobuf, as a receiver gets it, into the batch builder and back.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(request) = ExportTraceServiceRequest::decode(data) {
+        common::build_and_read_back(&request.resource_spans);
+    }
+});

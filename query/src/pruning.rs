@@ -1,0 +1,139 @@
+//! File pruning from the catalog alone: a file whose span start times lie
+//! outside a query's `start_time` bounds, or whose services do not include
+//! the one asked for, is not opened at all.
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use spanlake_storage::{DataFile, schema};
+
+/// What the filters require of `start_time` and `service_name`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct FileFilter {
+    /// Inclusive bounds on span start, ns.
+    pub(crate) min_start: Option<i64>,
+    pub(crate) max_start: Option<i64>,
+    pub(crate) service: Option<String>,
+}
+
+fn column_name(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(c) => Some(&c.name),
+        Expr::Cast(cast) => column_name(&cast.expr),
+        Expr::TryCast(cast) => column_name(&cast.expr),
+        _ => None,
+    }
+}
+
+fn timestamp_nanos(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+fn text(value: &ScalarValue) -> Option<&str> {
+    match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Some(s),
+        ScalarValue::Dictionary(_, inner) => text(inner),
+        _ => None,
+    }
+}
+
+fn flip(op: Operator) -> Operator {
+    match op {
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        other => other,
+    }
+}
+
+impl FileFilter {
+    pub(crate) fn from_filters(filters: &[Expr]) -> Self {
+        let mut filter = Self::default();
+        for expr in filters {
+            filter.absorb(expr);
+        }
+        filter
+    }
+
+    fn absorb(&mut self, expr: &Expr) {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return };
+        if *op == Operator::And {
+            self.absorb(left);
+            self.absorb(right);
+            return;
+        }
+        let (column, op, value) = match (column_name(left), column_name(right), left.as_ref(), right.as_ref()) {
+            (Some(c), _, _, Expr::Literal(v, _)) => (c, *op, v),
+            (_, Some(c), Expr::Literal(v, _), _) => (c, flip(*op), v),
+            _ => return,
+        };
+        if column == schema::START_TIME {
+            let Some(t) = timestamp_nanos(value) else { return };
+            match op {
+                Operator::Gt | Operator::GtEq => self.min_start = Some(self.min_start.map_or(t, |m| m.max(t))),
+                Operator::Lt | Operator::LtEq => self.max_start = Some(self.max_start.map_or(t, |m| m.min(t))),
+                Operator::Eq => {
+                    self.min_start = Some(t);
+                    self.max_start = Some(t);
+                }
+                _ => {}
+            }
+        } else if column == schema::SERVICE_NAME && op == Operator::Eq {
+            self.service = text(value).map(str::to_owned);
+        }
+    }
+
+    /// Whether `file` may hold matching rows.
+    pub(crate) fn may_match(&self, file: &DataFile) -> bool {
+        self.min_start.is_none_or(|t| file.max_time >= t)
+            && self.max_start.is_none_or(|t| file.min_time <= t)
+            && self.service.as_ref().is_none_or(|s| file.services.binary_search(s).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+    use spanlake_storage::FileKind;
+
+    use super::*;
+
+    fn file(min: i64, max: i64, services: &[&str]) -> DataFile {
+        DataFile {
+            path: String::new(),
+            kind: FileKind::Spans,
+            hour: 0,
+            size: 1,
+            rows: 1,
+            min_time: min,
+            max_time: max,
+            services: services.iter().map(|s| s.to_string()).collect(),
+            schema_version: 1,
+            level: 0,
+        }
+    }
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())))
+    }
+
+    #[test]
+    fn time_bounds_and_services_prune_files() {
+        let filter = FileFilter::from_filters(&[
+            col("start_time").gt_eq(ts(100)).and(ts(200).gt(col("start_time"))),
+            col("service_name").eq(lit("web")),
+        ]);
+        assert_eq!(filter, FileFilter { min_start: Some(100), max_start: Some(200), service: Some("web".into()) });
+        assert!(filter.may_match(&file(50, 150, &["db", "web"])));
+        assert!(!filter.may_match(&file(0, 99, &["web"])));
+        assert!(!filter.may_match(&file(201, 300, &["web"])));
+        assert!(!filter.may_match(&file(100, 200, &["db"])));
+        assert!(FileFilter::default().may_match(&file(0, 0, &[])));
+    }
+}

@@ -1,0 +1,67 @@
+//! The operational endpoints: `/metrics` (Prometheus text), `/healthz`
+//! (the process answers) and `/readyz` (storage replayed, API open). Until
+//! ready, every other path answers 503.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use tower::ServiceExt;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ops {
+    registry: Arc<Registry>,
+    app: Arc<OnceLock<Router>>,
+}
+
+impl Ops {
+    pub(crate) fn new(registry: Registry) -> Self {
+        Self { registry: Arc::new(registry), app: Arc::new(OnceLock::new()) }
+    }
+
+    /// Opens the rest of the HTTP port: `app` serves every other path.
+    pub(crate) fn ready(&self, app: Router) {
+        let _ = self.app.set(app);
+    }
+
+    pub(crate) fn router(&self) -> Router {
+        let registry = Arc::clone(&self.registry);
+        let ready = Arc::clone(&self.app);
+        let app = Arc::clone(&self.app);
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                get(move || async move {
+                    if ready.get().is_some() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "replaying the WAL\n")
+                    }
+                }),
+            )
+            .route("/metrics", get(move || async move { metrics(&registry) }))
+            .fallback(move |request: Request<Body>| async move {
+                match app.get() {
+                    Some(app) => app.clone().oneshot(request).await.into_response(),
+                    None => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "spanlake is starting: replaying the WAL\n").into_response()
+                    }
+                }
+            })
+    }
+}
+
+fn metrics(registry: &Registry) -> Response {
+    let mut text = String::new();
+    match encode(&mut text, registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}

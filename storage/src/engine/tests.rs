@@ -1,0 +1,146 @@
+use object_store::memory::InMemory;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+use super::*;
+
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+/// An export of `n` spans of trace `trace`, starting `hours_ago` hours back.
+fn export(trace: u8, n: u8, hours_ago: u64) -> (Bytes, RecordBatch) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let start = now - hours_ago * HOUR_NS;
+    let spans = (1..=n)
+        .map(|i| Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![trace, i, 1, 1, 1, 1, 1, 1],
+            name: "op".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1000,
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let body = Bytes::from(request.encode_to_vec());
+    let batch = decode(&body, &IngestLimits::default()).unwrap();
+    (body, batch)
+}
+
+fn config(dir: &std::path::Path) -> StorageConfig {
+    let mut config = StorageConfig::new(dir.join("wal"));
+    config.compaction = CompactionConfig { min_files: 2, tombstone_grace: Duration::ZERO, ..Default::default() };
+    config
+}
+
+async fn open(store: &Arc<dyn ObjectStore>, config: &StorageConfig) -> Arc<Storage> {
+    Storage::open(Arc::clone(store), config.clone(), Arc::default()).await.unwrap()
+}
+
+fn rows(snapshot: &Snapshot) -> (u64, usize) {
+    let in_files = snapshot.files(FileKind::Spans).map(|f| f.rows).sum();
+    (in_files, snapshot.batches.iter().map(RecordBatch::num_rows).sum())
+}
+
+async fn write(storage: &Storage, (body, batch): (Bytes, RecordBatch)) {
+    storage.write(&TenantId::default(), body, batch).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_move_from_buffer_to_files_and_a_restart_replays_only_what_was_not_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let config = config(dir.path());
+    let tenant = TenantId::default();
+
+    let storage = open(&store, &config).await;
+    write(&storage, export(1, 3, 0)).await;
+    write(&storage, export(2, 2, 0)).await;
+    assert_eq!(rows(&storage.snapshot(&tenant)), (0, 5));
+    storage.flush().await.unwrap();
+    assert_eq!(rows(&storage.snapshot(&tenant)), (5, 0));
+    assert_eq!(storage.snapshot(&tenant).files(FileKind::TraceIndex).count(), 1);
+    // Written after the flush, never flushed: only the WAL has it.
+    write(&storage, export(3, 4, 0)).await;
+    drop(storage);
+
+    let storage = open(&store, &config).await;
+    assert_eq!(storage.replay_report().records, 1, "the flushed segments were released");
+    assert_eq!(rows(&storage.snapshot(&tenant)), (5, 4));
+    storage.flush().await.unwrap();
+    drop(storage);
+    let storage = open(&store, &config).await;
+    assert_eq!(rows(&storage.snapshot(&tenant)), (9, 0), "nothing is stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_buffer_refuses_writes_until_a_flush_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (body, batch) = export(1, 50, 0);
+    let mut config = config(dir.path());
+    config.max_buffer_bytes = batch.get_array_memory_size() + body.len() + 1;
+    let storage = open(&store, &config).await;
+    write(&storage, (body.clone(), batch.clone())).await;
+    let refused = storage.write(&TenantId::default(), body.clone(), batch.clone()).await;
+    assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
+    storage.flush().await.unwrap();
+    storage.write(&TenantId::default(), body, batch).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upkeep_compacts_hours_expires_old_ones_and_deletes_replaced_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut config = config(dir.path());
+    config.retention = Some(Duration::from_secs(48 * 3600));
+    let grace = Duration::from_secs(2);
+    config.compaction.tombstone_grace = grace;
+    let tenant = TenantId::default();
+    let storage = open(&store, &config).await;
+    for trace in 1..=3 {
+        write(&storage, export(trace, 2, 5)).await;
+        storage.flush().await.unwrap();
+    }
+    write(&storage, export(9, 1, 24 * 5)).await;
+    storage.flush().await.unwrap();
+    assert_eq!(storage.snapshot(&tenant).files(FileKind::Spans).count(), 4);
+
+    storage.maintain().await.unwrap();
+    let snapshot = storage.snapshot(&tenant);
+    let spans: Vec<_> = snapshot.files(FileKind::Spans).collect();
+    assert_eq!(spans.len(), 1, "three flushes of one hour became one file; the 5-day-old hour expired");
+    assert_eq!((spans[0].level, spans[0].rows), (1, 6));
+    assert_eq!(snapshot.manifest.tombstones.len(), 8, "4 + 4 files replaced or expired");
+    let objects: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
+    assert_eq!(
+        objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")).count(),
+        10,
+        "kept for the grace period"
+    );
+
+    tokio::time::sleep(grace).await;
+    storage.maintain().await.unwrap();
+    assert!(storage.snapshot(&tenant).manifest.tombstones.is_empty());
+    let objects: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
+    let parquet = objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")).count();
+    assert_eq!(parquet, 2, "one span file and one trace-index file are left");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_storage_sees_the_files_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let config = config(dir.path());
+    let storage = open(&store, &config).await;
+    write(&storage, export(1, 3, 0)).await;
+    storage.flush().await.unwrap();
+
+    let reader = Storage::open_read_only(Arc::clone(&store), config).await.unwrap();
+    assert_eq!(rows(&reader.snapshot(&TenantId::default())), (3, 0));
+    let (body, batch) = export(2, 1, 0);
+    assert!(matches!(reader.write(&TenantId::default(), body, batch).await, Err(StorageError::ReadOnly)));
+}

@@ -1,0 +1,176 @@
+//! Flush: buffered spans of a tenant become span and trace-index files, one
+//! of each per hour, published in one manifest version together with the
+//! WAL watermark they reach. A tenant's flush is all or nothing: if any
+//! file fails, none is published and the spans stay buffered (and logged).
+
+use std::collections::BTreeSet;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::compute::concat_batches;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tracing::{debug, warn};
+
+use crate::catalog::DataFile;
+use crate::data_file::{self, FileSink};
+use crate::engine::Storage;
+use crate::error::StorageError;
+use crate::metrics::TenantLabel;
+use crate::paths::{FileKind, TenantId};
+use crate::schema;
+use crate::trace_index;
+
+/// Runs a future on the blocking pool: encoding Parquet is CPU work that
+/// must not hold up the runtime's workers.
+pub(crate) async fn on_blocking_pool<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, StorageError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(future))
+        .await
+        .map_err(|e| StorageError::Internal(format!("background task failed: {e}")))
+}
+
+impl Storage {
+    /// Writes every tenant's buffered spans to files.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        let _one_at_a_time = self.flush_lock.lock().await;
+        // Everything appended so far lands in sealed segments, which can be
+        // deleted once flushed.
+        let Ok(wal) = self.wal() else { return Ok(()) };
+        wal.seal().await;
+        let mut first_error = None;
+        for tenant in self.buffer.tenants() {
+            let started = Instant::now();
+            match self.flush_tenant(&tenant).await {
+                Ok(true) => {
+                    self.metrics.flushes.get_or_create(&TenantLabel::new(&tenant)).inc();
+                    self.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    self.metrics.flush_errors.inc();
+                    warn!(%tenant, %error, "flush failed");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        self.release_wal();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Returns whether anything was written.
+    async fn flush_tenant(&self, tenant: &TenantId) -> Result<bool, StorageError> {
+        let flushed = self.flushed_through(&self.catalog.manifest(tenant));
+        let buffered: Vec<_> = self.buffer.batches(tenant).into_iter().filter(|b| b.seq > flushed).collect();
+        let Some(through) = buffered.last().map(|b| b.seq) else {
+            self.buffer.remove_through(tenant, flushed, &self.metrics);
+            return Ok(false);
+        };
+        let batches: Vec<_> = buffered.into_iter().map(|b| b.batch).collect();
+        let files = match on_blocking_pool(write_hours(self.object_store(), tenant.clone(), batches)).await? {
+            Ok(files) => files,
+            Err((error, partial)) => {
+                self.delete_quietly(partial).await;
+                return Err(error);
+            }
+        };
+        let written: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let published = async {
+            self.sync_local(&written).await?;
+            let writer = self.wal()?.writer_id().to_owned();
+            let manifest = self
+                .catalog
+                .commit(tenant, |base| {
+                    let mut next = base.clone();
+                    next.files.extend(files.iter().cloned());
+                    let mark = next.wal_through.entry(writer.clone()).or_insert(0);
+                    *mark = (*mark).max(through);
+                    Ok(next)
+                })
+                .await?;
+            self.sync_local(&[tenant.manifest_path(manifest.version).to_string()]).await?;
+            Ok::<_, StorageError>(manifest)
+        }
+        .await;
+        match published {
+            Ok(manifest) => {
+                self.buffer.remove_through(tenant, through, &self.metrics);
+                self.update_file_metrics(tenant, &manifest);
+                debug!(%tenant, files = files.len(), through, "flushed");
+                Ok(true)
+            }
+            Err(error) => {
+                self.delete_quietly(written).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Best-effort cleanup of files no manifest names.
+    pub(crate) async fn delete_quietly(&self, paths: Vec<String>) {
+        for path in paths {
+            if let Err(error) = self.store.delete(&Path::from(path.as_str())).await {
+                warn!(path, %error, "could not delete an unpublished file");
+            }
+        }
+    }
+
+    /// fsyncs files of a store on local disk, and their directories.
+    pub(crate) async fn sync_local(&self, paths: &[String]) -> Result<(), StorageError> {
+        let Some(root) = self.config.local_root.clone() else { return Ok(()) };
+        let paths = paths.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = BTreeSet::new();
+            for path in &paths {
+                let full = root.join(path);
+                std::fs::File::open(&full)?.sync_all()?;
+                dirs.extend(full.parent().map(FsPath::to_path_buf));
+            }
+            for dir in dirs {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| StorageError::Internal(e.to_string()))??;
+        Ok(())
+    }
+}
+
+/// Sorts and writes the spans of each hour, and their trace-index
+/// fragments. On failure returns the error and the files already written.
+async fn write_hours(
+    store: Arc<dyn object_store::ObjectStore>,
+    tenant: TenantId,
+    batches: Vec<arrow::array::RecordBatch>,
+) -> Result<Vec<DataFile>, (StorageError, Vec<String>)> {
+    let mut done: Vec<DataFile> = Vec::new();
+    let paths = |done: &[DataFile], more: Vec<String>| done.iter().map(|f| f.path.clone()).chain(more).collect();
+    let all = concat_batches(&schema::span_schema(), &batches).map_err(|e| (e.into(), vec![]))?;
+    let hours = data_file::split_by_hour(&all).map_err(|e| (e.into(), vec![]))?;
+    for (hour, rows) in hours {
+        for kind in [FileKind::Spans, FileKind::TraceIndex] {
+            let mut sink = FileSink::new(Arc::clone(&store), tenant.clone(), kind, hour, 0, usize::MAX);
+            let result = async {
+                let batch = match kind {
+                    FileKind::Spans => data_file::sort(kind, &rows)?,
+                    FileKind::TraceIndex => trace_index::fragments_of_spans(&rows)?,
+                };
+                sink.write(&batch).await?;
+                Ok::<_, StorageError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => match sink.finish().await {
+                    Ok(files) => done.extend(files),
+                    Err(e) => return Err((e.into(), paths(&done, vec![]))),
+                },
+                Err(e) => return Err((e, paths(&done, sink.written()))),
+            }
+        }
+    }
+    Ok(done)
+}

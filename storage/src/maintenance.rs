@@ -1,0 +1,164 @@
+//! Background upkeep of the files, per tenant, every compaction interval:
+//!
+//! 1. **Retention** drops whole hours older than the retention period from
+//!    the manifest.
+//! 2. **Compaction** replaces the files of busy or finished hours with
+//!    larger ones (see `compaction.rs`).
+//! 3. **Deletion** removes files that left the manifest more than the grace
+//!    period ago, so a query planned on an older manifest still finds them.
+//!
+//! Every change is a manifest commit; a compaction that lost its inputs to
+//! retention meanwhile is a conflict, and its outputs are deleted.
+
+use std::time::Instant;
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::catalog::CatalogError;
+use crate::compaction::{self, HourPlan};
+use crate::engine::{Storage, now_ms};
+use crate::error::StorageError;
+use crate::flush::on_blocking_pool;
+use crate::metrics::TenantLabel;
+use crate::paths::TenantId;
+
+impl Storage {
+    /// Runs upkeep every compaction interval until `stop`.
+    pub async fn run_maintenance(self: std::sync::Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.config.compaction.interval) => {}
+            }
+            if let Err(error) = self.maintain().await {
+                warn!(%error, "upkeep failed; retrying next interval");
+            }
+        }
+    }
+
+    /// One round of retention, compaction and deletion for every tenant.
+    pub async fn maintain(&self) -> Result<(), StorageError> {
+        if let Err(error) = self.catalog.refresh_all().await {
+            warn!(%error, "could not refresh the catalog");
+        }
+        for tenant in self.catalog.tenants() {
+            self.apply_retention(&tenant).await?;
+            self.compact(&tenant).await?;
+            self.delete_tombstones(&tenant).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_retention(&self, tenant: &TenantId) -> Result<(), StorageError> {
+        let Some(retention) = self.config.retention else { return Ok(()) };
+        let cutoff_secs = now_ms() / 1000 - retention.as_secs() as i64;
+        let expired: Vec<String> = self
+            .catalog
+            .manifest(tenant)
+            .files
+            .iter()
+            .filter(|f| f.hour + 3600 <= cutoff_secs)
+            .map(|f| f.path.clone())
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let manifest = self
+            .catalog
+            .commit(tenant, |base| {
+                let still_live: Vec<String> =
+                    expired.iter().filter(|p| base.files.iter().any(|f| &f.path == *p)).cloned().collect();
+                base.without(&still_live, now_ms())
+            })
+            .await?;
+        self.metrics.retention_removed_files.get_or_create(&TenantLabel::new(tenant)).inc_by(expired.len() as u64);
+        self.update_file_metrics(tenant, &manifest);
+        info!(%tenant, files = expired.len(), "removed hours past retention");
+        Ok(())
+    }
+
+    async fn compact(&self, tenant: &TenantId) -> Result<(), StorageError> {
+        let manifest = self.catalog.manifest(tenant);
+        for plan in compaction::plan(&manifest.files, now_ms() / 1000, &self.config.compaction) {
+            let started = Instant::now();
+            match self.compact_hour(tenant, plan).await {
+                Ok(()) => {
+                    self.metrics.compactions.get_or_create(&TenantLabel::new(tenant)).inc();
+                    self.metrics.compaction_seconds.observe(started.elapsed().as_secs_f64());
+                }
+                Err(error) => {
+                    self.metrics.compaction_errors.inc();
+                    warn!(%tenant, %error, "compaction failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn compact_hour(&self, tenant: &TenantId, plan: HourPlan) -> Result<(), StorageError> {
+        let inputs = plan.inputs();
+        let hour = plan.hour;
+        let job = compaction::compact_hour(
+            self.object_store(),
+            tenant.clone(),
+            plan,
+            self.config.compaction.target_file_bytes,
+        );
+        let output = on_blocking_pool(job).await??;
+        let outputs: Vec<String> = output.files.iter().map(|f| f.path.clone()).collect();
+        self.sync_local(&outputs).await?;
+        let committed = self
+            .catalog
+            .commit(tenant, |base| {
+                let mut next = base.without(&inputs, now_ms())?;
+                next.files.extend(output.files.iter().cloned());
+                Ok(next)
+            })
+            .await;
+        match committed {
+            Ok(manifest) => {
+                self.metrics.duplicate_spans_removed.get_or_create(&TenantLabel::new(tenant)).inc_by(output.duplicates);
+                self.update_file_metrics(tenant, &manifest);
+                info!(%tenant, hour, inputs = inputs.len(), outputs = outputs.len(), duplicates = output.duplicates, "compacted hour");
+                Ok(())
+            }
+            Err(error) => {
+                self.delete_quietly(outputs).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn delete_tombstones(&self, tenant: &TenantId) -> Result<(), StorageError> {
+        let grace_ms = self.config.compaction.tombstone_grace.as_millis() as i64;
+        let due: Vec<String> = self
+            .catalog
+            .manifest(tenant)
+            .tombstones
+            .iter()
+            .filter(|t| t.removed_at_ms + grace_ms <= now_ms())
+            .map(|t| t.path.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut deleted = Vec::new();
+        for path in due {
+            match self.store.delete(&Path::from(path.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted.push(path),
+                Err(error) => warn!(path, %error, "could not delete a replaced file; retrying later"),
+            }
+        }
+        self.catalog
+            .commit(tenant, |base| {
+                let mut next = base.clone();
+                next.tombstones.retain(|t| !deleted.contains(&t.path));
+                Ok::<_, CatalogError>(next)
+            })
+            .await?;
+        Ok(())
+    }
+}

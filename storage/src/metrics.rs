@@ -1,0 +1,102 @@
+//! The storage engine's Prometheus metrics. Created once by whoever wires
+//! the server and registered in its registry; no globals.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
+impl TenantLabel {
+    pub fn new(tenant: &crate::TenantId) -> Self {
+        Self { tenant: tenant.as_str().to_owned() }
+    }
+}
+
+fn seconds_histogram() -> Histogram {
+    // 100 µs .. ~100 s
+    Histogram::new(exponential_buckets(0.0001, 2.5, 16))
+}
+
+#[derive(Debug)]
+pub struct StorageMetrics {
+    pub wal_bytes: Counter,
+    pub wal_fsync_seconds: Histogram,
+    pub wal_segments: Gauge,
+    pub wal_damaged_bytes: Counter,
+    pub wal_write_errors: Counter,
+    pub buffer_bytes: Gauge,
+    pub flushes: Family<TenantLabel, Counter>,
+    pub flush_errors: Counter,
+    pub flush_seconds: Histogram,
+    pub compactions: Family<TenantLabel, Counter>,
+    pub compaction_errors: Counter,
+    pub compaction_seconds: Histogram,
+    pub duplicate_spans_removed: Family<TenantLabel, Counter>,
+    pub retention_removed_files: Family<TenantLabel, Counter>,
+    pub files: Family<TenantLabel, Gauge>,
+    pub file_bytes: Family<TenantLabel, Gauge>,
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        Self {
+            wal_bytes: Counter::default(),
+            wal_fsync_seconds: seconds_histogram(),
+            wal_segments: Gauge::default(),
+            wal_damaged_bytes: Counter::default(),
+            wal_write_errors: Counter::default(),
+            buffer_bytes: Gauge::default(),
+            flushes: Family::default(),
+            flush_errors: Counter::default(),
+            flush_seconds: seconds_histogram(),
+            compactions: Family::default(),
+            compaction_errors: Counter::default(),
+            compaction_seconds: seconds_histogram(),
+            duplicate_spans_removed: Family::default(),
+            retention_removed_files: Family::default(),
+            files: Family::default(),
+            file_bytes: Family::default(),
+        }
+    }
+}
+
+impl StorageMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("spanlake");
+        r.register("wal_bytes", "Bytes appended to the WAL", self.wal_bytes.clone());
+        r.register("wal_fsync_seconds", "Time of one WAL fsync (one per group commit)", self.wal_fsync_seconds.clone());
+        r.register("wal_segments", "WAL segment files on disk", self.wal_segments.clone());
+        r.register(
+            "wal_damaged_bytes",
+            "Bytes of torn or corrupt WAL found at replay and skipped",
+            self.wal_damaged_bytes.clone(),
+        );
+        r.register("wal_write_errors", "WAL writes that failed (exports refused)", self.wal_write_errors.clone());
+        r.register("buffer_bytes", "Spans in memory, waiting for a flush, in bytes", self.buffer_bytes.clone());
+        r.register("flushes", "Flushes of buffered spans into files", self.flushes.clone());
+        r.register("flush_errors", "Flushes that failed and will be retried", self.flush_errors.clone());
+        r.register("flush_seconds", "Duration of one flush", self.flush_seconds.clone());
+        r.register("compactions", "Hours compacted into larger files", self.compactions.clone());
+        r.register("compaction_errors", "Compactions that failed", self.compaction_errors.clone());
+        r.register("compaction_seconds", "Duration of one compaction", self.compaction_seconds.clone());
+        r.register(
+            "duplicate_spans_removed",
+            "Spans dropped by compaction as repeats of a (trace_id, span_id)",
+            self.duplicate_spans_removed.clone(),
+        );
+        r.register(
+            "retention_removed_files",
+            "Files removed because their hour fell out of retention",
+            self.retention_removed_files.clone(),
+        );
+        r.register("files", "Live span and trace-index files", self.files.clone());
+        r.register("file_bytes", "Bytes of live span and trace-index files", self.file_bytes.clone());
+    }
+}
