@@ -1,7 +1,9 @@
 //! spanlake: a distributed tracing backend. One binary: `serve` runs
-//! everything, `demo` sends demo traffic, `sql` queries the spans.
+//! everything, `demo` sends demo traffic, `load` measures ingest, `sql`
+//! queries the spans.
 
 mod demo;
+mod load;
 mod ops;
 mod serve;
 mod sql_cli;
@@ -12,6 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+
+// Ingest allocates and frees many small strings and buffers per span; with
+// glibc's allocator that was a quarter of the decode profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "spanlake", version, about)]
@@ -26,6 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send demo traces of a small shop over OTLP/gRPC.
     Demo(demo::DemoArgs),
+    /// Send OTLP load as fast as asked and report what was acknowledged.
+    Load(load::LoadArgs),
     /// Run a read-only SQL query over the spans.
     Sql(sql_cli::SqlArgs),
 }
@@ -52,19 +61,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve::run(args).await,
         Command::Demo(args) => {
-            let stop = CancellationToken::new();
-            let on_interrupt = stop.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_interrupt.cancel();
-            });
-            let report = demo::run(args, stop).await?;
+            let report = demo::run(args, stop_on_interrupt()).await?;
             println!(
                 "sent {} traces, {} spans ({} exports failed)",
                 report.traces, report.spans, report.failed_exports
             );
             Ok(())
         }
+        Command::Load(args) => load::run(args, stop_on_interrupt()).await,
         Command::Sql(args) => sql_cli::run(args).await,
     }
+}
+
+fn stop_on_interrupt() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_interrupt = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_interrupt.cancel();
+    });
+    stop
 }

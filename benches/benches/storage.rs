@@ -52,10 +52,10 @@ fn wal_append(c: &mut Criterion) {
                     rt.block_on(async {
                         let dir = tempfile::tempdir().expect("temp dir");
                         let storage = open(dir.path(), WalSync::Fsync).await;
+                        let tenant = TenantId::default();
                         let started = Instant::now();
                         for _ in 0..iters {
-                            let appends =
-                                (0..writers).map(|_| storage.write(&TenantId::default(), body.clone(), batch.clone()));
+                            let appends = (0..writers).map(|_| storage.write(&tenant, body.clone(), batch.clone()));
                             for result in futures::future::join_all(appends).await {
                                 result.expect("appended");
                             }

@@ -5,6 +5,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+// The allocator the spanlake binary uses, so that the numbers match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../src/demo/topology.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod topology;

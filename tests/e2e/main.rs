@@ -9,6 +9,7 @@ mod cli;
 mod compaction;
 mod durability;
 mod harness;
+mod load;
 mod object_storage;
 mod operations;
 mod otlp_compare;

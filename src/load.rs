@@ -1,0 +1,230 @@
+//! `spanlake load`: a load generator. Concurrent senders export pre-encoded
+//! demo-shop requests over OTLP/gRPC or OTLP/HTTP protobuf, at a target rate
+//! or flat out, retry refused exports as SDKs do, and the run ends with what
+//! was acknowledged, what was refused and how long exports took.
+
+mod limit;
+mod requests;
+mod sender;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::ensure;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use self::requests::{Shape, Template};
+use self::sender::{Outcome, Sender};
+
+/// Flags of `spanlake load`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// `grpc` (OTLP/gRPC) or `http` (OTLP/HTTP protobuf).
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    protocol: Protocol,
+    /// Receiver address; by default 127.0.0.1:4317 for gRPC, :4318 for HTTP.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Spans per second; 0 sends flat out.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Stop after this many spans.
+    #[arg(long, default_value_t = 1_000_000)]
+    spans: u64,
+    /// Stop after this long, whichever comes first.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Spans per export request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Spans per trace; by default as the demo shop makes them (5 to 30).
+    #[arg(long)]
+    spans_per_trace: Option<usize>,
+    /// Attributes added to each span beside the demo's own semantic-convention
+    /// ones; the default makes spans of about 500 bytes of protobuf.
+    #[arg(long, default_value_t = 8)]
+    attributes: usize,
+    /// Exports in flight at once, each sender on its own connection.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Different requests encoded before the run and sent in turn.
+    #[arg(long, default_value_t = 64)]
+    templates: usize,
+    /// Tenant (`X-Scope-OrgID`).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// First measure the decode + encode limit of the same spans on one core.
+    #[arg(long)]
+    measure_limit: bool,
+    /// Count a refused export and move on, instead of retrying it after a
+    /// pause as OTLP SDKs do.
+    #[arg(long)]
+    no_retry: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    Grpc,
+    Http,
+}
+
+/// Counters the senders share.
+#[derive(Debug, Default)]
+struct Tally {
+    next_send: AtomicU64,
+    acknowledged_spans: AtomicU64,
+    /// Spans of every refused attempt, retried or not.
+    refused_spans: AtomicU64,
+    /// Spans never acknowledged because they were refused to the end.
+    given_up_spans: AtomicU64,
+    failed_spans: AtomicU64,
+}
+
+/// First pause before a refused export is sent again; it doubles up to the max.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    ensure!(
+        args.batch > 0 && args.concurrency > 0 && args.templates > 0,
+        "--batch, --concurrency and --templates must be above zero"
+    );
+    ensure!(args.rate >= 0.0, "--rate must not be negative");
+    let shape = Shape {
+        spans_per_request: args.batch,
+        spans_per_trace: args.spans_per_trace,
+        extra_attributes: args.attributes,
+    };
+    let start = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64 - 5_000_000_000;
+    let templates = Arc::new(requests::templates(&mut StdRng::from_os_rng(), shape, args.templates, start));
+    let bytes: usize = templates.iter().map(|t| t.bytes.len()).sum();
+    let spans: usize = templates.iter().map(|t| t.spans).sum();
+    let bytes_per_span = bytes as f64 / spans as f64;
+    eprintln!("{} requests of {} spans, {bytes_per_span:.0} bytes of protobuf per span", templates.len(), args.batch);
+
+    let limit = if args.measure_limit {
+        let templates = templates.clone();
+        let rate = tokio::task::spawn_blocking(move || {
+            limit::decode_and_encode(&templates, 1_000_000, Duration::from_secs(5))
+        })
+        .await??;
+        eprintln!("decode + sort + encode limit on one core: {rate:.0} spans/s");
+        Some(rate)
+    } else {
+        None
+    };
+
+    let endpoint = args.endpoint.clone().unwrap_or_else(|| match args.protocol {
+        Protocol::Grpc => "http://127.0.0.1:4317".into(),
+        Protocol::Http => "http://127.0.0.1:4318".into(),
+    });
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + d);
+    let sends = args.spans.div_ceil(args.batch as u64);
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let sender = Sender::connect(args.protocol, &endpoint, args.tenant.as_deref()).await?;
+        let (templates, tally, stop, no_retry) = (templates.clone(), tally.clone(), stop.clone(), args.no_retry);
+        let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate));
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let send = tally.next_send.fetch_add(1, Ordering::Relaxed);
+                if send >= sends || stop.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return latencies;
+                }
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until((started + pace.mul_f64(send as f64)).into()).await;
+                }
+                let template: &Template = &templates[send as usize % templates.len()];
+                let body = template.stamped(send);
+                let sent = Instant::now();
+                let mut pause = RETRY_PAUSE;
+                let counter = loop {
+                    match sender.export(body.clone()).await {
+                        Outcome::Acknowledged => {
+                            latencies.push(sent.elapsed());
+                            break &tally.acknowledged_spans;
+                        }
+                        Outcome::Refused => {
+                            tally.refused_spans.fetch_add(template.spans as u64, Ordering::Relaxed);
+                            let out_of_time = deadline.is_some_and(|d| Instant::now() + pause >= d);
+                            if no_retry || out_of_time || stop.is_cancelled() {
+                                break &tally.given_up_spans;
+                            }
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                        }
+                        Outcome::Failed(error) => {
+                            tracing::warn!(%error, "export failed");
+                            break &tally.failed_spans;
+                        }
+                    }
+                };
+                counter.fetch_add(template.spans as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let quantile = |q: f64| {
+        latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let acknowledged = tally.acknowledged_spans.load(Ordering::Relaxed);
+    let report = json!({
+        "protocol": format!("{:?}", args.protocol).to_lowercase(),
+        "seconds": elapsed,
+        "spans_acknowledged": acknowledged,
+        "spans_refused": tally.refused_spans.load(Ordering::Relaxed),
+        "spans_given_up": tally.given_up_spans.load(Ordering::Relaxed),
+        "spans_failed": tally.failed_spans.load(Ordering::Relaxed),
+        "spans_per_second": acknowledged as f64 / elapsed,
+        "export_latency_ms": {"p50": quantile(0.5), "p99": quantile(0.99), "max": quantile(1.0)},
+        "bytes_per_span": bytes_per_span,
+        "limit_spans_per_second": limit,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &serde_json::Value) {
+    println!(
+        "{} spans acknowledged in {:.1} s: {:.0} spans/s over {} ({:.0} bytes of protobuf per span)",
+        r["spans_acknowledged"],
+        r["seconds"].as_f64().unwrap_or_default(),
+        r["spans_per_second"].as_f64().unwrap_or_default(),
+        r["protocol"].as_str().unwrap_or_default(),
+        r["bytes_per_span"].as_f64().unwrap_or_default()
+    );
+    println!(
+        "refused (retryable): {} spans in all, {} of them never acknowledged; failed: {} spans",
+        r["spans_refused"], r["spans_given_up"], r["spans_failed"]
+    );
+    let latency = &r["export_latency_ms"];
+    println!(
+        "export latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latency["p50"].as_f64().unwrap_or_default(),
+        latency["p99"].as_f64().unwrap_or_default(),
+        latency["max"].as_f64().unwrap_or_default()
+    );
+    if let Some(limit) = r["limit_spans_per_second"].as_f64() {
+        let achieved = r["spans_per_second"].as_f64().unwrap_or_default();
+        println!("decode + encode limit: {limit:.0} spans/s on one core; ingest reached {:.2} of it", achieved / limit);
+    }
+}

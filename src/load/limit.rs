@@ -1,0 +1,40 @@
+//! The ceiling ingest is measured against: the same requests decoded from
+//! protobuf into Arrow and encoded as sorted Parquet, on one core, with no
+//! network, WAL or catalog in between.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
+
+use super::requests::Template;
+
+/// Rows per encoded file, about one row group.
+const ROWS_PER_FILE: usize = 128 * 1024;
+
+/// Spans per second of decode + sort + encode on the calling thread, over at
+/// least `spans` spans and `min_time`.
+pub(crate) fn decode_and_encode(templates: &[Template], spans: usize, min_time: Duration) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut done = 0;
+    let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+    for (send, template) in templates.iter().cycle().enumerate() {
+        if done >= spans && started.elapsed() >= min_time {
+            break;
+        }
+        let request = ExportTraceServiceRequest::decode(template.stamped(send as u64).as_slice())?;
+        builder.append(&request.resource_spans);
+        if builder.len() >= ROWS_PER_FILE {
+            done += encode(&mut builder)?;
+        }
+    }
+    done += encode(&mut builder)?;
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
+fn encode(builder: &mut SpanBatchBuilder) -> anyhow::Result<usize> {
+    let batch = builder.finish()?;
+    data_file::encode(FileKind::Spans, &data_file::sort(FileKind::Spans, &batch)?)?;
+    Ok(batch.num_rows())
+}

@@ -1,0 +1,82 @@
+//! `spanlake load` against a real server: what it reports acknowledged is
+//! what the server holds, over both protocols, and refused exports are
+//! counted, and retried unless asked not to.
+
+use serde_json::Value;
+
+use crate::harness::{ServerOptions, TestServer, run_cli};
+
+async fn load(args: Vec<String>) -> Value {
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn args(protocol: &str, endpoint: String, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["load", "--json", "--protocol", protocol, "--endpoint", &endpoint];
+    args.extend_from_slice(extra);
+    args.into_iter().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_load_reports_acknowledged_is_stored() {
+    let server = TestServer::start().await;
+    let grpc = load(args(
+        "grpc",
+        server.grpc_endpoint(),
+        &["--spans", "3000", "--batch", "250", "--concurrency", "3", "--spans-per-trace", "50", "--tenant", "bench"],
+    ))
+    .await;
+    assert_eq!((grpc["spans_acknowledged"].as_u64(), grpc["spans_refused"].as_u64()), (Some(3000), Some(0)), "{grpc}");
+    let bytes_per_span = grpc["bytes_per_span"].as_f64().unwrap();
+    assert!((400.0..700.0).contains(&bytes_per_span), "about 500 bytes per span: {grpc}");
+    assert!(grpc["export_latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{grpc}");
+
+    let http = load(args(
+        "http",
+        format!("http://{}", server.otlp_http_addr),
+        &["--spans", "1000", "--batch", "100", "--tenant", "bench", "--rate", "20000"],
+    ))
+    .await;
+    assert_eq!(http["spans_acknowledged"].as_u64(), Some(1000), "{http}");
+
+    let (status, body) = server
+        .sql_as(
+            Some("bench"),
+            "SELECT count(*), count(DISTINCT trace_id), count(DISTINCT (trace_id, span_id)) FROM spans",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let row = &body["rows"][0];
+    assert_eq!((row[0].as_i64(), row[2].as_i64()), (Some(4000), Some(4000)), "every span new: {body}");
+    // 3000 spans in traces of 50, then 1000 spans in demo-sized traces.
+    assert!(row[1].as_i64().unwrap() > 60, "{body}");
+    assert_eq!(server.span_count().await, 0, "the default tenant saw nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_exports_are_counted_and_retried() {
+    // A 1 MiB buffer, flushed only when half full: flat out, many exports
+    // meet a full buffer.
+    let server = TestServer::start_with(
+        ServerOptions::default().arg("--max-buffer-bytes", "1048576").arg("--flush-interval", "1h"),
+    )
+    .await;
+    let retried = load(args("grpc", server.grpc_endpoint(), &["--spans", "10000", "--concurrency", "4"])).await;
+    assert!(retried["spans_refused"].as_u64().unwrap() > 0, "{retried}");
+    assert_eq!((retried["spans_acknowledged"].as_u64(), retried["spans_given_up"].as_u64()), (Some(10_000), Some(0)));
+    assert_eq!(server.span_count().await, 10_000);
+
+    let once =
+        load(args("grpc", server.grpc_endpoint(), &["--spans", "10000", "--concurrency", "4", "--no-retry"])).await;
+    let acknowledged = once["spans_acknowledged"].as_u64().unwrap();
+    assert_eq!(once["spans_given_up"], once["spans_refused"], "{once}");
+    assert_eq!(acknowledged + once["spans_given_up"].as_u64().unwrap(), 10_000, "{once}");
+    assert_eq!(once["spans_failed"].as_u64(), Some(0), "{once}");
+    assert_eq!(server.span_count().await, 10_000 + acknowledged as i64);
+}
