@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::ensure;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use self::requests::{Shape, Template};
@@ -69,7 +68,8 @@ pub(crate) struct LoadArgs {
     json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Protocol {
     Grpc,
     Http,
@@ -145,7 +145,7 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
                     tokio::time::sleep_until((started + pace.mul_f64(send as f64)).into()).await;
                 }
                 let template: &Template = &templates[send as usize % templates.len()];
-                let body = template.stamped(send);
+                let body = bytes::Bytes::from(template.stamped(send));
                 let sent = Instant::now();
                 let mut pause = RETRY_PAUSE;
                 let counter = loop {
@@ -183,48 +183,66 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
         latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let acknowledged = tally.acknowledged_spans.load(Ordering::Relaxed);
-    let report = json!({
-        "protocol": format!("{:?}", args.protocol).to_lowercase(),
-        "seconds": elapsed,
-        "spans_acknowledged": acknowledged,
-        "spans_refused": tally.refused_spans.load(Ordering::Relaxed),
-        "spans_given_up": tally.given_up_spans.load(Ordering::Relaxed),
-        "spans_failed": tally.failed_spans.load(Ordering::Relaxed),
-        "spans_per_second": acknowledged as f64 / elapsed,
-        "export_latency_ms": {"p50": quantile(0.5), "p99": quantile(0.99), "max": quantile(1.0)},
-        "bytes_per_span": bytes_per_span,
-        "limit_spans_per_second": limit,
-    });
+    let report = Report {
+        protocol: args.protocol,
+        seconds: elapsed,
+        spans_acknowledged: acknowledged,
+        spans_refused: tally.refused_spans.load(Ordering::Relaxed),
+        spans_given_up: tally.given_up_spans.load(Ordering::Relaxed),
+        spans_failed: tally.failed_spans.load(Ordering::Relaxed),
+        spans_per_second: acknowledged as f64 / elapsed,
+        export_latency_ms: Latency { p50: quantile(0.5), p99: quantile(0.99), max: quantile(1.0) },
+        bytes_per_span,
+        limit_spans_per_second: limit,
+    };
     if args.json {
-        println!("{report}");
+        println!("{}", serde_json::to_string(&report)?);
     } else {
-        print_report(&report);
+        print!("{report}");
     }
     Ok(())
 }
 
-fn print_report(r: &serde_json::Value) {
-    println!(
-        "{} spans acknowledged in {:.1} s: {:.0} spans/s over {} ({:.0} bytes of protobuf per span)",
-        r["spans_acknowledged"],
-        r["seconds"].as_f64().unwrap_or_default(),
-        r["spans_per_second"].as_f64().unwrap_or_default(),
-        r["protocol"].as_str().unwrap_or_default(),
-        r["bytes_per_span"].as_f64().unwrap_or_default()
-    );
-    println!(
-        "refused (retryable): {} spans in all, {} of them never acknowledged; failed: {} spans",
-        r["spans_refused"], r["spans_given_up"], r["spans_failed"]
-    );
-    let latency = &r["export_latency_ms"];
-    println!(
-        "export latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        latency["p50"].as_f64().unwrap_or_default(),
-        latency["p99"].as_f64().unwrap_or_default(),
-        latency["max"].as_f64().unwrap_or_default()
-    );
-    if let Some(limit) = r["limit_spans_per_second"].as_f64() {
-        let achieved = r["spans_per_second"].as_f64().unwrap_or_default();
-        println!("decode + encode limit: {limit:.0} spans/s on one core; ingest reached {:.2} of it", achieved / limit);
+/// What a run achieved; `--json` prints it as is.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    protocol: Protocol,
+    seconds: f64,
+    spans_acknowledged: u64,
+    spans_refused: u64,
+    spans_given_up: u64,
+    spans_failed: u64,
+    spans_per_second: f64,
+    export_latency_ms: Latency,
+    bytes_per_span: f64,
+    limit_spans_per_second: Option<f64>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} spans acknowledged in {:.1} s: {:.0} spans/s over {:?} ({:.0} bytes of protobuf per span)",
+            self.spans_acknowledged, self.seconds, self.spans_per_second, self.protocol, self.bytes_per_span
+        )?;
+        writeln!(
+            f,
+            "refused (retryable): {} spans in all, {} of them never acknowledged; failed: {} spans",
+            self.spans_refused, self.spans_given_up, self.spans_failed
+        )?;
+        let latency = &self.export_latency_ms;
+        writeln!(f, "export latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", latency.p50, latency.p99, latency.max)?;
+        if let Some(limit) = self.limit_spans_per_second {
+            let share = self.spans_per_second / limit;
+            writeln!(f, "decode + encode limit: {limit:.0} spans/s on one core; ingest reached {share:.2} of it")?;
+        }
+        Ok(())
     }
 }

@@ -41,14 +41,15 @@ impl Sender {
         })
     }
 
-    pub(crate) async fn export(&self, body: Vec<u8>) -> Outcome {
+    /// `body` is cloned per retry, which `Bytes` makes a reference count.
+    pub(crate) async fn export(&self, body: Bytes) -> Outcome {
         match self {
             Self::Grpc { client, tenant } => {
                 let mut client = client.clone();
                 if let Err(e) = client.ready().await {
                     return Outcome::Failed(format!("connection: {e}"));
                 }
-                let mut request = tonic::Request::new(Bytes::from(body));
+                let mut request = tonic::Request::new(body);
                 if let Some(tenant) = tenant {
                     request.metadata_mut().insert(spanlake_storage::TENANT_HEADER, tenant.clone());
                 }

@@ -67,7 +67,10 @@ async fn refused_exports_are_counted_and_retried() {
         ServerOptions::default().arg("--max-buffer-bytes", "1048576").arg("--flush-interval", "1h"),
     )
     .await;
-    let retried = load(args("grpc", server.grpc_endpoint(), &["--spans", "10000", "--concurrency", "4"])).await;
+    // A bound, so that a server that never frees its buffer fails the test instead of hanging it.
+    let retried =
+        load(args("grpc", server.grpc_endpoint(), &["--spans", "10000", "--concurrency", "4", "--duration", "60s"]))
+            .await;
     assert!(retried["spans_refused"].as_u64().unwrap() > 0, "{retried}");
     assert_eq!((retried["spans_acknowledged"].as_u64(), retried["spans_given_up"].as_u64()), (Some(10_000), Some(0)));
     assert_eq!(server.span_count().await, 10_000);
