@@ -85,9 +85,7 @@ impl Ingest {
     {
         let _permit = self.permits.acquire().await.map_err(|_| IngestError::Internal("ingest is closed".into()))?;
         // Refuse before paying for the decode when the buffer is full.
-        if self.storage.is_full() {
-            return Err(spanlake_storage::StorageError::Overloaded.into());
-        }
+        self.storage.check_room()?;
         let limits = self.config.limits.clone();
         let (batch, body, summary) = tokio::task::spawn_blocking(move || {
             let (request, body) = decode()?;

@@ -224,22 +224,40 @@ impl Storage {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let bytes = batch.get_array_memory_size() + body.len();
-        let in_flight = self.in_flight.fetch_add(bytes, Ordering::AcqRel);
-        if self.buffer.bytes() + in_flight + bytes > self.config.max_buffer_bytes {
-            self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
-            self.flush_wanted.notify_one();
-            return Err(StorageError::Overloaded);
-        }
-        let appended = self.wal()?.append(tenant.clone(), body, batch).await;
-        self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
-        appended?;
+        let wal = self.wal()?;
+        let _room = self.reserve(batch.get_array_memory_size() + body.len())?;
+        wal.append(tenant.clone(), body, batch).await?;
         Ok(())
     }
 
-    /// Whether writes are being refused for want of buffer space.
-    pub fn is_full(&self) -> bool {
-        self.buffer.bytes() + self.in_flight.load(Ordering::Acquire) >= self.config.max_buffer_bytes
+    /// Counts `bytes` against the buffer budget until the returned guard is
+    /// dropped, which also happens when the write is cancelled mid-way: a
+    /// client that hangs up must not keep its room. A write larger than the
+    /// whole budget gets in alone, so that no export is refused forever.
+    fn reserve(&self, bytes: usize) -> Result<Reservation<'_>, StorageError> {
+        let in_flight = self.in_flight.fetch_add(bytes, Ordering::AcqRel);
+        let reservation = Reservation { in_flight: &self.in_flight, bytes };
+        let used = self.buffer.bytes() + in_flight;
+        if used > 0 && used + bytes > self.config.max_buffer_bytes {
+            drop(reservation);
+            return Err(self.overloaded());
+        }
+        Ok(reservation)
+    }
+
+    /// Refuses while the buffer is full, before the caller pays for decoding.
+    pub fn check_room(&self) -> Result<(), StorageError> {
+        if self.buffer.bytes() + self.in_flight.load(Ordering::Acquire) >= self.config.max_buffer_bytes {
+            return Err(self.overloaded());
+        }
+        Ok(())
+    }
+
+    /// Every refusal asks for a flush: the buffer may sit below the flush
+    /// threshold while the next write needs more room than is left.
+    fn overloaded(&self) -> StorageError {
+        self.flush_wanted.notify_one();
+        StorageError::Overloaded
     }
 
     /// The live files and buffered spans of `tenant`, as one consistent view.
@@ -309,6 +327,18 @@ impl Storage {
         if let Some(wal) = &self.wal {
             wal.close().await;
         }
+    }
+}
+
+/// Bytes of one admitted write, counted as in flight while it lives.
+struct Reservation<'a> {
+    in_flight: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 

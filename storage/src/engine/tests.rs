@@ -92,6 +92,70 @@ async fn a_full_buffer_refuses_writes_until_a_flush_frees_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_refused_write_wakes_the_flusher_and_gets_in_on_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (body, batch) = export(1, 10, 0);
+    let big = export(2, 100, 0);
+    let size = |(body, batch): &(Bytes, RecordBatch)| batch.get_array_memory_size() + body.len();
+    let mut config = config(dir.path());
+    // The small write stays below the half-budget flush trigger; the big one does not fit beside it.
+    config.max_buffer_bytes = 2 * size(&(body.clone(), batch.clone())) + 1;
+    assert!(size(&big) > config.max_buffer_bytes / 2 + 1);
+    config.flush.interval = Duration::from_secs(3600);
+    let storage = open(&store, &config).await;
+    let stop = CancellationToken::new();
+    let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop.clone()));
+
+    write(&storage, (body, batch)).await;
+    let refused = storage.write(&TenantId::default(), big.0.clone(), big.1.clone()).await;
+    assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
+    let retried = tokio::time::timeout(Duration::from_secs(30), async {
+        while storage.write(&TenantId::default(), big.0.clone(), big.1.clone()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(retried.is_ok(), "the refusal never led to a flush");
+    stop.cancel();
+    flusher.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_write_gives_its_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (body, batch) = export(1, 50, 0);
+    let mut config = config(dir.path());
+    config.max_buffer_bytes = batch.get_array_memory_size() + body.len() + 1;
+    let storage = open(&store, &config).await;
+    let tenant = TenantId::default();
+    for _ in 0..20 {
+        // Polled once: room reserved, WAL append pending, then dropped.
+        let write = storage.write(&tenant, body.clone(), batch.clone());
+        let _ = futures::poll!(Box::pin(write));
+    }
+    storage.flush().await.unwrap();
+    assert!(storage.check_room().is_ok(), "cancelled writes still hold buffer room");
+    write(&storage, (body, batch)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_larger_than_the_budget_gets_in_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut config = config(dir.path());
+    config.max_buffer_bytes = 1024;
+    let storage = open(&store, &config).await;
+    write(&storage, export(1, 50, 0)).await;
+    let (body, batch) = export(2, 1, 0);
+    let refused = storage.write(&TenantId::default(), body, batch).await;
+    assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
+    storage.flush().await.unwrap();
+    write(&storage, export(3, 50, 0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn upkeep_compacts_hours_expires_old_ones_and_deletes_replaced_files() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
