@@ -3,20 +3,23 @@
 # bytes per span, and query latencies beside DuckDB and chdb on the same
 # spans. Run by hand; see BENCHMARKS.md for results.
 #
-#   benches/e2e.sh [quick|long] [extra run.py flags]
+#   benches/e2e.sh [quick|long|huge] [extra run.py flags]
 #
-# quick: 1M spans; long: 10M spans. Needs ~2 GiB (quick) or ~20 GiB (long)
-# under /var/tmp/spanlake-bench. The Python venv with DuckDB and chdb goes
-# to ${SPANLAKE_CACHE:-~/.cache/spanlake}/bench-venv.
+# quick: 1M spans; long: 10M spans; huge: 100M spans, then trace lookups
+# only (spanlake and DuckDB). Needs ~2 GiB (quick), ~20 GiB (long) or
+# ~15 GiB (huge, no chdb copy) under /var/tmp/spanlake-bench. The Python
+# venv with DuckDB and chdb goes to ${SPANLAKE_CACHE:-~/.cache/spanlake}/bench-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-case "${1:-quick}" in
+mode="${1:-quick}"
+shift || true
+case "$mode" in
   quick) spans=1000000 ;;
   long) spans=10000000 ;;
-  *) echo "usage: $0 [quick|long] [run.py flags]" >&2; exit 2 ;;
+  huge) spans=100000000; set -- --trace-lookup-only "$@" ;;
+  *) echo "usage: $0 [quick|long|huge] [run.py flags]" >&2; exit 2 ;;
 esac
-shift || true
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/spanlake-target}"
 cargo build --release --quiet -p spanlake

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
-use self::requests::{Shape, Template};
+use self::requests::Shape;
 use self::sender::{Outcome, Sender};
 
 /// Flags of `spanlake load`.
@@ -38,20 +38,22 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Spans per export request.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = requests::DEFAULT_SHAPE.spans_per_request)]
     batch: usize,
     /// Spans per trace; by default as the demo shop makes them (5 to 30).
     #[arg(long)]
     spans_per_trace: Option<usize>,
     /// Attributes added to each span beside the demo's own semantic-convention
     /// ones; the default makes spans of about 500 bytes of protobuf.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = requests::DEFAULT_SHAPE.extra_attributes)]
     attributes: usize,
     /// Exports in flight at once, each sender on its own connection.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Different requests encoded before the run and sent in turn.
-    #[arg(long, default_value_t = 64)]
+    /// Different requests encoded before the run and sent in turn; each
+    /// round through them has fresh ids and later times, the same names
+    /// and attribute values.
+    #[arg(long, default_value_t = requests::DEFAULT_TEMPLATES)]
     templates: usize,
     /// Tenant (`X-Scope-OrgID`).
     #[arg(long)]
@@ -144,8 +146,8 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
                 if let Some(pace) = pace {
                     tokio::time::sleep_until((started + pace.mul_f64(send as f64)).into()).await;
                 }
-                let template: &Template = &templates[send as usize % templates.len()];
-                let body = bytes::Bytes::from(template.stamped(send));
+                let (template, body) = templates.request(send);
+                let body = bytes::Bytes::from(body);
                 let sent = Instant::now();
                 let mut pause = RETRY_PAUSE;
                 let counter = loop {

@@ -146,8 +146,8 @@ def median_ms(run, runs=RUNS):
     return statistics.median(times)
 
 
-def ingest(binary, data_dir, spans):
-    server = Server(binary, data_dir)
+def ingest(binary, data_dir, spans, serve_args):
+    server = Server(binary, data_dir, *serve_args)
     cpu_before = server.cpu_seconds()
     load = subprocess.run(
         [binary, "load", "--json", "--measure-limit", "--endpoint", f"http://{GRPC}", "--spans", str(spans),
@@ -257,16 +257,20 @@ def main():
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--work-dir", default="/var/tmp/spanlake-bench")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--trace-lookup-only", action="store_true",
+                        help="after ingest, time only trace lookups (spanlake and DuckDB), for the 100M-span run")
+    parser.add_argument("--serve-arg", action="append", default=[],
+                        help="an extra `spanlake serve` argument for the ingest run, e.g. --serve-arg=--max-buffer-bytes=268435456")
     args = parser.parse_args()
 
     work = pathlib.Path(args.work_dir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     data_dir = work / "data"
-    results = {"spans": args.spans, "machine": machine()}
+    results = {"spans": args.spans, "machine": machine(), "serve_args": args.serve_arg}
 
     log(f"ingesting {args.spans} spans over OTLP/gRPC ...")
-    report = ingest(args.binary, data_dir, args.spans)
+    report = ingest(args.binary, data_dir, args.spans, args.serve_arg)
     results["ingest"] = report
     log(json.dumps(report))
     server = compact(args.binary, data_dir)
@@ -282,26 +286,23 @@ def main():
     }
 
     import duckdb
-    from chdb import session as chdb_session
 
     duck = duckdb.connect()
     duck.execute("SET threads = 2")
     duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({span_files!r})")
-    ch_dir = work / "chdb"
-    ch = chdb_session.Session(str(ch_dir))
-    log("loading chdb ...")
-    ch_bytes, ch_rows = chdb_table(ch, span_files)
-    results["storage"]["chdb_bytes_per_span"] = ch_bytes / ch_rows
-    results["storage"]["chdb_rows"] = ch_rows
-    ch.query("USE bench")
+    engines = {"spanlake": lambda q: server.sql(q), "duckdb": lambda q: duck.execute(q).fetchall()}
+    if not args.trace_lookup_only:
+        from chdb import session as chdb_session
 
-    engines = {
-        "spanlake": lambda q: server.sql(q),
-        "duckdb": lambda q: duck.execute(q).fetchall(),
-        "chdb": lambda q: ch.query(q, "CSV"),
-    }
+        ch = chdb_session.Session(str(work / "chdb"))
+        log("loading chdb ...")
+        ch_bytes, ch_rows = chdb_table(ch, span_files)
+        results["storage"]["chdb_bytes_per_span"] = ch_bytes / ch_rows
+        results["storage"]["chdb_rows"] = ch_rows
+        ch.query("USE bench")
+        engines["chdb"] = lambda q: ch.query(q, "CSV")
     queries = {}
-    for name, per_engine in QUERIES.items():
+    for name, per_engine in QUERIES.items() if not args.trace_lookup_only else []:
         log(f"query: {name}")
         queries[name] = {engine: median_ms(lambda: run(per_engine[engine])) for engine, run in engines.items()}
 
@@ -320,9 +321,9 @@ def main():
         for trace_id in sample:
             ch.query(f"SELECT * FROM spans WHERE trace_id = '{trace_id}'", "CSV")
 
+    lookups = {"spanlake": spanlake_traces, "duckdb": duckdb_traces, "chdb": chdb_traces}
     queries["trace by id (no time range)"] = {
-        engine: median_ms(run, runs=3) / len(sample)
-        for engine, run in {"spanlake": spanlake_traces, "duckdb": duckdb_traces, "chdb": chdb_traces}.items()
+        engine: median_ms(lookups[engine], runs=3) / len(sample) for engine in engines
     }
     results["queries_ms"] = queries
     server.stop()
@@ -345,6 +346,8 @@ def print_report(r):
     per_million = i["server_cpu_seconds"] / (i["spans_acknowledged"] / 1e6)
     print(f"machine: {r['machine']}")
     print(f"\n## ingest ({i['spans_acknowledged']} spans over OTLP/gRPC, {i['bytes_per_span']:.0f} B protobuf/span)")
+    if r["serve_args"]:
+        print(f"server started with: {' '.join(r['serve_args'])}")
     print(f"spans/s (end to end, load generator on the same 2 cores): {i['spans_per_second']:,.0f}")
     print(f"server CPU-seconds per million spans (incl. flushes): {per_million:.2f}"
           f" = {1e6 / per_million:,.0f} spans/s per core")
@@ -355,16 +358,17 @@ def print_report(r):
     print(f"peak RSS: {i['peak_rss_mib']:.0f} MiB")
     print(f"\n## storage ({s['spans']} spans after compaction, {s['span_files']} span files)")
     print(f"spanlake: {s['bytes_per_span']:.1f} B/span ({s['bytes_per_span_with_trace_index']:.1f} with trace_index)")
-    print(f"chdb (SigNoz-like MergeTree, {s['chdb_rows']} rows): {s['chdb_bytes_per_span']:.1f} B/span;"
-          f" spanlake/chdb = {s['bytes_per_span'] / s['chdb_bytes_per_span']:.2f}")
+    if "chdb_rows" in s:
+        print(f"chdb (SigNoz-like MergeTree, {s['chdb_rows']} rows): {s['chdb_bytes_per_span']:.1f} B/span;"
+              f" spanlake/chdb = {s['bytes_per_span'] / s['chdb_bytes_per_span']:.2f}")
     print("\n## queries (median ms)")
     print(f"{'query':32} {'spanlake':>10} {'duckdb':>10} {'chdb':>10} {'vs duckdb':>10} {'vs chdb':>10}")
     for name, t in r["queries_ms"].items():
+        chdb = t.get("chdb")
         print(
-            f"{name:32} {t['spanlake']:10.1f} {t['duckdb']:10.1f} {t['chdb']:10.1f}"
-            f" {t['spanlake'] / t['duckdb']:9.2f}x {t['spanlake'] / t['chdb']:9.2f}x"
+            f"{name:32} {t['spanlake']:10.1f} {t['duckdb']:10.1f} {chdb or float('nan'):10.1f}"
+            f" {t['spanlake'] / t['duckdb']:9.2f}x {t['spanlake'] / chdb if chdb else float('nan'):9.2f}x"
         )
-
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 //! Shared inputs of spanlake's benchmarks: demo-shop traces, the same shapes
-//! `spanlake demo` sends.
+//! `spanlake demo` sends, and the requests `spanlake load` sends.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rand::SeedableRng;
@@ -9,9 +9,19 @@ use rand::rngs::StdRng;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// The binary's own sources, so that benchmarks and the server see the same spans.
 #[path = "../../src/demo/topology.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod topology;
+
+#[path = "../../src/load/requests.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod requests;
+
+/// Where `requests` finds the topology in the binary.
+mod demo {
+    pub(crate) use super::topology;
+}
 
 /// An export request of `traces` demo traces, the same every run.
 pub fn demo_request(traces: usize) -> ExportTraceServiceRequest {
@@ -19,6 +29,16 @@ pub fn demo_request(traces: usize) -> ExportTraceServiceRequest {
     let start = 1_764_000_000_000_000_000;
     let traces: Vec<_> = (0..traces).map(|i| topology::generate(&mut rng, start + i as u64 * 1_000_000)).collect();
     topology::export_request(&traces)
+}
+
+/// `sends` requests as `spanlake load` sends them (500 spans each, 8 extra
+/// attributes), every one from its own template as in `benches/e2e.sh`:
+/// repeated attribute values would compress unrealistically well.
+pub fn load_requests(sends: u64) -> Vec<Vec<u8>> {
+    let shape = requests::DEFAULT_SHAPE;
+    let templates =
+        requests::templates(&mut StdRng::seed_from_u64(42), shape, sends as usize, 1_764_000_000_000_000_000);
+    (0..sends).map(|send| templates.request(send).1).collect()
 }
 
 /// Spans in a request.

@@ -8,22 +8,22 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
 
-use super::requests::Template;
+use super::requests::Templates;
 
 /// Rows per encoded file, about one row group.
 const ROWS_PER_FILE: usize = 128 * 1024;
 
 /// Spans per second of decode + sort + encode on the calling thread, over at
 /// least `spans` spans and `min_time`.
-pub(crate) fn decode_and_encode(templates: &[Template], spans: usize, min_time: Duration) -> anyhow::Result<f64> {
+pub(crate) fn decode_and_encode(templates: &Templates, spans: usize, min_time: Duration) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut done = 0;
     let mut builder = SpanBatchBuilder::new(IngestLimits::default());
-    for (send, template) in templates.iter().cycle().enumerate() {
+    for send in 0.. {
         if done >= spans && started.elapsed() >= min_time {
             break;
         }
-        let request = ExportTraceServiceRequest::decode(template.stamped(send as u64).as_slice())?;
+        let request = ExportTraceServiceRequest::decode(templates.request(send).1.as_slice())?;
         builder.append(&request.resource_spans);
         if builder.len() >= ROWS_PER_FILE {
             done += encode(&mut builder)?;

@@ -1,17 +1,18 @@
 //! Data files: Parquet files of spans or trace-index fragments, one hour of
 //! one tenant each.
 //!
-//! Rows are sorted (spans by [`schema::SORT_COLUMNS`], fragments by trace
-//! id) and the order is declared in the footer. zstd everywhere; ids without
-//! dictionaries (random bytes do not repeat); times delta-encoded; a bloom
+//! Rows are sorted (spans by [`schema::SORT_COLUMNS`], service then trace;
+//! fragments by trace id) and the order is declared in the footer. zstd
+//! everywhere; ids without dictionaries (random bytes do not repeat); times
+//! delta-encoded; a bloom
 //! filter on `trace_id`, sized by the writer to the ids it saw, answers
 //! trace lookups; the page index lets readers skip pages by min/max.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices, take_record_batch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{SortColumn, SortOptions, cast, interleave_record_batch, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use arrow::error::ArrowError;
 use bytes::Bytes;
@@ -37,30 +38,26 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
-/// Splits a batch by the hour its spans start in; each part becomes one file.
-pub fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(DateTime<Utc>, RecordBatch)>, ArrowError> {
-    let start = batch
-        .column_by_name(schema::START_TIME)
-        .ok_or_else(|| ArrowError::SchemaError("span batch lacks start_time".into()))?
-        .as_primitive::<TimestampNanosecondType>();
-    let mut hours: Vec<(i64, Vec<u32>)> = Vec::new();
-    for (row, nanos) in start.values().iter().enumerate() {
-        let hour = nanos.div_euclid(NANOS_PER_HOUR);
-        match hours.iter_mut().find(|(h, _)| *h == hour) {
-            Some((_, rows)) => rows.push(row as u32),
-            None => hours.push((hour, vec![row as u32])),
-        }
+/// The spans of `batches`, hour by hour of their start, each hour in span
+/// file order: what one flush writes. Only the sort columns are
+/// concatenated; every row is copied once, straight into its hour's sorted
+/// batch, so a flush holds one copy of the buffer, not three.
+pub fn sorted_hours(batches: &[RecordBatch]) -> Result<Vec<(DateTime<Utc>, RecordBatch)>, ArrowError> {
+    let keys = sort_keys(batches, &schema::SORT_COLUMNS)?;
+    let start = concat_column(batches, schema::START_TIME)?;
+    let start = start.as_primitive::<TimestampNanosecondType>();
+    let positions: Vec<(usize, usize)> =
+        batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row))).collect();
+    let mut hours: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+    for i in lexsort_to_indices(&keys, None)?.values() {
+        let i = *i as usize;
+        hours.entry(start.value(i).div_euclid(NANOS_PER_HOUR)).or_default().push(positions[i]);
     }
-    hours.sort_by_key(|(h, _)| *h);
+    let batches: Vec<&RecordBatch> = batches.iter().collect();
     hours
         .into_iter()
         .map(|(hour, rows)| {
-            let part = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(rows))?
-            };
-            Ok((DateTime::from_timestamp_nanos(hour * NANOS_PER_HOUR), part))
+            Ok((DateTime::from_timestamp_nanos(hour * NANOS_PER_HOUR), interleave_record_batch(&batches, &rows)?))
         })
         .collect()
 }
@@ -83,19 +80,29 @@ impl FileKind {
 
 /// Sorts rows into the file order of `kind`.
 pub fn sort(kind: FileKind, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let columns = kind
-        .sort_columns()
-        .iter()
-        .map(|name| {
-            let values: ArrayRef = batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| ArrowError::SchemaError(format!("span batch lacks {name}")))?;
-            Ok(SortColumn { values, options: Some(SortOptions { descending: false, nulls_first: true }) })
-        })
-        .collect::<Result<Vec<_>, ArrowError>>()?;
-    let indices = lexsort_to_indices(&columns, None)?;
+    sort_by(batch, kind.sort_columns())
+}
+
+/// Sorts rows by `columns`, ascending, nulls first.
+pub fn sort_by(batch: &RecordBatch, columns: &[&str]) -> Result<RecordBatch, ArrowError> {
+    let indices = lexsort_to_indices(&sort_keys(std::slice::from_ref(batch), columns)?, None)?;
     take_record_batch(batch, &indices)
+}
+
+/// `columns` of `batches` as ascending sort keys, nulls first.
+fn sort_keys(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<SortColumn>, ArrowError> {
+    let options = Some(SortOptions { descending: false, nulls_first: true });
+    columns.iter().map(|name| Ok(SortColumn { values: concat_column(batches, name)?, options })).collect()
+}
+
+/// One column of `batches` as one array (no copy for a single batch).
+fn concat_column(batches: &[RecordBatch], name: &str) -> Result<ArrayRef, ArrowError> {
+    let parts: Vec<&dyn Array> = batches
+        .iter()
+        .map(|b| b.column_by_name(name).map(|c| c.as_ref()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("span batch lacks {name}")))?;
+    arrow::compute::concat(&parts)
 }
 
 /// Writer settings for files of `kind`.
@@ -284,18 +291,24 @@ mod tests {
     }
 
     #[test]
-    fn batches_split_by_the_hour_their_spans_start_in() {
-        let parts = split_by_hour(&batch(&[480_000, 480_001, 480_000])).unwrap();
-        let rows: Vec<_> = parts.iter().map(|(h, b)| (h.timestamp() / 3600, b.num_rows())).collect();
-        assert_eq!(rows, [(480_000, 2), (480_001, 1)]);
+    fn a_flush_gets_each_hour_sorted_from_several_batches() {
+        let (first, second) = (batch(&[480_001, 480_000, 480_001]), batch(&[480_000]));
+        let hours = sorted_hours(&[first, second]).unwrap();
+        let ids = |b: &RecordBatch| {
+            let ids = b.column_by_name(schema::TRACE_ID).unwrap().as_fixed_size_binary();
+            ids.iter().map(|id| id.unwrap()[0]).collect::<Vec<_>>()
+        };
+        let hours: Vec<_> = hours.iter().map(|(h, b)| (h.timestamp() / 3600, ids(b))).collect();
+        assert_eq!(hours, [(480_000, vec![1, 2]), (480_001, vec![1, 3])]);
     }
 
     #[test]
     fn files_are_sorted_compressed_versioned_and_carry_a_trace_id_bloom_filter() {
-        let sorted = sort(FileKind::Spans, &batch(&[480_000, 480_000, 480_000])).unwrap();
-        let names = sorted.column_by_name(schema::SPAN_NAME).unwrap();
-        let names = arrow::compute::cast(names, &arrow::datatypes::DataType::Utf8).unwrap();
-        assert_eq!(names.as_string::<i32>().iter().flatten().collect::<Vec<_>>(), ["op-1", "op-2", "op-3"]);
+        let mut unsorted = batch(&[480_000, 480_000, 480_000]);
+        unsorted = take_record_batch(&unsorted, &arrow::array::UInt32Array::from(vec![2, 0, 1])).unwrap();
+        let sorted = sort(FileKind::Spans, &unsorted).unwrap();
+        let ids = sorted.column_by_name(schema::TRACE_ID).unwrap().as_fixed_size_binary();
+        assert_eq!(ids.iter().map(|id| id.unwrap()[0]).collect::<Vec<_>>(), [1, 2, 3]);
 
         let reader = SerializedFileReader::new(encode(FileKind::Spans, &sorted).unwrap()).unwrap();
         let metadata = reader.metadata();

@@ -52,9 +52,10 @@ impl Default for FlushConfig {
     }
 }
 
-/// 512 MiB of buffered spans keeps the whole process near 1 GiB on a small
-/// machine while absorbing bursts.
-pub const DEFAULT_MAX_BUFFER_BYTES: usize = 512 * 1024 * 1024;
+/// 256 MiB of buffered spans absorbs a few seconds of bursts on a small
+/// machine; at 512 MiB a saturated 2-core server peaked near 2 GiB
+/// (BENCHMARKS.md).
+pub const DEFAULT_MAX_BUFFER_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {

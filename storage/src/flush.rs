@@ -8,18 +8,17 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::compute::concat_batches;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::{debug, warn};
 
+use crate::buffer::Buffered;
 use crate::catalog::DataFile;
 use crate::data_file::{self, FileSink};
 use crate::engine::Storage;
 use crate::error::StorageError;
 use crate::metrics::TenantLabel;
 use crate::paths::{FileKind, TenantId};
-use crate::schema;
 use crate::trace_index;
 
 /// Runs a future on the blocking pool: encoding Parquet is CPU work that
@@ -65,11 +64,32 @@ impl Storage {
     async fn flush_tenant(&self, tenant: &TenantId) -> Result<bool, StorageError> {
         let flushed = self.flushed_through(&self.catalog.manifest(tenant));
         let buffered: Vec<_> = self.buffer.batches(tenant).into_iter().filter(|b| b.seq > flushed).collect();
-        let Some(through) = buffered.last().map(|b| b.seq) else {
+        if buffered.is_empty() {
             self.buffer.remove_through(tenant, flushed, &self.metrics);
             return Ok(false);
-        };
-        let batches: Vec<_> = buffered.into_iter().map(|b| b.batch).collect();
+        }
+        // About a row group at a time: a flush holds a sorted copy of what
+        // it writes, and a buffer that filled up while the last flush ran
+        // must not double the process's memory.
+        let mut chunk = Vec::new();
+        let mut rows = 0;
+        for buffered in buffered {
+            if rows > 0 && rows + buffered.batch.num_rows() > self.config.flush.max_rows {
+                self.flush_chunk(tenant, std::mem::take(&mut chunk)).await?;
+                rows = 0;
+            }
+            rows += buffered.batch.num_rows();
+            chunk.push(buffered);
+        }
+        self.flush_chunk(tenant, chunk).await?;
+        Ok(true)
+    }
+
+    /// Writes buffered batches, consecutive in sequence, to files and
+    /// publishes them with the WAL watermark of the last one.
+    async fn flush_chunk(&self, tenant: &TenantId, chunk: Vec<Buffered>) -> Result<(), StorageError> {
+        let Some(through) = chunk.last().map(|b| b.seq) else { return Ok(()) };
+        let batches: Vec<_> = chunk.into_iter().map(|b| b.batch).collect();
         let files = match on_blocking_pool(write_hours(self.object_store(), tenant.clone(), batches)).await? {
             Ok(files) => files,
             Err((error, partial)) => {
@@ -100,7 +120,7 @@ impl Storage {
                 self.buffer.remove_through(tenant, through, &self.metrics);
                 self.update_file_metrics(tenant, &manifest);
                 debug!(%tenant, files = files.len(), through, "flushed");
-                Ok(true)
+                Ok(())
             }
             Err(error) => {
                 self.delete_quietly(written).await;
@@ -149,14 +169,13 @@ async fn write_hours(
 ) -> Result<Vec<DataFile>, (StorageError, Vec<String>)> {
     let mut done: Vec<DataFile> = Vec::new();
     let paths = |done: &[DataFile], more: Vec<String>| done.iter().map(|f| f.path.clone()).chain(more).collect();
-    let all = concat_batches(&schema::span_schema(), &batches).map_err(|e| (e.into(), vec![]))?;
-    let hours = data_file::split_by_hour(&all).map_err(|e| (e.into(), vec![]))?;
+    let hours = data_file::sorted_hours(&batches).map_err(|e| (e.into(), vec![]))?;
     for (hour, rows) in hours {
         for kind in [FileKind::Spans, FileKind::TraceIndex] {
             let mut sink = FileSink::new(Arc::clone(&store), tenant.clone(), kind, hour, 0, usize::MAX);
             let result = async {
                 let batch = match kind {
-                    FileKind::Spans => data_file::sort(kind, &rows)?,
+                    FileKind::Spans => rows.clone(),
                     FileKind::TraceIndex => trace_index::fragments_of_spans(&rows)?,
                 };
                 sink.write(&batch).await?;

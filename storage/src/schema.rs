@@ -145,9 +145,14 @@ pub mod value_type {
     pub const EMPTY: &str = "empty";
 }
 
-/// The span file sort order, as declared in every Parquet footer. The ids
-/// at the end make it total, so repeats of a span sit side by side.
-pub const SORT_COLUMNS: [&str; 5] = [SERVICE_NAME, SPAN_NAME, START_TIME, TRACE_ID, SPAN_ID];
+/// The span file sort order, as declared in every Parquet footer. Service
+/// first keeps searches and latency series to one service's pages; trace
+/// id next keeps a trace's spans of one service together, so a lookup reads
+/// a page or so per service and the ids compress. Measured against
+/// service-first and trace-first orders in `cargo bench --bench layout`
+/// (BENCHMARKS.md). The span id at the end makes it total, so repeats of a
+/// span sit side by side.
+pub const SORT_COLUMNS: [&str; 4] = [SERVICE_NAME, TRACE_ID, START_TIME, SPAN_ID];
 
 /// Columns of the trace index: one row per trace and service (a
 /// "fragment"); the `trace_index` view sums a trace's fragments into one row.

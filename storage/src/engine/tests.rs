@@ -77,6 +77,27 @@ async fn spans_move_from_buffer_to_files_and_a_restart_replays_only_what_was_not
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_large_buffer_is_flushed_about_a_row_group_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut config = config(dir.path());
+    config.flush.max_rows = 5;
+    let tenant = TenantId::default();
+    let storage = open(&store, &config).await;
+    for trace in 1..=3 {
+        write(&storage, export(trace, 3, 0)).await;
+    }
+    storage.flush().await.unwrap();
+    let snapshot = storage.snapshot(&tenant);
+    assert_eq!(rows(&snapshot), (9, 0));
+    let files: Vec<_> = snapshot.files(FileKind::Spans).map(|f| f.rows).collect();
+    assert_eq!(files, [3, 3, 3], "3 + 3 rows would pass 5");
+    drop(storage);
+    let storage = open(&store, &config).await;
+    assert_eq!(rows(&storage.snapshot(&tenant)), (9, 0), "the watermark covers every chunk");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_buffer_refuses_writes_until_a_flush_frees_it() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
