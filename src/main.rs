@@ -15,8 +15,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-// Ingest allocates and frees many small strings and buffers per span; with
-// glibc's allocator that was a quarter of the decode profile (BENCHMARKS.md).
+// Ingest allocates and frees many small strings and buffers per span;
+// mimalloc decodes OTLP/JSON 16 % faster than glibc's allocator, protobuf
+// equally fast (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -15,12 +15,9 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use prost::Message;
-use spanlake_benches::load_requests;
+use spanlake_benches::{FOUR_ROW_GROUPS, load_requests};
 use spanlake_storage::schema::{SERVICE_NAME, SPAN_ID, SPAN_NAME, START_TIME, TRACE_ID};
 use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file, schema};
-
-/// Four row groups of 128Ki spans.
-const SENDS: u64 = 1_049;
 
 /// The design's starting point, Tempo's order, and spanlake's: a mix of the two.
 const ORDERS: [(&str, &[&str]); 3] = [
@@ -31,7 +28,7 @@ const ORDERS: [(&str, &[&str]); 3] = [
 
 fn spans() -> RecordBatch {
     let mut builder = SpanBatchBuilder::new(IngestLimits::default());
-    for request in load_requests(SENDS) {
+    for request in load_requests(FOUR_ROW_GROUPS) {
         builder.append(&ExportTraceServiceRequest::decode(request.as_slice()).expect("decodes").resource_spans);
     }
     builder.finish().expect("a batch")

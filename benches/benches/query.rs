@@ -9,13 +9,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use object_store::local::LocalFileSystem;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use spanlake_benches::load_requests;
+use spanlake_benches::{FOUR_ROW_GROUPS, load_requests};
 use spanlake_query::QueryEngine;
 use spanlake_storage::ids::TraceId;
 use spanlake_storage::{IngestLimits, SpanBatchBuilder, Storage, StorageConfig, TenantId, WalSync};
-
-/// Four row groups of 128Ki spans.
-const SENDS: u64 = 1_049;
 
 const QUERIES: [(&str, &str); 4] = [
     ("spans_per_service", "SELECT service_name, count(*) AS n FROM spans GROUP BY service_name ORDER BY n DESC"),
@@ -49,7 +46,7 @@ async fn stored(dir: &std::path::Path) -> (QueryEngine, Vec<TraceId>) {
     let storage = Storage::open(store, config, Arc::default()).await.expect("storage");
     let tenant = TenantId::default();
     let mut ids = Vec::new();
-    for (send, body) in load_requests(SENDS).into_iter().enumerate() {
+    for (send, body) in load_requests(FOUR_ROW_GROUPS).into_iter().enumerate() {
         let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
         if send % 50 == 0 {
             ids.push(

@@ -106,9 +106,10 @@ class Server:
         fields = stat[stat.rindex(")") + 2 :].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def peak_rss_mib(self):
+    def memory_mib(self, field="VmHWM"):
+        """A /proc/PID/status memory field: VmHWM is the peak RSS, VmRSS the current one."""
         for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
         return 0.0
 
@@ -146,16 +147,18 @@ def median_ms(run, runs=RUNS):
     return statistics.median(times)
 
 
+def load_command(binary, spans):
+    """`spanlake load` flat out at the benchmark's server."""
+    # Every request different, up to ~1 GiB of them: repeated spans compress unrealistically well.
+    templates = min(spans // 500, 4000)
+    return [binary, "load", "--endpoint", f"http://{GRPC}", "--spans", str(spans), "--templates", str(templates)]
+
+
 def ingest(binary, data_dir, spans, serve_args):
     server = Server(binary, data_dir, *serve_args)
     cpu_before = server.cpu_seconds()
     load = subprocess.run(
-        [binary, "load", "--json", "--measure-limit", "--endpoint", f"http://{GRPC}", "--spans", str(spans),
-         # Every request different, up to ~1 GiB of them: repeated spans compress unrealistically well.
-         "--templates", str(min(spans // 500, 4000))],
-        check=True,
-        capture_output=True,
-        text=True,
+        load_command(binary, spans) + ["--json", "--measure-limit"], check=True, capture_output=True, text=True
     )
     report = json.loads(load.stdout)
     cpu = server.cpu_seconds() - cpu_before
@@ -163,7 +166,7 @@ def ingest(binary, data_dir, spans, serve_args):
         time.sleep(0.5)
     report["server_cpu_seconds"] = server.cpu_seconds() - cpu_before
     report["server_cpu_seconds_while_sending"] = cpu
-    report["peak_rss_mib"] = server.peak_rss_mib()
+    report["peak_rss_mib"] = server.memory_mib()
     server.stop()
     return report
 

@@ -23,11 +23,16 @@ mod demo {
     pub(crate) use super::topology;
 }
 
+/// Where generated traces start: 2025-11-24T16:00Z, on an hour boundary.
+const START_NS: u64 = 1_764_000_000_000_000_000;
+
+/// `load_requests` of this many sends fill four row groups of 128Ki spans.
+pub const FOUR_ROW_GROUPS: u64 = 1_049;
+
 /// An export request of `traces` demo traces, the same every run.
 pub fn demo_request(traces: usize) -> ExportTraceServiceRequest {
     let mut rng = StdRng::seed_from_u64(42);
-    let start = 1_764_000_000_000_000_000;
-    let traces: Vec<_> = (0..traces).map(|i| topology::generate(&mut rng, start + i as u64 * 1_000_000)).collect();
+    let traces: Vec<_> = (0..traces).map(|i| topology::generate(&mut rng, START_NS + i as u64 * 1_000_000)).collect();
     topology::export_request(&traces)
 }
 
@@ -36,8 +41,7 @@ pub fn demo_request(traces: usize) -> ExportTraceServiceRequest {
 /// repeated attribute values would compress unrealistically well.
 pub fn load_requests(sends: u64) -> Vec<Vec<u8>> {
     let shape = requests::DEFAULT_SHAPE;
-    let templates =
-        requests::templates(&mut StdRng::seed_from_u64(42), shape, sends as usize, 1_764_000_000_000_000_000);
+    let templates = requests::templates(&mut StdRng::seed_from_u64(42), shape, sends as usize, START_NS);
     (0..sends).map(|send| templates.request(send).1).collect()
 }
 

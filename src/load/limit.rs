@@ -10,9 +10,6 @@ use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
 
 use super::requests::Templates;
 
-/// Rows per encoded file, about one row group.
-const ROWS_PER_FILE: usize = 128 * 1024;
-
 /// Spans per second of decode + sort + encode on the calling thread, over at
 /// least `spans` spans and `min_time`.
 pub(crate) fn decode_and_encode(templates: &Templates, spans: usize, min_time: Duration) -> anyhow::Result<f64> {
@@ -25,7 +22,7 @@ pub(crate) fn decode_and_encode(templates: &Templates, spans: usize, min_time: D
         }
         let request = ExportTraceServiceRequest::decode(templates.request(send).1.as_slice())?;
         builder.append(&request.resource_spans);
-        if builder.len() >= ROWS_PER_FILE {
+        if builder.len() >= data_file::ROW_GROUP_ROWS {
             done += encode(&mut builder)?;
         }
     }

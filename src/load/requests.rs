@@ -1,6 +1,6 @@
 //! Export requests encoded once, before the run: each send copies one and
-//! stamps fresh trace ids into it, so every span sent is new to the server
-//! while the generator spends almost nothing per span.
+//! stamps fresh ids and later times into it, so every span sent is new to
+//! the server while the generator spends almost nothing per span.
 
 use std::collections::HashSet;
 

@@ -4,9 +4,9 @@
 //! Rows are sorted (spans by [`schema::SORT_COLUMNS`], service then trace;
 //! fragments by trace id) and the order is declared in the footer. zstd
 //! everywhere; ids without dictionaries (random bytes do not repeat); times
-//! delta-encoded; a bloom
-//! filter on `trace_id`, sized by the writer to the ids it saw, answers
-//! trace lookups; the page index lets readers skip pages by min/max.
+//! delta-encoded; a bloom filter on `trace_id`, sized by the writer to the
+//! ids it saw, answers trace lookups; the page index lets readers skip
+//! pages by min/max.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

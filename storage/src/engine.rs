@@ -240,8 +240,7 @@ impl Storage {
         let reservation = Reservation { in_flight: &self.in_flight, bytes };
         let used = self.buffer.bytes() + in_flight;
         if used > 0 && used + bytes > self.config.max_buffer_bytes {
-            drop(reservation);
-            return Err(self.overloaded());
+            return Err(self.overloaded()); // the reservation is dropped: no room taken
         }
         Ok(reservation)
     }

@@ -45,6 +45,22 @@ fn rows(snapshot: &Snapshot) -> (u64, usize) {
     (in_files, snapshot.batches.iter().map(RecordBatch::num_rows).sum())
 }
 
+/// Buffer room a write of `export` takes.
+fn room((body, batch): &(Bytes, RecordBatch)) -> usize {
+    batch.get_array_memory_size() + body.len()
+}
+
+/// Storage with a buffer budget of `max_buffer_bytes`, flushed only on demand.
+async fn with_budget(max_buffer_bytes: usize) -> (tempfile::TempDir, Arc<Storage>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut config = config(dir.path());
+    config.max_buffer_bytes = max_buffer_bytes;
+    config.flush.interval = Duration::from_secs(3600);
+    let storage = open(&store, &config).await;
+    (dir, storage)
+}
+
 async fn write(storage: &Storage, (body, batch): (Bytes, RecordBatch)) {
     storage.write(&TenantId::default(), body, batch).await.unwrap();
 }
@@ -99,12 +115,8 @@ async fn a_large_buffer_is_flushed_about_a_row_group_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_buffer_refuses_writes_until_a_flush_frees_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let (body, batch) = export(1, 50, 0);
-    let mut config = config(dir.path());
-    config.max_buffer_bytes = batch.get_array_memory_size() + body.len() + 1;
-    let storage = open(&store, &config).await;
+    let (_dir, storage) = with_budget(room(&(body.clone(), batch.clone())) + 1).await;
     write(&storage, (body.clone(), batch.clone())).await;
     let refused = storage.write(&TenantId::default(), body.clone(), batch.clone()).await;
     assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
@@ -114,21 +126,16 @@ async fn a_full_buffer_refuses_writes_until_a_flush_frees_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_write_wakes_the_flusher_and_gets_in_on_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let (body, batch) = export(1, 10, 0);
+    let small = export(1, 10, 0);
     let big = export(2, 100, 0);
-    let size = |(body, batch): &(Bytes, RecordBatch)| batch.get_array_memory_size() + body.len();
-    let mut config = config(dir.path());
     // The small write stays below the half-budget flush trigger; the big one does not fit beside it.
-    config.max_buffer_bytes = 2 * size(&(body.clone(), batch.clone())) + 1;
-    assert!(size(&big) > config.max_buffer_bytes / 2 + 1);
-    config.flush.interval = Duration::from_secs(3600);
-    let storage = open(&store, &config).await;
+    let budget = 2 * room(&small) + 1;
+    assert!(room(&big) > budget / 2 + 1);
+    let (_dir, storage) = with_budget(budget).await;
     let stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop.clone()));
 
-    write(&storage, (body, batch)).await;
+    write(&storage, small).await;
     let refused = storage.write(&TenantId::default(), big.0.clone(), big.1.clone()).await;
     assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
     let retried = tokio::time::timeout(Duration::from_secs(30), async {
@@ -144,12 +151,8 @@ async fn a_refused_write_wakes_the_flusher_and_gets_in_on_retry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_write_gives_its_room_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let (body, batch) = export(1, 50, 0);
-    let mut config = config(dir.path());
-    config.max_buffer_bytes = batch.get_array_memory_size() + body.len() + 1;
-    let storage = open(&store, &config).await;
+    let (_dir, storage) = with_budget(room(&(body.clone(), batch.clone())) + 1).await;
     let tenant = TenantId::default();
     for _ in 0..20 {
         // Polled once: room reserved, WAL append pending, then dropped.
@@ -163,11 +166,7 @@ async fn a_cancelled_write_gives_its_room_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_larger_than_the_budget_gets_in_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let mut config = config(dir.path());
-    config.max_buffer_bytes = 1024;
-    let storage = open(&store, &config).await;
+    let (_dir, storage) = with_budget(1024).await;
     write(&storage, export(1, 50, 0)).await;
     let (body, batch) = export(2, 1, 0);
     let refused = storage.write(&TenantId::default(), body, batch).await;
