@@ -134,11 +134,7 @@ impl Catalog {
             version += 1;
         }
         match newest {
-            Some(manifest) if manifest.version > current.version => {
-                let manifest = Arc::new(manifest);
-                self.manifests.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.clone(), Arc::clone(&manifest));
-                Ok(manifest)
-            }
+            Some(manifest) if manifest.version > current.version => Ok(self.remember(tenant, Arc::new(manifest))),
             _ => Ok(current),
         }
     }
@@ -164,6 +160,19 @@ impl Catalog {
         self.manifests.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
     }
 
+    /// Keeps `manifest` as the newest of its tenant unless a newer one is
+    /// known already: commits and refreshes running at once finish in any
+    /// order, and the one that records last may hold the older version.
+    /// Returns the newest.
+    fn remember(&self, tenant: &TenantId, manifest: Arc<Manifest>) -> Arc<Manifest> {
+        let mut manifests = self.manifests.write().unwrap_or_else(|p| p.into_inner());
+        let known = manifests.entry(tenant.clone()).or_default();
+        if manifest.version > known.version {
+            *known = manifest;
+        }
+        Arc::clone(known)
+    }
+
     /// The newest manifest of `tenant` this process knows; empty for a new tenant.
     pub fn manifest(&self, tenant: &TenantId) -> Arc<Manifest> {
         self.manifests.read().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned().unwrap_or_default()
@@ -185,7 +194,7 @@ impl Catalog {
             match self.store.put_opts(&tenant.manifest_path(next.version), PutPayload::from(body), options).await {
                 Ok(_) => {
                     let next = Arc::new(next);
-                    self.manifests.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.clone(), Arc::clone(&next));
+                    self.remember(tenant, Arc::clone(&next));
                     self.after_publish(tenant, next.version).await;
                     return Ok(next);
                 }

