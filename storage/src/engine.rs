@@ -134,6 +134,12 @@ impl Storage {
         let writer_id = wal::writer_id(&config.wal.dir)?;
         let buffer = Arc::new(Buffer::default());
         let flush_wanted = Arc::new(Notify::new());
+        let flushed_through = catalog
+            .tenants()
+            .iter()
+            .filter_map(|tenant| catalog.manifest(tenant).wal_through.get(&writer_id).copied())
+            .max()
+            .unwrap_or(0);
 
         let replay = {
             let (buffer, metrics, limits) = (Arc::clone(&buffer), Arc::clone(&metrics), config.limits.clone());
@@ -164,7 +170,7 @@ impl Storage {
                 }
             })
         };
-        let (wal, report) = Wal::open(config.wal.clone(), Arc::clone(&metrics), replay, on_durable)?;
+        let (wal, report) = Wal::open(config.wal.clone(), Arc::clone(&metrics), flushed_through, replay, on_durable)?;
         let storage = Arc::new(Self {
             store,
             catalog,

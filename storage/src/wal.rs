@@ -135,17 +135,21 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl Wal {
     /// Opens the WAL in `config.dir`, passing every intact record to
-    /// `replay` in order, then starts the WAL thread.
+    /// `replay` in order, then starts the WAL thread. New records are
+    /// numbered above both the records found and `flushed_through`, the
+    /// highest sequence the catalog holds as flushed for this WAL: once
+    /// every segment was flushed and deleted, only the catalog remembers it.
     pub fn open(
         config: WalConfig,
         metrics: Arc<StorageMetrics>,
+        flushed_through: u64,
         mut replay: impl FnMut(Record),
         on_durable: OnDurable,
     ) -> Result<(Self, ReplayReport), WalError> {
         let writer_id = writer_id(&config.dir)?;
         let mut report = ReplayReport::default();
         let mut segments = BTreeMap::new();
-        let mut next_seq = 1;
+        let mut next_seq = flushed_through + 1;
         let mut paths: Vec<(u64, PathBuf)> = fs::read_dir(&config.dir)?
             .filter_map(|entry| {
                 let path = entry.ok()?.path();

@@ -16,6 +16,7 @@ fn open(dir: &Path) -> (Wal, Vec<Record>, ReplayReport, Arc<StdMutex<Vec<u64>>>)
     let (wal, report) = Wal::open(
         WalConfig::new(dir),
         Arc::new(StorageMetrics::default()),
+        0,
         |r| replayed.push(r),
         Box::new(move |group| log.lock().unwrap().extend(group.iter().map(|d| d.seq))),
     )
