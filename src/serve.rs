@@ -187,7 +187,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, limits, ..CollectorConfig::default() },
         collector_metrics,
     );
-    ops.ready(spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine))));
+    ops.ready(
+        spanlake_query::api::router(Arc::clone(&engine))
+            .merge(spanlake_query::zipkin::router(Arc::clone(&engine)))
+            .merge(spanlake_collector::zipkin_router(ingest.clone()))
+            .merge(spanlake_ui::router(Arc::clone(&engine))),
+    );
 
     let stop_background = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone()));

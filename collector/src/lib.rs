@@ -1,5 +1,5 @@
 //! spanlake's receivers: OTLP over gRPC and HTTP (protobuf or JSON, gzip or
-//! not), decoded and validated into the storage engine's batch builder.
+//! not) and Zipkin v2 JSON, decoded and validated into the storage engine's batch builder.
 
 mod body;
 mod error;
@@ -7,9 +7,11 @@ mod grpc;
 mod http;
 mod ingest;
 mod metrics;
+mod zipkin;
 
 pub use error::IngestError;
 pub use grpc::{OtlpGrpcService, grpc_service};
 pub use http::router as http_router;
 pub use ingest::{CollectorConfig, Ingest};
 pub use metrics::{CollectorMetrics, Protocol};
+pub use zipkin::router as zipkin_router;

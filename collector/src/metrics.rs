@@ -14,6 +14,7 @@ pub enum Protocol {
     OtlpGrpc,
     OtlpHttpProtobuf,
     OtlpHttpJson,
+    ZipkinJson,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,20 +11,230 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use spanlake_storage::ids::parse_trace_id;
+use spanlake_storage::schema::SPAN_KINDS;
 use spanlake_storage::{TENANT_HEADER, TenantId};
 use tracing::error;
 
+use crate::dependencies::DependencyGraph;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
+use crate::latency::{Histogram, LatencyRequest, LatencySeries};
+use crate::params::{Query, SpanFilter, TagFilter, Window, bad, duration_ns, group_column, limit};
 use crate::render::JsonResult;
+use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 
 pub fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/services/{service}/operations", get(operations))
+        .route("/api/v1/tags", get(tag_keys))
+        .route("/api/v1/tags/{key}/values", get(tag_values))
+        .route("/api/v1/dependencies", get(dependencies))
+        .route("/api/v1/latency", get(latency))
+        .route("/api/v1/latency/histogram", get(latency_histogram))
+        .route("/api/v1/traces", get(get_traces))
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/sql", post(post_sql))
         .with_state(engine)
+}
+
+const HOUR_NS: i64 = 3600 * 1_000_000_000;
+/// Lookback of searches, graphs and series when the request gives none.
+const DEFAULT_LOOKBACK_NS: i64 = HOUR_NS;
+/// Lookback of services and operations lists when the request gives none.
+const NAMES_LOOKBACK_NS: i64 = 7 * 24 * HOUR_NS;
+/// Most trace ids one `GET /api/v1/traces?ids=` takes.
+pub const MAX_TRACE_IDS: usize = 100;
+
+/// The query string, every pair kept; malformed ones are a 400.
+pub(crate) fn query(raw: Result<RawQuery, QueryRejection>) -> Result<Query, QueryError> {
+    let axum::extract::Query(pairs) = raw.map_err(|e| QueryError::BadRequest(format!("malformed query string: {}", e.body_text())))?;
+    Ok(Query::from_pairs(pairs))
+}
+
+pub(crate) type RawQuery = axum::extract::Query<Vec<(String, String)>>;
+
+fn window(q: &Query, default_lookback_ns: i64) -> Result<Window, QueryError> {
+    Window::parse(q.get("start"), q.get("end"), q.get("lookback"), default_lookback_ns)
+}
+
+/// The span-level filters shared by search and latency.
+fn span_filter(q: &Query) -> Result<SpanFilter, QueryError> {
+    let duration = |name| q.get(name).map(|v| duration_ns(name, v, 1_000)).transpose();
+    let errors_only = match q.get("status") {
+        None => false,
+        Some("error") => true,
+        Some(other) => return Err(bad("status", format!("{other:?}: the only status filter is error"))),
+    };
+    Ok(SpanFilter {
+        service: q.get("service").map(str::to_owned),
+        operation: q.get("operation").map(str::to_owned),
+        span_kind: q.get("spanKind").map(span_kind).transpose()?,
+        remote_service: None,
+        tags: q.all("tags").map(|t| TagFilter::parse("tags", t)).collect::<Result<_, _>>()?,
+        min_duration_ns: duration("minDuration")?,
+        max_duration_ns: duration("maxDuration")?,
+        errors_only,
+    })
+}
+
+fn span_kind(text: &str) -> Result<String, QueryError> {
+    let upper = text.to_uppercase();
+    if SPAN_KINDS.contains(&upper.as_str()) {
+        Ok(upper)
+    } else {
+        Err(bad("spanKind", format!("{text:?}: one of server, client, producer, consumer, internal")))
+    }
+}
+
+/// `GET /api/v1/search`: trace summaries, newest first by default. A trace
+/// matches when one of its spans passes every filter.
+async fn search(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<SearchPage>, QueryError> {
+    let q = query(raw)?;
+    q.only(&[
+        "service", "operation", "spanKind", "tags", "minDuration", "maxDuration", "status", "start", "end", "lookback",
+        "sort", "limit", "cursor",
+    ])?;
+    let request = SearchRequest {
+        filter: span_filter(&q)?,
+        window: window(&q, DEFAULT_LOOKBACK_NS)?,
+        order: SearchOrder::parse(q.get("sort"))?,
+        limit: limit("limit", q.get("limit"), 20, MAX_SEARCH_LIMIT)?,
+        cursor: q.get("cursor").map(str::to_owned),
+    };
+    Ok(Json(engine.search(&tenant(&headers)?, &request).await?))
+}
+
+/// `GET /api/v1/services`: every service, or those with spans in the window.
+async fn services(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<Value>, QueryError> {
+    let q = query(raw)?;
+    q.only(&["start", "end", "lookback"])?;
+    let any = ["start", "end", "lookback"].iter().any(|k| q.get(k).is_some());
+    let window = any.then(|| window(&q, NAMES_LOOKBACK_NS)).transpose()?;
+    Ok(Json(json!({ "services": engine.services(&tenant(&headers)?, window) })))
+}
+
+/// `GET /api/v1/services/{service}/operations`: span names with their kinds.
+async fn operations(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<Value>, QueryError> {
+    let q = query(raw)?;
+    q.only(&["start", "end", "lookback"])?;
+    let operations = engine.operations(&tenant(&headers)?, &service, &window(&q, NAMES_LOOKBACK_NS)?).await?;
+    Ok(Json(json!({ "operations": operations })))
+}
+
+/// `GET /api/v1/tags`: tag keys seen in the window (default: the last hour).
+async fn tag_keys(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<Value>, QueryError> {
+    let q = query(raw)?;
+    q.only(&["service", "start", "end", "lookback"])?;
+    let keys = engine.tag_keys(&tenant(&headers)?, q.get("service"), &window(&q, DEFAULT_LOOKBACK_NS)?).await?;
+    Ok(Json(json!({ "tags": keys })))
+}
+
+/// `GET /api/v1/tags/{key}/values`: values of one tag, by prefix.
+async fn tag_values(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<Value>, QueryError> {
+    let q = query(raw)?;
+    q.only(&["service", "prefix", "start", "end", "lookback"])?;
+    let values = engine
+        .tag_values(&tenant(&headers)?, &key, q.get("service"), q.get("prefix"), &window(&q, DEFAULT_LOOKBACK_NS)?)
+        .await?;
+    Ok(Json(json!({ "values": values })))
+}
+
+/// `GET /api/v1/dependencies`: the service graph of a window.
+async fn dependencies(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<DependencyGraph>, QueryError> {
+    let q = query(raw)?;
+    q.only(&["start", "end", "lookback"])?;
+    Ok(Json(engine.dependencies(&tenant(&headers)?, &window(&q, DEFAULT_LOOKBACK_NS)?).await?))
+}
+
+fn latency_request(q: &Query) -> Result<LatencyRequest, QueryError> {
+    q.only(&[
+        "service", "operation", "spanKind", "tags", "minDuration", "maxDuration", "status", "start", "end", "lookback",
+        "step", "groupBy",
+    ])?;
+    Ok(LatencyRequest {
+        filter: span_filter(q)?,
+        window: window(q, DEFAULT_LOOKBACK_NS)?,
+        step_ns: q.get("step").map(|s| duration_ns("step", s, 1_000_000_000)).transpose()?,
+        group_by: q.get("groupBy").map(group_column).transpose()?,
+    })
+}
+
+/// `GET /api/v1/latency`: request rate, error rate and percentiles per step.
+async fn latency(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<LatencySeries>, QueryError> {
+    let request = latency_request(&query(raw)?)?;
+    Ok(Json(engine.latency(&tenant(&headers)?, &request).await?))
+}
+
+/// `GET /api/v1/latency/histogram`: span durations in log-sized buckets.
+async fn latency_histogram(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<Histogram>, QueryError> {
+    let request = latency_request(&query(raw)?)?;
+    Ok(Json(engine.latency_histogram(&tenant(&headers)?, &request).await?))
+}
+
+/// `GET /api/v1/traces?ids=a,b,c`: several traces at once, each as OTLP/JSON;
+/// ids not found are listed under `missing`.
+async fn get_traces(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<Value>, QueryError> {
+    let q = query(raw)?;
+    q.only(&["ids"])?;
+    let ids: Vec<&str> = q.all("ids").flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
+    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
+        return Err(bad("ids", format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
+    }
+    let tenant = tenant(&headers)?;
+    let (mut traces, mut missing) = (Vec::new(), Vec::new());
+    for id in ids {
+        let trace_id = parse_trace_id(id).map_err(|e| bad("ids", e))?;
+        match engine.trace(&tenant, &trace_id).await? {
+            Some(resource_spans) => traces.push(json!({
+                "traceID": const_hex::encode(trace_id),
+                "resourceSpans": ExportTraceServiceRequest { resource_spans }.resource_spans,
+            })),
+            None => missing.push(id.to_owned()),
+        }
+    }
+    Ok(Json(json!({ "traces": traces, "missing": missing })))
 }
 
 /// `GET /api/v1/traces/{trace_id}`: the whole trace as OTLP/JSON, in a form

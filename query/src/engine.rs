@@ -8,10 +8,15 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
 use spanlake_storage::{FileKind, Storage, TenantId};
 
 use crate::error::QueryError;
 use crate::id_literals::IdLiterals;
+use crate::params::Params;
+use crate::render::JsonResult;
+use crate::sql::QueryResult;
 use crate::table::DataTable;
 
 /// One row per span.
@@ -21,15 +26,18 @@ pub const TRACE_FRAGMENTS_TABLE: &str = "trace_fragments";
 /// One row per trace: the fragments summed.
 pub const TRACE_INDEX_VIEW: &str = "trace_index";
 
-/// `trace_index`: a trace's fragments summed into one row, with its root
-/// and the span count of each service.
-const TRACE_INDEX_SQL: &str = "
+/// A trace's fragments in `fragments` (a table or CTE) summed into one row
+/// per trace, with its root and the span count of each service: the
+/// `trace_index` view, and search results.
+pub(crate) fn trace_summary_sql(fragments: &str) -> String {
+    format!(
+        "
 WITH per_service AS (
     SELECT trace_id, CAST(service_name AS VARCHAR) AS service,
            min(start_time) AS start_time, max(end_time) AS end_time,
            sum(span_count) AS span_count, sum(error_count) AS error_count,
            max(CAST(root_span_name AS VARCHAR)) AS root_span_name
-    FROM trace_fragments
+    FROM {fragments}
     GROUP BY trace_id, service_name)
 SELECT trace_id,
        min(start_time) AS start_time,
@@ -41,7 +49,9 @@ SELECT trace_id,
        sum(error_count) AS error_count,
        map(array_agg(COALESCE(service, '') ORDER BY service), array_agg(span_count ORDER BY service)) AS services
 FROM per_service
-GROUP BY trace_id";
+GROUP BY trace_id"
+    )
+}
 
 /// Where DataFusion finds spanlake's object store; paths inside are the
 /// store's own (`{tenant}/spans/...`).
@@ -63,6 +73,10 @@ impl QueryEngine {
         Ok(Self { storage, runtime, store_url })
     }
 
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     /// A session that sees only `tenant`'s spans. No file or URL tables:
     /// the catalog holds spanlake's own tables and nothing else.
     pub async fn session(&self, tenant: &TenantId) -> Result<SessionContext, QueryError> {
@@ -80,8 +94,36 @@ impl QueryEngine {
             let table = DataTable::new(Arc::clone(&self.storage), tenant.clone(), kind, self.store_url.clone());
             ctx.register_table(name, Arc::new(table))?;
         }
-        let view = ctx.state().create_logical_plan(TRACE_INDEX_SQL).await?;
-        ctx.register_table(TRACE_INDEX_VIEW, Arc::new(ViewTable::new(view, Some(TRACE_INDEX_SQL.to_owned()))))?;
+        let view_sql = trace_summary_sql(TRACE_FRAGMENTS_TABLE);
+        let view = ctx.state().create_logical_plan(&view_sql).await?;
+        ctx.register_table(TRACE_INDEX_VIEW, Arc::new(ViewTable::new(view, Some(view_sql))))?;
         Ok(ctx)
+    }
+
+    /// Runs spanlake's own `sql` with named `params` and reads each row
+    /// into a `T`, through the JSON renderer (ids as hex, maps as objects;
+    /// cast times to BIGINT to get nanoseconds). For domain queries with
+    /// small answers: search pages, graphs, series.
+    pub(crate) async fn rows<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Params,
+    ) -> Result<Vec<T>, QueryError> {
+        let ctx = self.session(tenant).await?;
+        let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
+        let schema = frame.schema().inner().clone();
+        let batches = frame.collect().await?;
+        let result = JsonResult::from_result(&QueryResult { schema, batches })
+            .map_err(|e| QueryError::Render(e.to_string()))?;
+        let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
+        result
+            .rows
+            .into_iter()
+            .map(|row| {
+                let object = names.iter().map(|n| n.to_string()).zip(row).collect();
+                serde_json::from_value(Json::Object(object)).map_err(|e| QueryError::Render(e.to_string()))
+            })
+            .collect()
     }
 }

@@ -2,14 +2,20 @@
 //! trace assembly, and the HTTP JSON API.
 
 pub mod api;
+pub mod dependencies;
 mod engine;
 mod error;
 mod id_literals;
+pub mod latency;
+pub mod params;
 mod pruning;
 pub mod render;
+pub mod search;
+pub mod services;
 mod sql;
 mod table;
 mod trace;
+pub mod zipkin;
 
 pub use engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};
 pub use error::QueryError;

@@ -18,6 +18,7 @@ pub mod paths;
 pub mod schema;
 pub mod trace_index;
 pub mod wal;
+pub mod zipkin;
 
 pub use batch::{AppendSummary, IngestLimits, SpanBatchBuilder, ToOtlpError, spans_to_otlp};
 pub use catalog::{DataFile, Manifest};

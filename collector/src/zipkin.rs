@@ -1,0 +1,65 @@
+//! Zipkin's receiver: `POST /api/v2/spans` with a JSON v2 list of spans,
+//! gzip or not, answered 202 as Zipkin answers. The spans are mapped to
+//! OTLP (`spanlake_storage::zipkin`) and take the same path as OTLP exports,
+//! WAL included.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use spanlake_storage::zipkin::{self, ZipkinSpan};
+use spanlake_storage::{TENANT_HEADER, TenantId};
+
+use crate::body::{self, Encoding};
+use crate::error::{IngestError, RETRY_AFTER};
+use crate::ingest::{Decoded, Ingest};
+use crate::metrics::Protocol;
+
+pub fn router(ingest: Ingest) -> Router {
+    Router::new().route("/api/v2/spans", post(receive)).with_state(ingest)
+}
+
+async fn receive(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    match store(&ingest, &headers, body).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(error) => {
+            error.log();
+            let mut response = (error.http_status(), error.to_string()).into_response();
+            if error.is_retryable() {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+            }
+            response
+        }
+    }
+}
+
+async fn store(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<(), IngestError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    // Zipkin's own clients send JSON; some omit the type or send text/plain.
+    if !matches!(media_type.as_str(), "application/json" | "text/plain" | "") {
+        return Err(IngestError::UnsupportedContentType(format!("{content_type} (Zipkin spans: JSON v2 only)")));
+    }
+    let tenant = TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
+    let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
+    let limit = ingest.config().max_request_bytes;
+    let raw = body::read_limited(body, limit).await?;
+    ingest
+        .export(&tenant, Protocol::ZipkinJson, move || decode(&body::decompress(raw, encoding, limit)?))
+        .await?;
+    Ok(())
+}
+
+fn decode(bytes: &[u8]) -> Result<Decoded, IngestError> {
+    let spans: Vec<ZipkinSpan> = serde_json::from_slice(bytes)
+        .map_err(|e| IngestError::InvalidRequest(format!("expected a JSON list of Zipkin v2 spans: {e}")))?;
+    let resource_spans = zipkin::to_otlp(spans).map_err(|e| IngestError::InvalidRequest(e.to_string()))?;
+    let request = ExportTraceServiceRequest { resource_spans };
+    let protobuf = Bytes::from(request.encode_to_vec());
+    Ok((request, protobuf))
+}

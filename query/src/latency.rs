@@ -1,0 +1,226 @@
+//! Latency views: per-step request rate, error rate and duration
+//! percentiles, and a log-bucketed duration histogram, for a service or an
+//! operation, optionally one series per value of a resource column (so a
+//! canary's `service.version` can be held against the one it replaces).
+
+use std::collections::BTreeMap;
+
+use datafusion::common::ScalarValue;
+use serde::{Deserialize, Serialize};
+use spanlake_storage::TenantId;
+use spanlake_storage::schema::{DURATION_NS, SPAN_KIND, START_TIME, STATUS_CODE};
+
+use crate::engine::{QueryEngine, SPANS_TABLE};
+use crate::error::QueryError;
+use crate::params::{NANOS_PER_MILLI, Params, SpanFilter, Window, bad};
+
+/// Most steps a series may have.
+pub const MAX_STEPS: i64 = 2000;
+/// Steps in a series when the request names no step.
+const DEFAULT_STEPS: i64 = 60;
+/// Histogram buckets per doubling of the duration.
+const BUCKETS_PER_OCTAVE: f64 = 4.0;
+
+#[derive(Debug, Clone)]
+pub struct LatencyRequest {
+    /// Which spans; without a span kind, entry spans (SERVER and CONSUMER)
+    /// unless an operation is named.
+    pub filter: SpanFilter,
+    pub window: Window,
+    pub step_ns: Option<i64>,
+    /// A dedicated resource column: one series per value.
+    pub group_by: Option<&'static str>,
+}
+
+impl LatencyRequest {
+    fn step_ns(&self) -> Result<i64, QueryError> {
+        let window = self.window.duration_ns();
+        let step = self.step_ns.unwrap_or_else(|| (window / DEFAULT_STEPS).max(1_000_000_000));
+        if step <= 0 || window / step > MAX_STEPS {
+            return Err(bad("step", format!("the window holds more than {MAX_STEPS} steps of this size")));
+        }
+        Ok(step)
+    }
+
+    /// The condition, and the group expression.
+    fn sql(&self, params: &mut Params) -> (String, String) {
+        let mut condition = self.filter.where_sql(&self.window, params);
+        if self.filter.span_kind.is_none() && self.filter.operation.is_none() {
+            condition.push_str(&format!(" AND {SPAN_KIND} IN ('SERVER', 'CONSUMER')"));
+        }
+        let group = match self.group_by {
+            Some(column) => format!("CAST({column} AS VARCHAR)"),
+            None => "CAST(NULL AS VARCHAR)".to_owned(),
+        };
+        (condition, group)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySeries {
+    pub step_ns: i64,
+    pub series: Vec<Series>,
+}
+
+/// One series: all spans, or those of one `groupBy` value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Series {
+    /// The `groupBy` value (absent without `groupBy`, or for spans without one).
+    pub group: Option<String>,
+    pub points: Vec<Point>,
+}
+
+/// One step; steps without spans have zero requests and no percentiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Point {
+    pub time_unix_nano: i64,
+    pub requests: i64,
+    pub errors: i64,
+    pub requests_per_second: f64,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StepRow {
+    t: i64,
+    g: Option<String>,
+    requests: i64,
+    errors: i64,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p95: Option<f64>,
+    p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Histogram {
+    pub series: Vec<HistogramSeries>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistogramSeries {
+    pub group: Option<String>,
+    /// Non-empty buckets, shortest first; each `[lowerNs, upperNs)`.
+    pub buckets: Vec<Bucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bucket {
+    pub lower_ns: i64,
+    pub upper_ns: i64,
+    pub count: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct BucketRow {
+    g: Option<String>,
+    b: i64,
+    count: i64,
+}
+
+fn bucket_bound(b: i64) -> i64 {
+    2f64.powf(b as f64 / BUCKETS_PER_OCTAVE).round() as i64
+}
+
+impl QueryEngine {
+    pub async fn latency(&self, tenant: &TenantId, request: &LatencyRequest) -> Result<LatencySeries, QueryError> {
+        let step_ns = request.step_ns()?;
+        let mut params = Params::default();
+        let (condition, group) = request.sql(&mut params);
+        let step = params.add(ScalarValue::new_interval_mdn(0, 0, step_ns));
+        let origin = params.time(request.window.start_ns);
+        let percentile =
+            |p: f64| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {DURATION_NS}) AS p{}", p * 100.0);
+        let sql = format!(
+            "SELECT CAST(date_bin({step}, {START_TIME}, {origin}) AS BIGINT) AS t, {group} AS g,
+                    count(*) AS requests, sum(CASE WHEN {STATUS_CODE} = 'ERROR' THEN 1 ELSE 0 END) AS errors,
+                    {}, {}, {}, {}
+             FROM {SPANS_TABLE} WHERE {condition}
+             GROUP BY 1, 2 ORDER BY 2, 1",
+            percentile(0.5),
+            percentile(0.9),
+            percentile(0.95),
+            percentile(0.99)
+        );
+        let rows: Vec<StepRow> = self.rows(tenant, &sql, params).await?;
+        let mut groups: BTreeMap<Option<String>, BTreeMap<i64, StepRow>> = BTreeMap::new();
+        for row in rows {
+            groups.entry(row.g.clone()).or_default().insert(row.t, row);
+        }
+        let steps = (request.window.duration_ns() + step_ns - 1) / step_ns;
+        let ms = |ns: Option<f64>| ns.map(|ns| ns / NANOS_PER_MILLI as f64);
+        let series = groups
+            .into_iter()
+            .map(|(group, mut rows)| Series {
+                group,
+                points: (0..steps)
+                    .map(|i| {
+                        let t = request.window.start_ns + i * step_ns;
+                        match rows.remove(&t) {
+                            Some(r) => Point {
+                                time_unix_nano: t,
+                                requests: r.requests,
+                                errors: r.errors,
+                                requests_per_second: r.requests as f64 * 1e9 / step_ns as f64,
+                                error_rate: Some(r.errors as f64 / r.requests as f64),
+                                p50_ms: ms(r.p50),
+                                p90_ms: ms(r.p90),
+                                p95_ms: ms(r.p95),
+                                p99_ms: ms(r.p99),
+                            },
+                            None => Point {
+                                time_unix_nano: t,
+                                requests: 0,
+                                errors: 0,
+                                requests_per_second: 0.0,
+                                error_rate: None,
+                                p50_ms: None,
+                                p90_ms: None,
+                                p95_ms: None,
+                                p99_ms: None,
+                            },
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(LatencySeries { step_ns, series })
+    }
+
+    /// Durations counted in buckets a quarter of a doubling wide.
+    pub async fn latency_histogram(
+        &self,
+        tenant: &TenantId,
+        request: &LatencyRequest,
+    ) -> Result<Histogram, QueryError> {
+        let mut params = Params::default();
+        let (condition, group) = request.sql(&mut params);
+        let sql = format!(
+            "SELECT {group} AS g,
+                    CAST(floor(log2(CAST(greatest({DURATION_NS}, 1) AS DOUBLE)) * {BUCKETS_PER_OCTAVE}) AS BIGINT) AS b,
+                    count(*) AS count
+             FROM {SPANS_TABLE} WHERE {condition}
+             GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let rows: Vec<BucketRow> = self.rows(tenant, &sql, params).await?;
+        let mut series: Vec<HistogramSeries> = Vec::new();
+        for row in rows {
+            if series.last().is_none_or(|s| s.group != row.g) {
+                series.push(HistogramSeries { group: row.g.clone(), buckets: Vec::new() });
+            }
+            let bucket = Bucket { lower_ns: bucket_bound(row.b), upper_ns: bucket_bound(row.b + 1), count: row.count };
+            series.last_mut().expect("pushed above").buckets.push(bucket);
+        }
+        Ok(Histogram { series })
+    }
+}

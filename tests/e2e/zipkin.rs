@@ -1,0 +1,167 @@
+//! The Zipkin v2 API on port 9411: spans posted by py_zipkin (Zipkin's
+//! Python reporter) and by hand come back as Zipkin returns them, parts
+//! merged, and every read endpoint answers with Zipkin's shapes and units.
+
+use std::io::Write;
+use std::process::Command;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
+
+use crate::fixture::{get, get_ok, now_ms};
+use crate::harness::{TestServer, python};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zipkin_report.py");
+
+async fn post(server: &TestServer, body: Vec<u8>, gzip: bool) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(server.api_url("/api/v2/spans"))
+        .header("content-type", "application/json");
+    let body = if gzip {
+        request = request.header("content-encoding", "gzip");
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(&body).unwrap();
+        encoder.finish().unwrap()
+    } else {
+        body
+    };
+    let response = request.body(body).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn by_id(spans: &Value) -> Vec<Value> {
+    let mut spans = spans.as_array().unwrap().clone();
+    spans.sort_by_key(|s| (s["id"].as_str().unwrap().to_owned(), s["shared"].as_bool().unwrap_or(false)));
+    spans
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn py_zipkin_spans_come_back_as_sent() {
+    let Some(python) = python() else { return };
+    let server = TestServer::start().await;
+    let base = server.api_url("");
+    let output = tokio::task::spawn_blocking(move || Command::new(python).args([SCRIPT, &base]).output())
+        .await
+        .unwrap()
+        .expect("run py_zipkin");
+    assert!(output.status.success(), "py_zipkin failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let sent: Value = serde_json::from_slice(&output.stdout).expect("the spans py_zipkin sent");
+    assert_eq!(sent.as_array().unwrap().len(), 3);
+    let trace_id = sent[0]["traceId"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 16, "py_zipkin reports 64-bit trace ids");
+    let stored = get_ok(&server, &format!("/api/v2/trace/{trace_id}")).await;
+    assert_eq!(by_id(&stored), by_id(&sent));
+}
+
+/// One trace in Zipkin's shared-span style: frontend serves `get /` and
+/// calls backend, whose server side shares the client's id and is
+/// reported in two parts; backend queries mysql, which is not instrumented.
+fn shop(t_us: i64) -> Value {
+    let local = |service: &str| json!({"serviceName": service, "ipv4": "10.0.0.1"});
+    json!([
+        {"traceId": "a1b2c3d4e5f60718", "id": "0000000000000001", "name": "get /", "kind": "SERVER",
+         "timestamp": t_us, "duration": 100_000, "localEndpoint": local("frontend"), "tags": {"http.path": "/"}},
+        {"traceId": "a1b2c3d4e5f60718", "id": "0000000000000002", "parentId": "0000000000000001", "name": "get /api",
+         "kind": "CLIENT", "timestamp": t_us + 10_000, "duration": 50_000, "localEndpoint": local("frontend"),
+         "remoteEndpoint": {"serviceName": "backend"}},
+        {"traceId": "a1b2c3d4e5f60718", "id": "0000000000000002", "parentId": "0000000000000001", "name": "get /api",
+         "kind": "SERVER", "shared": true, "timestamp": t_us + 12_000, "duration": 45_000,
+         "localEndpoint": local("backend"), "tags": {"error": "boom"}},
+        {"traceId": "a1b2c3d4e5f60718", "id": "0000000000000002", "shared": true,
+         "localEndpoint": {"serviceName": "backend"}, "annotations": [{"timestamp": t_us + 20_000, "value": "cache miss"}]},
+        {"traceId": "a1b2c3d4e5f60718", "id": "0000000000000003", "parentId": "0000000000000002", "name": "query",
+         "kind": "CLIENT", "timestamp": t_us + 15_000, "duration": 5_000, "localEndpoint": local("backend"),
+         "remoteEndpoint": {"serviceName": "mysql", "ipv4": "10.0.0.9", "port": 3306}}
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_zipkin_api_answers_as_zipkin_does() {
+    let server = TestServer::start().await;
+    let t_ms = now_ms() - 5 * 60 * 1000;
+    let spans = shop(t_ms * 1000);
+    let spans = spans.as_array().unwrap();
+    let (status, body) = post(&server, serde_json::to_vec(&spans[..3]).unwrap(), false).await;
+    assert_eq!((status, body.as_str()), (202, ""));
+    let (status, _) = post(&server, serde_json::to_vec(&spans[3..]).unwrap(), true).await;
+    assert_eq!(status, 202, "gzip is accepted");
+
+    // The trace: four spans, the two parts of backend's side merged.
+    let trace = get_ok(&server, "/api/v2/trace/a1b2c3d4e5f60718").await;
+    let mut merged = spans[2].clone();
+    merged["annotations"] = spans[3]["annotations"].clone();
+    let expected = json!([spans[0], spans[1], merged, spans[4]]);
+    assert_eq!(by_id(&trace), by_id(&expected));
+    assert_eq!(get_ok(&server, "/api/v2/trace/0000000000000000a1b2c3d4e5f60718").await, trace, "128-bit form");
+
+    assert_eq!(get_ok(&server, "/api/v2/services").await, json!(["backend", "frontend"]));
+    assert_eq!(get_ok(&server, "/api/v2/spans?serviceName=frontend").await, json!(["get /", "get /api"]));
+    assert_eq!(get_ok(&server, "/api/v2/remoteServices?serviceName=backend").await, json!(["mysql"]));
+    assert_eq!(get_ok(&server, "/api/v2/remoteServices?serviceName=frontend").await, json!(["backend"]));
+
+    let traces = |query: &str| {
+        let server = &server;
+        let query = query.to_owned();
+        async move { get_ok(server, &format!("/api/v2/traces?{query}")).await.as_array().unwrap().len() }
+    };
+    assert_eq!(traces("").await, 1, "default lookback 24 h");
+    assert_eq!(traces("serviceName=backend&annotationQuery=error").await, 1);
+    assert_eq!(traces("annotationQuery=http.path%3D/").await, 1);
+    assert_eq!(traces("annotationQuery=http.path%3D/x").await, 0);
+    assert_eq!(traces("annotationQuery=error%20and%20http.path%3D/").await, 0, "no one span has both");
+    assert_eq!(traces("serviceName=frontend&spanName=get%20/&minDuration=60000").await, 1, "µs");
+    assert_eq!(traces("serviceName=frontend&minDuration=200000").await, 0);
+    assert_eq!(traces("remoteServiceName=mysql").await, 1);
+    assert_eq!(traces(&format!("endTs={}&lookback=60000", t_ms - 1000)).await, 0, "ms, and the window ends before");
+    assert_eq!(traces(&format!("endTs={}&lookback=60000", t_ms + 1000)).await, 1);
+    let full = get_ok(&server, "/api/v2/traces?serviceName=frontend").await;
+    assert_eq!(by_id(&full[0]), by_id(&trace));
+
+    let many = get_ok(&server, &format!("/api/v2/traceMany?traceIds=a1b2c3d4e5f60718,{}", "ee".repeat(8))).await;
+    assert_eq!(many.as_array().unwrap().len(), 1);
+
+    let end = now_ms();
+    assert_eq!(
+        get_ok(&server, &format!("/api/v2/dependencies?endTs={end}&lookback=3600000")).await,
+        json!([
+            {"parent": "backend", "child": "mysql", "callCount": 1},
+            {"parent": "frontend", "child": "backend", "callCount": 1, "errorCount": 1}
+        ])
+    );
+    assert_eq!(get_ok(&server, &format!("/api/v2/dependencies?endTs={}", t_ms - 1000)).await, json!([]));
+
+    assert!(get_ok(&server, "/api/v2/autocompleteKeys").await.as_array().unwrap().contains(&json!("http.path")));
+    assert_eq!(get_ok(&server, "/api/v2/autocompleteValues?key=http.path").await, json!(["/"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_zipkin_requests_are_refused_clearly() {
+    let server = TestServer::start().await;
+    let (status, body) = post(&server, b"{not json".to_vec(), false).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Zipkin v2 spans"), "{body}");
+    let spans = json!([{"traceId": "a1", "id": "0000000000000001"}, {"traceId": "zz", "id": "1"}]);
+    let (status, body) = post(&server, serde_json::to_vec(&spans).unwrap(), false).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("span 0") && body.contains("trace id"), "{body}");
+    assert_eq!(server.span_count().await, 0, "nothing of a refused list is stored");
+
+    for (path, status, parameter) in [
+        ("/api/v2/trace/0000000000000009", 404, ""),
+        ("/api/v2/trace/xyz", 400, "traceId"),
+        ("/api/v2/spans", 400, "serviceName"),
+        ("/api/v2/remoteServices", 400, "serviceName"),
+        ("/api/v2/dependencies", 400, "endTs"),
+        ("/api/v2/dependencies?endTs=soon", 400, "end"),
+        ("/api/v2/traces?limit=0", 400, "limit"),
+        ("/api/v2/traces?minDuration=x", 400, "minDuration"),
+        ("/api/v2/traceMany", 400, "traceIds"),
+        ("/api/v2/autocompleteValues", 400, "key"),
+    ] {
+        let (got, body) = get(&server, path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.starts_with(parameter), "{path}: {message}");
+    }
+}
