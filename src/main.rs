@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Receive spans (OTLP gRPC and HTTP), store them, serve the API and UI.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Send demo traces of a small shop over OTLP/gRPC.
     Demo(demo::DemoArgs),
     /// Send OTLP load as fast as asked and report what was acknowledged.
@@ -60,7 +60,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Demo(args) => {
             let report = demo::run(args, stop_on_interrupt()).await?;
             println!(

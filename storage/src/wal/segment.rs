@@ -115,7 +115,7 @@ fn read_record(data: &[u8]) -> Result<(Record, usize), String> {
     let mut header = &data[..RECORD_HEADER_LEN];
     let len = header.get_u32_le() as usize;
     let crc = header.get_u32_le();
-    if len > MAX_PAYLOAD || len < 9 {
+    if !(9..=MAX_PAYLOAD).contains(&len) {
         return Err(format!("implausible record length {len}"));
     }
     let Some(payload) = data.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
