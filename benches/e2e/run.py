@@ -10,6 +10,8 @@
 3. Queries: medians of repeated runs through spanlake's HTTP API, DuckDB on
    spanlake's own Parquet files, and chdb (embedded ClickHouse) with the same
    spans in a SigNoz-like MergeTree table; printed with ratios.
+4. API: medians of spanlake's own endpoints (search, dependency graph,
+   latency, autocomplete) over the whole data set; `--api-only` skips 3.
 """
 
 import argparse
@@ -254,6 +256,37 @@ def chdb_table(session, files):
     return size, rows
 
 
+# spanlake's API over the whole ingested window ({window} is start=&end=).
+API_QUERIES = {
+    "search, one service, newest 20": "/api/v1/search?service=frontend&limit=20&{window}",
+    "search, tag + minDuration": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20&{window}",
+    "search, page 2 (cursor)": None,
+    "search, slowest 20": "/api/v1/search?sort=duration_desc&limit=20&{window}",
+    "dependency graph": "/api/v1/dependencies?{window}",
+    "latency series, 1m steps, by version": "/api/v1/latency?service=checkout&step=1m&groupBy=service.version&{window}",
+    "latency histogram": "/api/v1/latency/histogram?service=checkout&{window}",
+    "services": "/api/v1/services",
+    "operations": "/api/v1/services/checkout/operations?{window}",
+    "tag keys": "/api/v1/tags?service=checkout&{window}",
+    "tag values": "/api/v1/tags/http.route/values?{window}",
+}
+
+
+def api_timings(server):
+    first, last = server.sql("SELECT CAST(min(start_time) AS BIGINT), CAST(max(start_time) AS BIGINT) FROM spans")[0]
+    window = f"start={first // 1_000_000}&end={last // 1_000_000 + 1}"
+    get = lambda path: json.loads(http("GET", f"http://{API}{path}")[1])
+    cursor = get(API_QUERIES["search, one service, newest 20"].format(window=window))["nextCursor"]
+    timings = {}
+    for name, path in API_QUERIES.items():
+        if path is None:
+            path = "/api/v1/search?service=frontend&limit=20&cursor=" + cursor
+        path = path.format(window=window)
+        log(f"api: {name}")
+        timings[name] = median_ms(lambda: get(path))
+    return timings
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
@@ -262,6 +295,8 @@ def main():
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--trace-lookup-only", action="store_true",
                         help="after ingest, time only trace lookups (spanlake and DuckDB), for the 100M-span run")
+    parser.add_argument("--api-only", action="store_true",
+                        help="after ingest, time only spanlake's API endpoints")
     parser.add_argument("--serve-arg", action="append", default=[],
                         help="an extra `spanlake serve` argument for the ingest run, e.g. --serve-arg=--max-buffer-bytes=268435456")
     args = parser.parse_args()
@@ -287,6 +322,14 @@ def main():
         "bytes_per_span": span_bytes / stored,
         "bytes_per_span_with_trace_index": (span_bytes + index_bytes) / stored,
     }
+
+    if args.api_only:
+        results["api_ms"] = api_timings(server)
+        server.stop()
+        print_report(results)
+        if args.out:
+            pathlib.Path(args.out).write_text(json.dumps(results, indent=2))
+        return
 
     import duckdb
 
@@ -329,6 +372,7 @@ def main():
         engine: median_ms(lookups[engine], runs=3) / len(sample) for engine in engines
     }
     results["queries_ms"] = queries
+    results["api_ms"] = api_timings(server)
     server.stop()
 
     print_report(results)
@@ -364,6 +408,12 @@ def print_report(r):
     if "chdb_rows" in s:
         print(f"chdb (SigNoz-like MergeTree, {s['chdb_rows']} rows): {s['chdb_bytes_per_span']:.1f} B/span;"
               f" spanlake/chdb = {s['bytes_per_span'] / s['chdb_bytes_per_span']:.2f}")
+    if "api_ms" in r:
+        print("\n## spanlake API (median ms)")
+        for name, ms in r["api_ms"].items():
+            print(f"{name:40} {ms:10.1f}")
+    if "queries_ms" not in r:
+        return
     print("\n## queries (median ms)")
     print(f"{'query':32} {'spanlake':>10} {'duckdb':>10} {'chdb':>10} {'vs duckdb':>10} {'vs chdb':>10}")
     for name, t in r["queries_ms"].items():

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 use spanlake_storage::ids::parse_trace_id;
 use spanlake_storage::schema::SPAN_KINDS;
 use spanlake_storage::{TENANT_HEADER, TenantId};
@@ -21,9 +22,11 @@ use crate::dependencies::DependencyGraph;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
+use crate::openapi::{ApiDoc, ApiError, PageParams, SeriesParams, SpanFilterParams, WindowParams};
 use crate::params::{Query, SpanFilter, TagFilter, Window, bad, duration_ns, group_column, limit};
 use crate::render::JsonResult;
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
+use crate::services::Operation;
 
 pub fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()
@@ -38,7 +41,45 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/api/v1/traces", get(get_traces))
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/sql", post(post_sql))
+        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .with_state(engine)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceList {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperationList {
+    pub operations: Vec<Operation>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagKeys {
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagValues {
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TraceList {
+    pub traces: Vec<TraceEntry>,
+    /// Ids asked for that have no stored span.
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TraceEntry {
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// OTLP/JSON resource spans, as `GET /api/v1/traces/{trace_id}` answers.
+    #[serde(rename = "resourceSpans")]
+    #[schema(value_type = Vec<Object>)]
+    pub resource_spans: Value,
 }
 
 const HOUR_NS: i64 = 3600 * 1_000_000_000;
@@ -90,9 +131,12 @@ fn span_kind(text: &str) -> Result<String, QueryError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/search", tag = "traces",
+    params(SpanFilterParams, WindowParams, PageParams),
+    responses((status = 200, body = SearchPage), (status = 400, body = ApiError)))]
 /// `GET /api/v1/search`: trace summaries, newest first by default. A trace
 /// matches when one of its spans passes every filter.
-async fn search(
+pub(crate) async fn search(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
@@ -112,61 +156,74 @@ async fn search(
     Ok(Json(engine.search(&tenant(&headers)?, &request).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/services", tag = "services", params(WindowParams),
+    responses((status = 200, body = ServiceList), (status = 400, body = ApiError)))]
 /// `GET /api/v1/services`: every service, or those with spans in the window.
-async fn services(
+pub(crate) async fn services(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<ServiceList>, QueryError> {
     let q = query(raw)?;
     q.only(&["start", "end", "lookback"])?;
     let any = ["start", "end", "lookback"].iter().any(|k| q.get(k).is_some());
     let window = any.then(|| window(&q, NAMES_LOOKBACK_NS)).transpose()?;
-    Ok(Json(json!({ "services": engine.services(&tenant(&headers)?, window) })))
+    Ok(Json(ServiceList { services: engine.services(&tenant(&headers)?, window) }))
 }
 
+#[utoipa::path(get, path = "/api/v1/services/{service}/operations", tag = "services",
+    params(("service" = String, Path), WindowParams),
+    responses((status = 200, body = OperationList), (status = 400, body = ApiError)))]
 /// `GET /api/v1/services/{service}/operations`: span names with their kinds.
-async fn operations(
+pub(crate) async fn operations(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     Path(service): Path<String>,
     raw: Result<RawQuery, QueryRejection>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<OperationList>, QueryError> {
     let q = query(raw)?;
     q.only(&["start", "end", "lookback"])?;
     let operations = engine.operations(&tenant(&headers)?, &service, &window(&q, NAMES_LOOKBACK_NS)?).await?;
-    Ok(Json(json!({ "operations": operations })))
+    Ok(Json(OperationList { operations }))
 }
 
+#[utoipa::path(get, path = "/api/v1/tags", tag = "services",
+    params(("service" = Option<String>, Query), WindowParams),
+    responses((status = 200, body = TagKeys), (status = 400, body = ApiError)))]
 /// `GET /api/v1/tags`: tag keys seen in the window (default: the last hour).
-async fn tag_keys(
+pub(crate) async fn tag_keys(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<TagKeys>, QueryError> {
     let q = query(raw)?;
     q.only(&["service", "start", "end", "lookback"])?;
     let keys = engine.tag_keys(&tenant(&headers)?, q.get("service"), &window(&q, DEFAULT_LOOKBACK_NS)?).await?;
-    Ok(Json(json!({ "tags": keys })))
+    Ok(Json(TagKeys { tags: keys }))
 }
 
+#[utoipa::path(get, path = "/api/v1/tags/{key}/values", tag = "services",
+    params(("key" = String, Path), ("service" = Option<String>, Query), ("prefix" = Option<String>, Query), WindowParams),
+    responses((status = 200, body = TagValues), (status = 400, body = ApiError)))]
 /// `GET /api/v1/tags/{key}/values`: values of one tag, by prefix.
-async fn tag_values(
+pub(crate) async fn tag_values(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     Path(key): Path<String>,
     raw: Result<RawQuery, QueryRejection>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<TagValues>, QueryError> {
     let q = query(raw)?;
     q.only(&["service", "prefix", "start", "end", "lookback"])?;
     let values = engine
         .tag_values(&tenant(&headers)?, &key, q.get("service"), q.get("prefix"), &window(&q, DEFAULT_LOOKBACK_NS)?)
         .await?;
-    Ok(Json(json!({ "values": values })))
+    Ok(Json(TagValues { values }))
 }
 
+#[utoipa::path(get, path = "/api/v1/dependencies", tag = "dependencies", params(WindowParams),
+    responses((status = 200, body = DependencyGraph), (status = 400, body = ApiError)))]
 /// `GET /api/v1/dependencies`: the service graph of a window.
-async fn dependencies(
+pub(crate) async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
@@ -189,8 +246,11 @@ fn latency_request(q: &Query) -> Result<LatencyRequest, QueryError> {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/latency", tag = "latency",
+    params(SpanFilterParams, WindowParams, SeriesParams),
+    responses((status = 200, body = LatencySeries), (status = 400, body = ApiError)))]
 /// `GET /api/v1/latency`: request rate, error rate and percentiles per step.
-async fn latency(
+pub(crate) async fn latency(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
@@ -199,8 +259,11 @@ async fn latency(
     Ok(Json(engine.latency(&tenant(&headers)?, &request).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/latency/histogram", tag = "latency",
+    params(SpanFilterParams, WindowParams, SeriesParams),
+    responses((status = 200, body = Histogram), (status = 400, body = ApiError)))]
 /// `GET /api/v1/latency/histogram`: span durations in log-sized buckets.
-async fn latency_histogram(
+pub(crate) async fn latency_histogram(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
@@ -209,13 +272,16 @@ async fn latency_histogram(
     Ok(Json(engine.latency_histogram(&tenant(&headers)?, &request).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/traces", tag = "traces",
+    params(("ids" = String, Query, description = "Comma-separated trace ids, 1 to 100")),
+    responses((status = 200, body = TraceList), (status = 400, body = ApiError)))]
 /// `GET /api/v1/traces?ids=a,b,c`: several traces at once, each as OTLP/JSON;
 /// ids not found are listed under `missing`.
-async fn get_traces(
+pub(crate) async fn get_traces(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     raw: Result<RawQuery, QueryRejection>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<TraceList>, QueryError> {
     let q = query(raw)?;
     q.only(&["ids"])?;
     let ids: Vec<&str> = q.all("ids").flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
@@ -223,23 +289,29 @@ async fn get_traces(
         return Err(bad("ids", format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
     }
     let tenant = tenant(&headers)?;
-    let (mut traces, mut missing) = (Vec::new(), Vec::new());
+    let mut list = TraceList { traces: Vec::new(), missing: Vec::new() };
     for id in ids {
         let trace_id = parse_trace_id(id).map_err(|e| bad("ids", e))?;
         match engine.trace(&tenant, &trace_id).await? {
-            Some(resource_spans) => traces.push(json!({
-                "traceID": const_hex::encode(trace_id),
-                "resourceSpans": ExportTraceServiceRequest { resource_spans }.resource_spans,
-            })),
-            None => missing.push(id.to_owned()),
+            Some(resource_spans) => list.traces.push(TraceEntry {
+                trace_id: const_hex::encode(trace_id),
+                resource_spans: serde_json::to_value(ExportTraceServiceRequest { resource_spans })
+                    .map_err(|e| QueryError::Render(e.to_string()))?["resourceSpans"]
+                    .take(),
+            }),
+            None => list.missing.push(id.to_owned()),
         }
     }
-    Ok(Json(json!({ "traces": traces, "missing": missing })))
+    Ok(Json(list))
 }
 
+#[utoipa::path(get, path = "/api/v1/traces/{trace_id}", tag = "traces",
+    params(("trace_id" = String, Path, description = "32 hex digits, or 16 for a 64-bit id")),
+    responses((status = 200, description = "The trace as OTLP/JSON (ExportTraceServiceRequest)", body = Object),
+              (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 /// `GET /api/v1/traces/{trace_id}`: the whole trace as OTLP/JSON, in a form
 /// that `POST /v1/traces` accepts unchanged.
-async fn get_trace(
+pub(crate) async fn get_trace(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -299,6 +371,6 @@ impl IntoResponse for QueryError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        (status, Json(ApiError { error: self.to_string() })).into_response()
     }
 }

@@ -18,6 +18,7 @@
 //! the client's duration when there is a client span, else the server's.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use spanlake_storage::TenantId;
 use spanlake_storage::schema::{
     DURATION_NS, PARENT_SPAN_ID, REMOTE_SERVICE_NAME, SERVICE_NAME, SPAN_ID, SPAN_KIND, START_TIME, STATUS_CODE,
@@ -28,7 +29,7 @@ use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
 use crate::params::{NANOS_PER_MILLI, Params, Window};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DependencyGraph {
     /// Every service that is a parent or child of an edge, sorted.
@@ -36,7 +37,7 @@ pub struct DependencyGraph {
     pub edges: Vec<Edge>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Edge {
     pub parent: String,

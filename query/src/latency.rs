@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use spanlake_storage::TenantId;
 use spanlake_storage::schema::{DURATION_NS, SPAN_KIND, START_TIME, STATUS_CODE};
 
@@ -56,7 +57,7 @@ impl LatencyRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencySeries {
     pub step_ns: i64,
@@ -64,7 +65,7 @@ pub struct LatencySeries {
 }
 
 /// One series: all spans, or those of one `groupBy` value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Series {
     /// The `groupBy` value (absent without `groupBy`, or for spans without one).
@@ -73,7 +74,7 @@ pub struct Series {
 }
 
 /// One step; steps without spans have zero requests and no percentiles.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Point {
     pub time_unix_nano: i64,
@@ -99,13 +100,13 @@ struct StepRow {
     p99: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Histogram {
     pub series: Vec<HistogramSeries>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistogramSeries {
     pub group: Option<String>,
@@ -113,7 +114,7 @@ pub struct HistogramSeries {
     pub buckets: Vec<Bucket>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Bucket {
     pub lower_ns: i64,

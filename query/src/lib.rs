@@ -7,6 +7,7 @@ mod engine;
 mod error;
 mod id_literals;
 pub mod latency;
+mod openapi;
 pub mod params;
 mod pruning;
 pub mod render;

@@ -13,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::parse_trace_id;
 
@@ -66,7 +67,7 @@ pub struct SearchRequest {
 }
 
 /// One trace in a search result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceSummary {
     #[serde(rename = "traceID")]
@@ -81,14 +82,14 @@ pub struct TraceSummary {
     pub services: Vec<ServiceSpans>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpans {
     pub name: String,
     pub span_count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchPage {
     pub traces: Vec<TraceSummary>,

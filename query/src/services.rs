@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use spanlake_storage::schema::{self, DEDICATED};
 use spanlake_storage::{FileKind, TenantId};
 
@@ -18,7 +19,7 @@ use crate::params::{Params, SpanFilter, Window, tag_sql};
 /// Most names an autocomplete answer lists.
 pub const MAX_SUGGESTIONS: usize = 1000;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     pub name: String,

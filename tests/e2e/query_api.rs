@@ -343,3 +343,65 @@ async fn bad_parameters_are_400s_that_name_the_parameter() {
         assert!(message.starts_with(&format!("{parameter}:")), "{path}: {message}");
     }
 }
+
+/// Objects in the document admit no fields it does not name, so a field
+/// added to an answer without the document fails the check.
+fn closed(mut schema: Value) -> Value {
+    fn close(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                    map.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                map.values_mut().for_each(close);
+            }
+            Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    close(&mut schema);
+    schema
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_describes_the_real_answers() {
+    let (server, base) = shop_server().await;
+    let doc = get_ok(&server, "/api/v1/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let search = &doc["paths"]["/api/v1/search"]["get"];
+    assert!(search["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "minDuration"));
+    let documented = serde_json::to_string(search).unwrap();
+    assert!(documented.contains("one of its spans"), "search says how traces match");
+
+    let window = format!("start={}&end={}", base - 1000, base + 60_000);
+    let cases = [
+        ("/api/v1/search", "200", format!("/api/v1/search?limit=1&{window}")),
+        ("/api/v1/services", "200", "/api/v1/services".to_owned()),
+        ("/api/v1/services/{service}/operations", "200", "/api/v1/services/frontend/operations".to_owned()),
+        ("/api/v1/tags", "200", "/api/v1/tags?lookback=1h".to_owned()),
+        ("/api/v1/tags/{key}/values", "200", "/api/v1/tags/customer/values?lookback=1h".to_owned()),
+        ("/api/v1/dependencies", "200", format!("/api/v1/dependencies?{window}")),
+        ("/api/v1/latency", "200", format!("/api/v1/latency?service=backend&{window}&groupBy=service.version")),
+        ("/api/v1/latency/histogram", "200", format!("/api/v1/latency/histogram?service=backend&{window}")),
+        ("/api/v1/traces", "200", format!("/api/v1/traces?ids={},{}", trace_id(1), "ff".repeat(16))),
+        ("/api/v1/traces/{trace_id}", "200", format!("/api/v1/traces/{}", trace_id(2))),
+        ("/api/v1/traces/{trace_id}", "404", format!("/api/v1/traces/{}", "ff".repeat(16))),
+        ("/api/v1/search", "400", "/api/v1/search?limit=0".to_owned()),
+    ];
+    let components = doc["components"].clone();
+    for (path, status, url) in &cases {
+        let (got, body) = get(&server, url).await;
+        assert_eq!(got.to_string(), *status, "{url}: {body}");
+        let response = &doc["paths"][path]["get"]["responses"][status];
+        let mut schema = response["content"]["application/json"]["schema"].clone();
+        assert!(schema.is_object(), "{path} documents no {status} body: {response}");
+        schema["components"] = components.clone();
+        let validator = jsonschema::validator_for(&closed(schema)).expect("a valid JSON schema");
+        let errors: Vec<String> = validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{url} does not match the document: {errors:?}\n{body}");
+    }
+    // Every documented path is checked above.
+    for path in doc["paths"].as_object().unwrap().keys() {
+        assert!(cases.iter().any(|(p, _, _)| p == path), "{path} is documented but not checked");
+    }
+}
