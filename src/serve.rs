@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spanlake_collector::{CollectorConfig, CollectorMetrics, Ingest};
-use spanlake_query::QueryEngine;
+use spanlake_query::{QueryEngine, QueryLimits};
 use spanlake_storage::{
     CompactionConfig, DEFAULT_MAX_BUFFER_BYTES, FlushConfig, IngestLimits, Storage, StorageConfig, StorageMetrics,
     WalConfig, WalSync,
@@ -36,6 +36,8 @@ pub(crate) struct ServeArgs {
     pub(crate) storage: StorageArgs,
     #[command(flatten)]
     pub(crate) ingest: IngestArgs,
+    #[command(flatten)]
+    pub(crate) query: QueryArgs,
     /// Also send demo traffic to this server's OTLP/gRPC receiver.
     #[arg(long, env = "SPANLAKE_DEMO")]
     pub(crate) demo: bool,
@@ -118,6 +120,23 @@ pub(crate) struct IngestArgs {
     pub(crate) max_attribute_bytes: usize,
 }
 
+/// Bounds on queries (API, SQL, UI).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct QueryArgs {
+    /// Memory all running queries may hold together, in bytes.
+    #[arg(long, env = "SPANLAKE_QUERY_MEMORY_LIMIT", default_value_t = QueryLimits::default().memory_bytes)]
+    pub(crate) query_memory_limit: usize,
+    /// A query running longer is cancelled (504).
+    #[arg(long, env = "SPANLAKE_QUERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) query_timeout: Duration,
+}
+
+impl QueryArgs {
+    fn limits(&self) -> QueryLimits {
+        QueryLimits { memory_bytes: self.query_memory_limit, timeout: self.query_timeout }
+    }
+}
+
 impl StorageArgs {
     fn config(&self, limits: IngestLimits) -> StorageConfig {
         let mut config = StorageConfig::new(self.data_dir.join(".wal"));
@@ -181,7 +200,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let storage = Storage::open(store, args.storage.config(limits.clone()), storage_metrics).await?;
     let replay = storage.replay_report();
     info!(records = replay.records, damaged_segments = replay.damaged_segments, "storage is ready");
-    let engine = Arc::new(QueryEngine::new(Arc::clone(&storage))?);
+    let engine = Arc::new(QueryEngine::new(Arc::clone(&storage), args.query.limits())?);
     let ingest = Ingest::new(
         Arc::clone(&storage),
         CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, limits, ..CollectorConfig::default() },

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use spanlake_query::{JsonResult, QueryEngine};
+use spanlake_query::{JsonResult, QueryEngine, QueryLimits};
 use spanlake_storage::{Storage, StorageConfig, TenantId};
 
 use crate::store::{S3Args, open_store};
@@ -53,7 +53,7 @@ pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
 async fn local(data_dir: &std::path::Path, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
     let store = open_store(None, data_dir, &S3Args::default())?;
     let storage = Storage::open_read_only(store, StorageConfig::new(data_dir.join(".wal"))).await?;
-    let engine = QueryEngine::new(Arc::clone(&storage))?;
+    let engine = QueryEngine::new(Arc::clone(&storage), QueryLimits::default())?;
     let result = engine.sql(tenant, sql).await?;
     Ok(JsonResult::from_result(&result)?)
 }

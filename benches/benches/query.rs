@@ -10,7 +10,7 @@ use object_store::local::LocalFileSystem;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use spanlake_benches::{FOUR_ROW_GROUPS, load_requests};
-use spanlake_query::QueryEngine;
+use spanlake_query::{QueryEngine, QueryLimits};
 use spanlake_storage::ids::TraceId;
 use spanlake_storage::{IngestLimits, SpanBatchBuilder, Storage, StorageConfig, TenantId, WalSync};
 
@@ -59,7 +59,7 @@ async fn stored(dir: &std::path::Path) -> (QueryEngine, Vec<TraceId>) {
     }
     storage.flush().await.expect("flushed");
     storage.maintain().await.expect("compacted");
-    (QueryEngine::new(storage).expect("engine"), ids)
+    (QueryEngine::new(storage, QueryLimits::default()).expect("engine"), ids)
 }
 
 fn query(c: &mut Criterion) {

@@ -23,7 +23,9 @@ use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
 use crate::openapi::{ApiDoc, ApiError, PageParams, SeriesParams, SpanFilterParams, WindowParams};
-use crate::params::{Query, SpanFilter, TagFilter, Window, bad, duration_ns, group_column, limit};
+use crate::params::{
+    HOUR_NS, NAMES_LOOKBACK_NS, Query, SpanFilter, TagFilter, Window, bad, duration_ns, group_column, limit, trace_ids,
+};
 use crate::render::JsonResult;
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
@@ -82,13 +84,8 @@ pub struct TraceEntry {
     pub resource_spans: Value,
 }
 
-const HOUR_NS: i64 = 3600 * 1_000_000_000;
 /// Lookback of searches, graphs and series when the request gives none.
 const DEFAULT_LOOKBACK_NS: i64 = HOUR_NS;
-/// Lookback of services and operations lists when the request gives none.
-const NAMES_LOOKBACK_NS: i64 = 7 * 24 * HOUR_NS;
-/// Most trace ids one `GET /api/v1/traces?ids=` takes.
-pub const MAX_TRACE_IDS: usize = 100;
 
 /// The query string, every pair kept; malformed ones are a 400.
 pub(crate) fn query(raw: Result<RawQuery, QueryRejection>) -> Result<Query, QueryError> {
@@ -284,14 +281,10 @@ pub(crate) async fn get_traces(
 ) -> Result<Json<TraceList>, QueryError> {
     let q = query(raw)?;
     q.only(&["ids"])?;
-    let ids: Vec<&str> = q.all("ids").flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
-    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
-        return Err(bad("ids", format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
-    }
+    let ids = trace_ids("ids", q.all("ids"))?;
     let tenant = tenant(&headers)?;
     let mut list = TraceList { traces: Vec::new(), missing: Vec::new() };
-    for id in ids {
-        let trace_id = parse_trace_id(id).map_err(|e| bad("ids", e))?;
+    for trace_id in ids {
         match engine.trace(&tenant, &trace_id).await? {
             Some(resource_spans) => list.traces.push(TraceEntry {
                 trace_id: const_hex::encode(trace_id),
@@ -299,7 +292,7 @@ pub(crate) async fn get_traces(
                     .map_err(|e| QueryError::Render(e.to_string()))?["resourceSpans"]
                     .take(),
             }),
-            None => list.missing.push(id.to_owned()),
+            None => list.missing.push(const_hex::encode(trace_id)),
         }
     }
     Ok(Json(list))
@@ -365,6 +358,7 @@ impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let status = match &self {
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             e => {
                 error!(error = %e, "query failed");

@@ -1,13 +1,16 @@
 //! The query engine: a DataFusion session per request, scoped to one tenant.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
 
 use datafusion::catalog::view::ViewTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use spanlake_storage::{FileKind, Storage, TenantId};
@@ -57,20 +60,46 @@ GROUP BY trace_id"
 /// store's own (`{tenant}/spans/...`).
 const STORE_URL: &str = "spanlake://store";
 
+/// Bounds on every query, whichever surface asked (API, SQL, UI).
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Memory all running queries may hold together; operators that can
+    /// spill to disk do, the others fail with "Resources exhausted".
+    pub memory_bytes: usize,
+    /// Longest a query may run before it is cancelled.
+    pub timeout: Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self { memory_bytes: 2 * 1024 * 1024 * 1024, timeout: Duration::from_secs(60) }
+    }
+}
+
 /// Answers SQL and trace lookups over the storage engine.
 #[derive(Debug)]
 pub struct QueryEngine {
     storage: Arc<Storage>,
     runtime: Arc<RuntimeEnv>,
     store_url: ObjectStoreUrl,
+    timeout: Duration,
 }
 
 impl QueryEngine {
-    pub fn new(storage: Arc<Storage>) -> Result<Self, QueryError> {
+    pub fn new(storage: Arc<Storage>, limits: QueryLimits) -> Result<Self, QueryError> {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
-        Ok(Self { storage, runtime, store_url })
+        Ok(Self { storage, runtime, store_url, timeout: limits.timeout })
+    }
+
+    /// Runs `frame` to the end, within the time limit; dropping the future
+    /// on timeout cancels the query's streams.
+    pub(crate) async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
+        match tokio::time::timeout(self.timeout, frame.collect()).await {
+            Ok(batches) => Ok(batches?),
+            Err(_) => Err(QueryError::Timeout(self.timeout)),
+        }
     }
 
     pub(crate) fn storage(&self) -> &Storage {
@@ -113,7 +142,7 @@ impl QueryEngine {
         let ctx = self.session(tenant).await?;
         let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
         let schema = frame.schema().inner().clone();
-        let batches = frame.collect().await?;
+        let batches = self.collect(frame).await?;
         let result = JsonResult::from_result(&QueryResult { schema, batches })
             .map_err(|e| QueryError::Render(e.to_string()))?;
         let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();

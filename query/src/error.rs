@@ -18,6 +18,8 @@ pub enum QueryError {
     Otlp(#[from] ToOtlpError),
     #[error("rendering the result failed: {0}")]
     Render(String),
+    #[error("the query ran longer than {0:?} (--query-timeout) and was cancelled; narrow the time window or add filters")]
+    Timeout(std::time::Duration),
 }
 
 impl QueryError {
@@ -33,7 +35,7 @@ impl QueryError {
                     | DataFusionError::NotImplemented(_)
                     | DataFusionError::ResourcesExhausted(_)
             ),
-            Self::Otlp(_) | Self::Render(_) => false,
+            Self::Otlp(_) | Self::Render(_) | Self::Timeout(_) => false,
         }
     }
 }

@@ -18,7 +18,7 @@ mod table;
 mod trace;
 pub mod zipkin;
 
-pub use engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};
+pub use engine::{QueryEngine, QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};
 pub use error::QueryError;
 pub use render::JsonResult;
 pub use sql::QueryResult;

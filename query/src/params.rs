@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use datafusion::common::ScalarValue;
+use spanlake_storage::ids::{TraceId, parse_trace_id};
 use spanlake_storage::schema::{self, DEDICATED};
 
 use crate::error::QueryError;
@@ -13,6 +14,12 @@ use crate::error::QueryError;
 const NANOS_PER_MICRO: i64 = 1_000;
 pub(crate) const NANOS_PER_MILLI: i64 = 1_000_000;
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub(crate) const HOUR_NS: i64 = 3600 * NANOS_PER_SECOND;
+pub(crate) const DAY_NS: i64 = 24 * HOUR_NS;
+/// Lookback of services and operations lists when the request gives none.
+pub(crate) const NAMES_LOOKBACK_NS: i64 = 7 * DAY_NS;
+/// Most trace ids one request for several traces takes.
+pub const MAX_TRACE_IDS: usize = 100;
 
 pub(crate) fn bad(name: &str, message: impl std::fmt::Display) -> QueryError {
     QueryError::BadRequest(format!("{name}: {message}"))
@@ -244,6 +251,16 @@ impl SpanFilter {
         }
         conditions.join(" AND ")
     }
+}
+
+/// Comma-separated trace ids (the values of `name`, all of them), 1 to
+/// [`MAX_TRACE_IDS`].
+pub(crate) fn trace_ids<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Result<Vec<TraceId>, QueryError> {
+    let ids: Vec<&str> = values.flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
+    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
+        return Err(bad(name, format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
+    }
+    ids.into_iter().map(|id| parse_trace_id(id).map_err(|e| bad(name, e))).collect()
 }
 
 /// A `limit` parameter, between 1 and `max`.

@@ -7,6 +7,7 @@
 //! first page, so spans arriving while a client pages (new traces after
 //! that end) neither push traces onto the next page nor pull them back.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use base64::Engine;
@@ -125,6 +126,14 @@ impl Cursor {
     }
 }
 
+/// A trace's place in the order.
+#[derive(Debug, Deserialize)]
+struct Key {
+    trace_id: String,
+    start_ns: i64,
+    duration_ns: i64,
+}
+
 #[derive(Debug, Deserialize)]
 struct Row {
     trace_id: String,
@@ -166,28 +175,28 @@ impl QueryEngine {
             }
             None => String::new(),
         };
-        let (lo, hi) = (
-            params.time(window.start_ns.saturating_sub(SUMMARY_MARGIN_NS)),
-            params.time(window.end_ns.saturating_add(SUMMARY_MARGIN_NS)),
-        );
-        let summaries = trace_summary_sql("fragments");
+        let (lo, hi) = (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
+        let (lo_param, hi_param) = (params.time(lo), params.time(hi));
+        // First the page's keys: only trace ids and time bounds per trace,
+        // so that millions of matching traces cost little; then the
+        // summaries of the page's traces alone.
         let sql = format!(
             "WITH matched AS (SELECT DISTINCT trace_id FROM {SPANS_TABLE} WHERE {matching}),
-                  fragments AS (SELECT * FROM {TRACE_FRAGMENTS_TABLE}
-                                WHERE start_time >= {lo} AND start_time < {hi}
-                                  AND trace_id IN (SELECT trace_id FROM matched)),
-                  summaries AS ({summaries}),
-                  keyed AS (SELECT *, CAST(start_time AS BIGINT) AS start_ns FROM summaries)
-             SELECT trace_id, start_ns, duration_ns, root_service_name, root_span_name, span_count, error_count, services
-             FROM keyed {keyset}
+                  keyed AS (SELECT trace_id, CAST(min(start_time) AS BIGINT) AS start_ns,
+                                   CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
+                            FROM {TRACE_FRAGMENTS_TABLE}
+                            WHERE start_time >= {lo_param} AND start_time < {hi_param}
+                              AND trace_id IN (SELECT trace_id FROM matched)
+                            GROUP BY trace_id)
+             SELECT trace_id, start_ns, duration_ns FROM keyed {keyset}
              ORDER BY {key} {direction}, trace_id {direction}
              LIMIT {}",
             request.limit + 1
         );
-        let mut rows: Vec<Row> = self.rows(tenant, &sql, params).await?;
-        let next_cursor = (rows.len() > request.limit).then(|| {
-            rows.truncate(request.limit);
-            let last = rows.last().expect("a full page");
+        let mut keys: Vec<Key> = self.rows(tenant, &sql, params).await?;
+        let next_cursor = (keys.len() > request.limit).then(|| {
+            keys.truncate(request.limit);
+            let last = keys.last().expect("a full page");
             Cursor {
                 start_ns: window.start_ns,
                 end_ns: window.end_ns,
@@ -198,8 +207,10 @@ impl QueryEngine {
             }
             .encode()
         });
-        let traces = rows
-            .into_iter()
+        let mut summaries = self.summaries(tenant, &keys, lo, hi).await?;
+        let traces = keys
+            .iter()
+            .filter_map(|k| summaries.remove(&k.trace_id))
             .map(|row| TraceSummary {
                 trace_id: row.trace_id,
                 root_service_name: row.root_service_name,
@@ -216,5 +227,33 @@ impl QueryEngine {
             })
             .collect();
         Ok(SearchPage { traces, next_cursor })
+    }
+
+    /// Summaries of the traces `keys` names, from their fragments in `[lo, hi)`.
+    async fn summaries(&self, tenant: &TenantId, keys: &[Key], lo: i64, hi: i64) -> Result<HashMap<String, Row>, QueryError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut params = Params::default();
+        let ids: Vec<String> = keys
+            .iter()
+            .map(|k| {
+                let id = parse_trace_id(&k.trace_id).map_err(|e| QueryError::Render(e.to_string()))?;
+                Ok(params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
+            })
+            .collect::<Result<_, QueryError>>()?;
+        let (lo, hi) = (params.time(lo), params.time(hi));
+        let summaries = trace_summary_sql("fragments");
+        let sql = format!(
+            "WITH fragments AS (SELECT * FROM {TRACE_FRAGMENTS_TABLE}
+                                WHERE start_time >= {lo} AND start_time < {hi} AND trace_id IN ({})),
+                  summaries AS ({summaries})
+             SELECT trace_id, CAST(start_time AS BIGINT) AS start_ns, duration_ns, root_service_name, root_span_name,
+                    span_count, error_count, services
+             FROM summaries",
+            ids.join(", ")
+        );
+        let rows: Vec<Row> = self.rows(tenant, &sql, params).await?;
+        Ok(rows.into_iter().map(|r| (r.trace_id.clone(), r)).collect())
     }
 }

@@ -101,23 +101,21 @@ impl QueryEngine {
         let mut params = Params::default();
         let filter = SpanFilter { service: service.map(str::to_owned), ..SpanFilter::default() };
         let condition = filter.where_sql(window, &mut params);
+        // One pass over the window: the attribute keys of each span and its
+        // resource, and the keys of the dedicated columns it has values in.
         let dedicated: Vec<String> = DEDICATED
             .iter()
             .filter(|d| d.column != schema::SERVICE_NAME)
-            .map(|d| format!("SELECT '{}' AS name FROM {SPANS_TABLE} WHERE {condition} AND {} IS NOT NULL", d.key, d.column))
-            .map(|select| format!("SELECT * FROM ({select} LIMIT 1)"))
+            .map(|d| format!("CASE WHEN {} IS NOT NULL THEN '{}' END", d.column, d.key))
             .collect();
         let sql = format!(
             "SELECT DISTINCT name FROM (
-                 SELECT unnest(map_keys({})) AS name FROM {SPANS_TABLE} WHERE {condition}
-                 UNION ALL
-                 SELECT unnest(map_keys({})) AS name FROM {SPANS_TABLE} WHERE {condition}
-                 UNION ALL
-                 {})
-             ORDER BY name LIMIT {MAX_SUGGESTIONS}",
+                 SELECT unnest(array_concat(map_keys({}), map_keys({}), make_array({}))) AS name
+                 FROM {SPANS_TABLE} WHERE {condition})
+             WHERE name IS NOT NULL ORDER BY name LIMIT {MAX_SUGGESTIONS}",
             schema::SPAN_ATTRIBUTES,
             schema::RESOURCE_ATTRIBUTES,
-            dedicated.join(" UNION ALL ")
+            dedicated.join(", ")
         );
         Ok(names(self.rows(tenant, &sql, params).await?))
     }

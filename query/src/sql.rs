@@ -44,7 +44,7 @@ impl QueryEngine {
             .map_err(|e| QueryError::Refused(e.strip_backtrace()))?;
         let frame = ctx.execute_logical_plan(plan).await?;
         let schema = frame.schema().inner().clone();
-        let batches = frame.collect().await?;
+        let batches = self.collect(frame).await?;
         Ok(QueryResult { schema, batches })
     }
 }

@@ -30,9 +30,8 @@ impl QueryEngine {
             .table(TRACE_FRAGMENTS_TABLE)
             .await?
             .filter(col(ti::TRACE_ID).eq(id.clone()))?
-            .aggregate(vec![], vec![min(col(ti::START_TIME)), max(col(ti::END_TIME))])?
-            .collect()
-            .await?;
+            .aggregate(vec![], vec![min(col(ti::START_TIME)), max(col(ti::END_TIME))])?;
+        let bounds = self.collect(bounds).await?;
         let Some(row) = bounds.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
         let (first, last) = (row.column(0), row.column(1));
         if first.is_null(0) {
@@ -42,7 +41,7 @@ impl QueryEngine {
         let last = last.as_primitive::<TimestampNanosecondType>().value(0);
 
         // SELECT * FROM spans WHERE trace_id = <id> AND start_time BETWEEN <first> AND <last> ORDER BY start_time
-        let batches = ctx
+        let spans = ctx
             .table(SPANS_TABLE)
             .await?
             .filter(
@@ -51,9 +50,8 @@ impl QueryEngine {
                     .and(col(schema::START_TIME).gt_eq(timestamp(first)))
                     .and(col(schema::START_TIME).lt_eq(timestamp(last))),
             )?
-            .sort(vec![col(schema::START_TIME).sort(true, true)])?
-            .collect()
-            .await?;
+            .sort(vec![col(schema::START_TIME).sort(true, true)])?;
+        let batches = self.collect(spans).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(None);
         }

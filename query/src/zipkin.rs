@@ -19,12 +19,11 @@ use spanlake_storage::TenantId;
 use crate::api::{RawQuery, query, tenant};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::params::{NANOS_PER_MILLI, Query, SpanFilter, TagFilter, Window, bad, duration_ns, limit};
+use crate::params::{
+    DAY_NS, HOUR_NS, NAMES_LOOKBACK_NS, Query, SpanFilter, TagFilter, Window, bad, duration_ns, limit, trace_ids,
+};
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchRequest};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-/// Zipkin's `/spans` and `/remoteServices` have no window; a week back is ours.
-const NAMES_LOOKBACK_NS: i64 = 7 * DAY_NS;
 
 pub fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()
@@ -40,7 +39,8 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
         .with_state(engine)
 }
 
-/// `endTs` (ms, default now) and `lookback` (ms, default 24 h).
+/// `endTs` (ms, default now) and `lookback` (ms, default 24 h). Zipkin's
+/// `/spans` and `/remoteServices` have no window; they look a week back.
 fn window(q: &Query) -> Result<Window, QueryError> {
     Window::parse(None, q.get("endTs"), q.get("lookback"), DAY_NS)
 }
@@ -155,14 +155,10 @@ async fn trace_many(
     raw: Result<RawQuery, QueryRejection>,
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, QueryError> {
     let q = query(raw)?;
-    let ids: Vec<&str> = q.get("traceIds").unwrap_or_default().split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
-    if ids.is_empty() || ids.len() > crate::api::MAX_TRACE_IDS {
-        return Err(bad("traceIds", format!("give 1 to {} comma-separated trace ids", crate::api::MAX_TRACE_IDS)));
-    }
+    let ids = trace_ids("traceIds", q.all("traceIds"))?;
     let tenant = tenant(&headers)?;
     let mut traces = Vec::new();
-    for id in ids {
-        let trace_id = parse_trace_id(id).map_err(|e| bad("traceIds", e))?;
+    for trace_id in ids {
         traces.extend(zipkin_trace(&engine, &tenant, &trace_id).await?);
     }
     Ok(Json(traces))
@@ -194,7 +190,7 @@ async fn dependencies(
 
 /// Autocomplete looks at the last hour.
 fn recent() -> Result<Window, QueryError> {
-    Window::parse(None, None, None, 3600 * 1_000 * NANOS_PER_MILLI)
+    Window::parse(None, None, None, HOUR_NS)
 }
 
 async fn autocomplete_keys(

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use crate::fixture::{CLIENT, CONSUMER, INTERNAL, PRODUCER, SERVER, Span, get, get_ok, now_ms, send, trace_id};
-use crate::harness::TestServer;
+use crate::harness::{ServerOptions, TestServer};
 
 /// Three traces, ten minutes ago:
 /// 1. frontend `GET /a` (100 ms) → frontend client → backend `GET /b` (customer=acme, v1.0)
@@ -404,4 +404,22 @@ async fn the_openapi_document_describes_the_real_answers() {
     for path in doc["paths"].as_object().unwrap().keys() {
         assert!(cases.iter().any(|(p, _, _)| p == path), "{path} is documented but not checked");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_are_bounded_in_time_and_memory() {
+    let options = ServerOptions::default().arg("--query-timeout", "1ms");
+    let server = TestServer::start_with(options).await;
+    send(&server, now_ms(), &shop()).await;
+    let (status, body) = get(&server, "/api/v1/dependencies").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("--query-timeout"), "{body}");
+
+    let options = ServerOptions::default().arg("--query-memory-limit", "1024");
+    let server = TestServer::start_with(options).await;
+    send(&server, now_ms(), &shop()).await;
+    let (status, body) = get(&server, "/api/v1/dependencies").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Resources exhausted"), "{body}");
+    assert_eq!(server.span_count().await, 6, "a small query still runs");
 }
