@@ -1,5 +1,7 @@
 //! Trace search: the traces with a span that passes every span-level filter
 //! in a time window, as summaries from the trace index, one page at a time.
+//! Two queries: the page's trace keys (id, start, duration) out of all
+//! matching traces, then the summaries of those traces alone.
 //!
 //! Pages are cut by key, not by offset: a cursor holds the window, the sort,
 //! a hash of the filters and the sort key and id of the last trace sent;
