@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use spanlake_storage::StorageError;
 use thiserror::Error;
 use tonic::{Code, Status};
@@ -69,6 +70,17 @@ impl IngestError {
             e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Storage(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The HTTP answer with `body`; retryable refusals carry `Retry-After`,
+    /// the retryable form of the OTLP specification (503 + Retry-After).
+    pub(crate) fn http_response(&self, body: impl IntoResponse) -> Response {
+        self.log();
+        let mut response = (self.http_status(), body).into_response();
+        if self.is_retryable() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+        }
+        response
     }
 
     /// Server-side failures are logged here, once; overload is not a failure.

@@ -14,7 +14,7 @@ use prost::Message;
 use spanlake_storage::{TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
-use crate::error::{IngestError, RETRY_AFTER};
+use crate::error::IngestError;
 use crate::ingest::{Decoded, Ingest, decode_json, decode_protobuf};
 use crate::metrics::Protocol;
 
@@ -131,12 +131,6 @@ struct RpcStatus {
 }
 
 fn error_response(error: &IngestError, format: Format) -> Response {
-    error.log();
     let body = format.encode_status(&RpcStatus { code: error.grpc_code() as i32, message: error.to_string() });
-    let mut response = (error.http_status(), [(header::CONTENT_TYPE, format.content_type())], body).into_response();
-    if error.is_retryable() {
-        // 503 with Retry-After: the retryable form of the OTLP specification.
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
-    }
-    response
+    error.http_response(([(header::CONTENT_TYPE, format.content_type())], body))
 }

@@ -6,7 +6,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use spanlake_storage::zipkin::{self, ZipkinSpan};
 use spanlake_storage::{TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
-use crate::error::{IngestError, RETRY_AFTER};
+use crate::error::IngestError;
 use crate::ingest::{Decoded, Ingest};
 use crate::metrics::Protocol;
 
@@ -27,14 +27,7 @@ pub fn router(ingest: Ingest) -> Router {
 async fn receive(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     match store(&ingest, &headers, body).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(error) => {
-            error.log();
-            let mut response = (error.http_status(), error.to_string()).into_response();
-            if error.is_retryable() {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
-            }
-            response
-        }
+        Err(error) => error.http_response(error.to_string()),
     }
 }
 
@@ -49,9 +42,7 @@ async fn store(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<(), I
     let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
     let limit = ingest.config().max_request_bytes;
     let raw = body::read_limited(body, limit).await?;
-    ingest
-        .export(&tenant, Protocol::ZipkinJson, move || decode(&body::decompress(raw, encoding, limit)?))
-        .await?;
+    ingest.export(&tenant, Protocol::ZipkinJson, move || decode(&body::decompress(raw, encoding, limit)?)).await?;
     Ok(())
 }
 

@@ -12,11 +12,11 @@ use axum::{Json, Router};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{OpenApi, ToSchema};
 use spanlake_storage::ids::parse_trace_id;
 use spanlake_storage::schema::SPAN_KINDS;
 use spanlake_storage::{TENANT_HEADER, TenantId};
 use tracing::error;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::dependencies::DependencyGraph;
 use crate::engine::QueryEngine;
@@ -89,7 +89,8 @@ const DEFAULT_LOOKBACK_NS: i64 = HOUR_NS;
 
 /// The query string, every pair kept; malformed ones are a 400.
 pub(crate) fn query(raw: Result<RawQuery, QueryRejection>) -> Result<Query, QueryError> {
-    let axum::extract::Query(pairs) = raw.map_err(|e| QueryError::BadRequest(format!("malformed query string: {}", e.body_text())))?;
+    let axum::extract::Query(pairs) =
+        raw.map_err(|e| QueryError::BadRequest(format!("malformed query string: {}", e.body_text())))?;
     Ok(Query::from_pairs(pairs))
 }
 
@@ -140,8 +141,19 @@ pub(crate) async fn search(
 ) -> Result<Json<SearchPage>, QueryError> {
     let q = query(raw)?;
     q.only(&[
-        "service", "operation", "spanKind", "tags", "minDuration", "maxDuration", "status", "start", "end", "lookback",
-        "sort", "limit", "cursor",
+        "service",
+        "operation",
+        "spanKind",
+        "tags",
+        "minDuration",
+        "maxDuration",
+        "status",
+        "start",
+        "end",
+        "lookback",
+        "sort",
+        "limit",
+        "cursor",
     ])?;
     let request = SearchRequest {
         filter: span_filter(&q)?,
@@ -232,8 +244,18 @@ pub(crate) async fn dependencies(
 
 fn latency_request(q: &Query) -> Result<LatencyRequest, QueryError> {
     q.only(&[
-        "service", "operation", "spanKind", "tags", "minDuration", "maxDuration", "status", "start", "end", "lookback",
-        "step", "groupBy",
+        "service",
+        "operation",
+        "spanKind",
+        "tags",
+        "minDuration",
+        "maxDuration",
+        "status",
+        "start",
+        "end",
+        "lookback",
+        "step",
+        "groupBy",
     ])?;
     Ok(LatencyRequest {
         filter: span_filter(q)?,

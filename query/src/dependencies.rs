@@ -18,12 +18,12 @@
 //! the client's duration when there is a client span, else the server's.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use spanlake_storage::TenantId;
 use spanlake_storage::schema::{
     DURATION_NS, PARENT_SPAN_ID, REMOTE_SERVICE_NAME, SERVICE_NAME, SPAN_ID, SPAN_KIND, START_TIME, STATUS_CODE,
     TRACE_ID,
 };
+use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;

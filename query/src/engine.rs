@@ -143,8 +143,8 @@ impl QueryEngine {
         let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
         let schema = frame.schema().inner().clone();
         let batches = self.collect(frame).await?;
-        let result = JsonResult::from_result(&QueryResult { schema, batches })
-            .map_err(|e| QueryError::Render(e.to_string()))?;
+        let result =
+            JsonResult::from_result(&QueryResult { schema, batches }).map_err(|e| QueryError::Render(e.to_string()))?;
         let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
         result
             .rows

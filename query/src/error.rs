@@ -18,7 +18,9 @@ pub enum QueryError {
     Otlp(#[from] ToOtlpError),
     #[error("rendering the result failed: {0}")]
     Render(String),
-    #[error("the query ran longer than {0:?} (--query-timeout) and was cancelled; narrow the time window or add filters")]
+    #[error(
+        "the query ran longer than {0:?} (--query-timeout) and was cancelled; narrow the time window or add filters"
+    )]
     Timeout(std::time::Duration),
 }
 

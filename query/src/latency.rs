@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use spanlake_storage::TenantId;
 use spanlake_storage::schema::{DURATION_NS, SPAN_KIND, START_TIME, STATUS_CODE};
+use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
@@ -167,29 +167,20 @@ impl QueryEngine {
                 points: (0..steps)
                     .map(|i| {
                         let t = request.window.start_ns + i * step_ns;
-                        match rows.remove(&t) {
-                            Some(r) => Point {
-                                time_unix_nano: t,
-                                requests: r.requests,
-                                errors: r.errors,
-                                requests_per_second: r.requests as f64 * 1e9 / step_ns as f64,
-                                error_rate: Some(r.errors as f64 / r.requests as f64),
-                                p50_ms: ms(r.p50),
-                                p90_ms: ms(r.p90),
-                                p95_ms: ms(r.p95),
-                                p99_ms: ms(r.p99),
-                            },
-                            None => Point {
-                                time_unix_nano: t,
-                                requests: 0,
-                                errors: 0,
-                                requests_per_second: 0.0,
-                                error_rate: None,
-                                p50_ms: None,
-                                p90_ms: None,
-                                p95_ms: None,
-                                p99_ms: None,
-                            },
+                        let row = rows.remove(&t);
+                        let row = row.as_ref();
+                        let requests = row.map_or(0, |r| r.requests);
+                        let errors = row.map_or(0, |r| r.errors);
+                        Point {
+                            time_unix_nano: t,
+                            requests,
+                            errors,
+                            requests_per_second: requests as f64 * 1e9 / step_ns as f64,
+                            error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+                            p50_ms: ms(row.and_then(|r| r.p50)),
+                            p90_ms: ms(row.and_then(|r| r.p90)),
+                            p95_ms: ms(row.and_then(|r| r.p95)),
+                            p99_ms: ms(row.and_then(|r| r.p99)),
                         }
                     })
                     .collect(),

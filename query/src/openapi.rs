@@ -82,8 +82,11 @@ pub(crate) struct ApiError {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "spanlake API", description = "Traces, services, dependencies and latency over spanlake's spans. \
-        Every endpoint is scoped to the tenant named by the X-Scope-OrgID header (`default` without it)."),
+    info(
+        title = "spanlake API",
+        description = "Traces, services, dependencies and latency over spanlake's spans. \
+        Every endpoint is scoped to the tenant named by the X-Scope-OrgID header (`default` without it)."
+    ),
     paths(
         api::search,
         api::services,

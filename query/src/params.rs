@@ -46,9 +46,9 @@ pub(crate) fn duration_ns(name: &str, text: &str, bare_unit_ns: i64) -> Result<i
         "d" => 86_400 * NANOS_PER_SECOND,
         other => return Err(bad(name, format!("unknown unit {other:?} in {text:?} (use ns, us, ms, s, m, h or d)"))),
     };
-    let value: f64 = number.parse().map_err(|_| {
-        bad(name, format!("expected a duration such as 250ms, 1.5s or 2h, got {text:?}"))
-    })?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| bad(name, format!("expected a duration such as 250ms, 1.5s or 2h, got {text:?}")))?;
     let nanos = value * unit_ns as f64;
     if !nanos.is_finite() || nanos < 0.0 || nanos > i64::MAX as f64 {
         return Err(bad(name, format!("{text:?} is out of range")));
@@ -61,8 +61,9 @@ pub(crate) fn time_ns(name: &str, text: &str) -> Result<i64, QueryError> {
     if let Ok(ms) = text.trim().parse::<i64>() {
         return ms.checked_mul(NANOS_PER_MILLI).ok_or_else(|| bad(name, format!("{text:?} is out of range")));
     }
-    let time = DateTime::parse_from_rfc3339(text.trim())
-        .map_err(|_| bad(name, format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}")))?;
+    let time = DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
+        bad(name, format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}"))
+    })?;
     time.timestamp_nanos_opt().ok_or_else(|| bad(name, format!("{text:?} is out of range")))
 }
 
@@ -167,11 +168,7 @@ pub(crate) fn tag_sql(key: &str, params: &mut Params) -> String {
         return format!("CAST({} AS VARCHAR)", d.column);
     }
     let key = params.add(ScalarValue::Utf8(Some(key.to_owned())));
-    format!(
-        "COALESCE({}[{key}], {}[{key}])",
-        schema::SPAN_ATTRIBUTES,
-        schema::RESOURCE_ATTRIBUTES
-    )
+    format!("COALESCE({}[{key}], {}[{key}])", schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES)
 }
 
 /// Named query parameters (`$p0`, `$p1`, ...): values never enter SQL text.

@@ -16,9 +16,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::parse_trace_id;
+use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, trace_summary_sql};
 use crate::error::QueryError;
@@ -171,13 +171,12 @@ impl QueryEngine {
                 let (last_key, last_id) =
                     (params.int(*last_key), params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))));
                 let beyond = if descending { "<" } else { ">" };
-                format!(
-                    "WHERE {key} {beyond} {last_key} OR ({key} = {last_key} AND trace_id {beyond} {last_id})"
-                )
+                format!("WHERE {key} {beyond} {last_key} OR ({key} = {last_key} AND trace_id {beyond} {last_id})")
             }
             None => String::new(),
         };
-        let (lo, hi) = (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
+        let (lo, hi) =
+            (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
         let (lo_param, hi_param) = (params.time(lo), params.time(hi));
         // First the page's keys: only trace ids and time bounds per trace,
         // so that millions of matching traces cost little; then the
@@ -232,7 +231,13 @@ impl QueryEngine {
     }
 
     /// Summaries of the traces `keys` names, from their fragments in `[lo, hi)`.
-    async fn summaries(&self, tenant: &TenantId, keys: &[Key], lo: i64, hi: i64) -> Result<HashMap<String, Row>, QueryError> {
+    async fn summaries(
+        &self,
+        tenant: &TenantId,
+        keys: &[Key],
+        lo: i64,
+        hi: i64,
+    ) -> Result<HashMap<String, Row>, QueryError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use spanlake_storage::schema::{self, DEDICATED};
 use spanlake_storage::{FileKind, TenantId};
+use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;

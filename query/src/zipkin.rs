@@ -12,9 +12,9 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use spanlake_storage::TenantId;
 use spanlake_storage::ids::parse_trace_id;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
-use spanlake_storage::TenantId;
 
 use crate::api::{RawQuery, query, tenant};
 use crate::engine::QueryEngine;
@@ -23,7 +23,6 @@ use crate::params::{
     DAY_NS, HOUR_NS, NAMES_LOOKBACK_NS, Query, SpanFilter, TagFilter, Window, bad, duration_ns, limit, trace_ids,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchRequest};
-
 
 pub fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()

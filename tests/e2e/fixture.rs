@@ -108,6 +108,11 @@ pub async fn send(server: &TestServer, base_ms: i64, spans: &[Span]) {
             json!({"resource": {"attributes": attributes}, "scopeSpans": [{"spans": [s.otlp(base_ms)]}]})
         })
         .collect();
+    send_resource_spans(server, resource_spans).await;
+}
+
+/// Sends OTLP/JSON `resourceSpans` in one export; it must be accepted.
+pub async fn send_resource_spans(server: &TestServer, resource_spans: Vec<Value>) {
     let response = reqwest::Client::new()
         .post(server.otlp_http_url())
         .json(&json!({ "resourceSpans": resource_spans }))

@@ -63,7 +63,11 @@ async fn search_applies_every_filter_to_single_spans() {
     assert_eq!(found(&server, "tags=customer!%3Dacme").await, [2], "!= needs the tag set");
     assert_eq!(found(&server, "tags=customer%3D~%5Eglo").await, [2]);
     assert_eq!(found(&server, "tags=customer").await, [2, 1]);
-    assert_eq!(found(&server, "tags=http.route%3D/a&tags=service.version%3D1.0").await, Vec::<u16>::new(), "one span must pass all");
+    assert_eq!(
+        found(&server, "tags=http.route%3D/a&tags=service.version%3D1.0").await,
+        Vec::<u16>::new(),
+        "one span must pass all"
+    );
     assert_eq!(found(&server, "tags=service.version%3D2.0&tags=customer%3Dglobex").await, [2]);
     assert_eq!(found(&server, "minDuration=200ms").await, [2]);
     assert_eq!(found(&server, "minDuration=200000").await, [2], "a bare number is µs");
@@ -126,8 +130,9 @@ async fn pages_follow_each_other_exactly_while_spans_arrive() {
     let base = now_ms() - 20 * 60 * 1000;
     // 65 one-span traces, a second apart, with only five distinct durations:
     // ties are cut by trace id.
-    let spans: Vec<Span> =
-        (0..65u16).map(|i| Span::new(i + 1, i as u64 + 1, "pager", "work", SERVER).at(i as i64 * 1000, 1 + (i % 5) as i64)).collect();
+    let spans: Vec<Span> = (0..65u16)
+        .map(|i| Span::new(i + 1, i as u64 + 1, "pager", "work", SERVER).at(i as i64 * 1000, 1 + (i % 5) as i64))
+        .collect();
     send(&server, base, &spans).await;
     let mut expected: HashSet<String> = (1..=65).map(trace_id).collect();
 
@@ -175,8 +180,14 @@ async fn services_operations_and_tags_are_listed() {
     for key in ["customer", "http.route", "peer.service", "service.version"] {
         assert!(keys["tags"].as_array().unwrap().contains(&json!(key)), "{key} in {keys}");
     }
-    assert_eq!(get_ok(&server, "/api/v1/tags/customer/values?lookback=1h").await, json!({"values": ["acme", "globex"]}));
-    assert_eq!(get_ok(&server, "/api/v1/tags/customer/values?prefix=gl&lookback=1h").await, json!({"values": ["globex"]}));
+    assert_eq!(
+        get_ok(&server, "/api/v1/tags/customer/values?lookback=1h").await,
+        json!({"values": ["acme", "globex"]})
+    );
+    assert_eq!(
+        get_ok(&server, "/api/v1/tags/customer/values?prefix=gl&lookback=1h").await,
+        json!({"values": ["globex"]})
+    );
     assert_eq!(
         get_ok(&server, "/api/v1/tags/service.version/values?service=backend&lookback=1h").await,
         json!({"values": ["1.0", "2.0"]})
@@ -203,7 +214,8 @@ fn topology(t: u16, b_fails: bool) -> Vec<Span> {
     // B's database call: no server side, a leaf edge to `postgres`.
     spans.push(Span::new(t, id(4), "B", "SELECT", CLIENT).child_of(id(3)).at(5, 3).attr("db.system", "postgres"));
     // B publishes, C consumes: B → C, and no leaf to the broker.
-    spans.push(Span::new(t, id(5), "B", "publish", PRODUCER).child_of(id(3)).at(6, 1).attr("messaging.system", "kafka"));
+    spans
+        .push(Span::new(t, id(5), "B", "publish", PRODUCER).child_of(id(3)).at(6, 1).attr("messaging.system", "kafka"));
     spans.push(Span::new(t, id(6), "C", "consume", CONSUMER).child_of(id(5)).at(8, 2));
     // A calls itself.
     spans.extend(call(t, id(7), id(1), "A", "A", 10));
@@ -234,12 +246,21 @@ async fn the_dependency_graph_links_calls_as_zipkin_does() {
             (s("parent"), s("child"), e["callCount"].as_i64().unwrap(), e["errorCount"].as_i64().unwrap())
         })
         .collect();
-    let expected = [("A", "A", 2, 0), ("A", "B", 2, 1), ("A", "D", 2, 0), ("A", "E", 2, 0), ("B", "C", 2, 0), ("B", "postgres", 2, 0)];
+    let expected = [
+        ("A", "A", 2, 0),
+        ("A", "B", 2, 1),
+        ("A", "D", 2, 0),
+        ("A", "E", 2, 0),
+        ("B", "C", 2, 0),
+        ("B", "postgres", 2, 0),
+    ];
     let expected: Vec<(String, String, i64, i64)> =
         expected.iter().map(|(p, c, n, e)| (p.to_string(), c.to_string(), *n, *e)).collect();
     assert_eq!(edges, expected);
     // A → B takes the client's 40 ms; A → E, without a client span, E's 9 ms.
-    let edge = |p: &str, c: &str| graph["edges"].as_array().unwrap().iter().find(|e| e["parent"] == p && e["child"] == c).unwrap().clone();
+    let edge = |p: &str, c: &str| {
+        graph["edges"].as_array().unwrap().iter().find(|e| e["parent"] == p && e["child"] == c).unwrap().clone()
+    };
     assert_eq!(edge("A", "B")["p50Ms"], 40.0);
     assert_eq!(edge("A", "B")["p99Ms"], 40.0);
     assert_eq!(edge("A", "E")["p50Ms"], 9.0);
@@ -254,10 +275,14 @@ async fn latency_series_and_histograms_per_version() {
     let base = (now_ms() / 60_000 - 10) * 60_000; // a whole minute, ten minutes ago
     // Minute 0: v1 serves 1..=4 ms, one failing; minute 1: v2 serves 10 ms twice.
     let mut spans: Vec<Span> = (1..=4)
-        .map(|i| Span::new(i, i as u64, "api", "GET", SERVER).resource("service.version", "v1").at(i as i64 * 1000, i as i64))
+        .map(|i| {
+            Span::new(i, i as u64, "api", "GET", SERVER).resource("service.version", "v1").at(i as i64 * 1000, i as i64)
+        })
         .collect();
     spans[0] = spans[0].clone().error();
-    spans.extend((5..=6).map(|i| Span::new(i, i as u64, "api", "GET", SERVER).resource("service.version", "v2").at(61_000, 10)));
+    spans.extend(
+        (5..=6).map(|i| Span::new(i, i as u64, "api", "GET", SERVER).resource("service.version", "v2").at(61_000, 10)),
+    );
     // A client span of the same service: not an entry span, not counted.
     spans.push(Span::new(7, 7, "api", "GET", CLIENT).at(2000, 500));
     send(&server, base, &spans).await;
@@ -282,7 +307,12 @@ async fn latency_series_and_histograms_per_version() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["group"].as_str().unwrap(), s["points"].as_array().unwrap().iter().map(|p| p["requests"].as_i64().unwrap()).sum()))
+        .map(|s| {
+            (
+                s["group"].as_str().unwrap(),
+                s["points"].as_array().unwrap().iter().map(|p| p["requests"].as_i64().unwrap()).sum(),
+            )
+        })
         .collect();
     assert_eq!(groups, [("v1", 4), ("v2", 2)]);
 
@@ -308,7 +338,14 @@ async fn several_traces_come_at_once() {
     let traces = body["traces"].as_array().unwrap();
     assert_eq!(traces.len(), 2);
     assert_eq!(traces[0]["traceID"], trace_id(1));
-    let spans = |t: &Value| t["resourceSpans"].as_array().unwrap().iter().map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap().len()).sum::<usize>();
+    let spans = |t: &Value| {
+        t["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap().len())
+            .sum::<usize>()
+    };
     assert_eq!((spans(&traces[0]), spans(&traces[1])), (3, 1));
     assert_eq!(body["missing"], json!([missing]));
 }
@@ -397,7 +434,8 @@ async fn the_openapi_document_describes_the_real_answers() {
         assert!(schema.is_object(), "{path} documents no {status} body: {response}");
         schema["components"] = components.clone();
         let validator = jsonschema::validator_for(&closed(schema)).expect("a valid JSON schema");
-        let errors: Vec<String> = validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&body).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{url} does not match the document: {errors:?}\n{body}");
     }
     // Every documented path is checked above.

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::fixture::send_resource_spans;
 use crate::harness::{ServerOptions, TestServer};
 
 fn span(trace_id: &str, span_id: &str, service: &str, name: &str) -> Value {
@@ -13,16 +14,6 @@ fn span(trace_id: &str, span_id: &str, service: &str, name: &str) -> Value {
             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000500000000"
         }]}]
     })
-}
-
-async fn send(server: &TestServer, resource_spans: Vec<Value>) {
-    let response = reqwest::Client::new()
-        .post(server.otlp_http_url())
-        .json(&json!({ "resourceSpans": resource_spans }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
 }
 
 fn trace_id(first_byte: &str) -> String {
@@ -47,13 +38,13 @@ async fn trace_id_lookups_are_answered_through_the_bloom_filter() {
     let server = TestServer::start_with(ServerOptions::default().arg("--flush-interval", "100ms")).await;
     // Two files whose trace-id ranges overlap, so min/max statistics cannot
     // tell them apart: file A holds 10… and f0…, file B 20… and e0….
-    send(
+    send_resource_spans(
         &server,
         vec![span(&trace_id("10"), "00000000000000a1", "a", "x"), span(&trace_id("f0"), "00000000000000a2", "a", "y")],
     )
     .await;
     server.wait_until_flushed().await;
-    send(
+    send_resource_spans(
         &server,
         vec![span(&trace_id("20"), "00000000000000b1", "b", "x"), span(&trace_id("e0"), "00000000000000b2", "b", "y")],
     )
@@ -85,7 +76,7 @@ async fn trace_id_lookups_are_answered_through_the_bloom_filter() {
 #[tokio::test(flavor = "multi_thread")]
 async fn results_come_as_json_or_csv_with_hex_ids() {
     let server = TestServer::start().await;
-    send(&server, vec![span(&trace_id("01"), "00000000000000c1", "svc, with comma", "op")]).await;
+    send_resource_spans(&server, vec![span(&trace_id("01"), "00000000000000c1", "svc, with comma", "op")]).await;
     let body = server.sql("SELECT trace_id, service_name, duration_ns, start_time FROM spans").await;
     assert_eq!(body["columns"][0], json!({"name": "trace_id", "type": "FixedSizeBinary(16)"}));
     assert_eq!(body["columns"][1]["type"], "Utf8");
@@ -108,7 +99,7 @@ async fn results_come_as_json_or_csv_with_hex_ids() {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_reading_is_allowed() {
     let server = TestServer::start().await;
-    send(&server, vec![span(&trace_id("02"), "00000000000000d1", "s", "op")]).await;
+    send_resource_spans(&server, vec![span(&trace_id("02"), "00000000000000d1", "s", "op")]).await;
     for (sql, expected) in [
         ("CREATE EXTERNAL TABLE p (line TEXT) STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
         ("COPY (SELECT * FROM spans) TO '/tmp/spanlake-copy.csv'", "COPY"),

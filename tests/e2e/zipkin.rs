@@ -15,9 +15,8 @@ use crate::harness::{TestServer, python};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zipkin_report.py");
 
 async fn post(server: &TestServer, body: Vec<u8>, gzip: bool) -> (u16, String) {
-    let mut request = reqwest::Client::new()
-        .post(server.api_url("/api/v2/spans"))
-        .header("content-type", "application/json");
+    let mut request =
+        reqwest::Client::new().post(server.api_url("/api/v2/spans")).header("content-type", "application/json");
     let body = if gzip {
         request = request.header("content-encoding", "gzip");
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
