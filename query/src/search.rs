@@ -148,8 +148,50 @@ struct Row {
     services: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The traces of one page, in order, before their summaries are read.
+struct Page {
+    keys: Vec<Key>,
+    next_cursor: Option<String>,
+    /// The fragments' time range.
+    fragments: (i64, i64),
+}
+
 impl QueryEngine {
     pub async fn search(&self, tenant: &TenantId, request: &SearchRequest) -> Result<SearchPage, QueryError> {
+        let Page { keys, next_cursor, fragments: (lo, hi) } = self.page(tenant, request).await?;
+        let mut summaries = self.summaries(tenant, &keys, lo, hi).await?;
+        let traces = keys
+            .iter()
+            .filter_map(|k| summaries.remove(&k.trace_id))
+            .map(|row| TraceSummary {
+                trace_id: row.trace_id,
+                root_service_name: row.root_service_name,
+                root_span_name: row.root_span_name,
+                start_time_unix_nano: row.start_ns,
+                duration_ns: row.duration_ns,
+                span_count: row.span_count,
+                error_count: row.error_count,
+                services: row
+                    .services
+                    .into_iter()
+                    .map(|(name, count)| ServiceSpans { name, span_count: count.as_i64().unwrap_or(0) })
+                    .collect(),
+            })
+            .collect();
+        Ok(SearchPage { traces, next_cursor })
+    }
+
+    /// The ids of a search's traces, in order, without their summaries
+    /// (Zipkin's `/traces` reads the whole traces instead).
+    pub(crate) async fn search_trace_ids(
+        &self,
+        tenant: &TenantId,
+        request: &SearchRequest,
+    ) -> Result<Vec<String>, QueryError> {
+        Ok(self.page(tenant, request).await?.keys.into_iter().map(|k| k.trace_id).collect())
+    }
+
+    async fn page(&self, tenant: &TenantId, request: &SearchRequest) -> Result<Page, QueryError> {
         let mut window = request.window;
         let mut after = None;
         if let Some(text) = &request.cursor {
@@ -208,26 +250,7 @@ impl QueryEngine {
             }
             .encode()
         });
-        let mut summaries = self.summaries(tenant, &keys, lo, hi).await?;
-        let traces = keys
-            .iter()
-            .filter_map(|k| summaries.remove(&k.trace_id))
-            .map(|row| TraceSummary {
-                trace_id: row.trace_id,
-                root_service_name: row.root_service_name,
-                root_span_name: row.root_span_name,
-                start_time_unix_nano: row.start_ns,
-                duration_ns: row.duration_ns,
-                span_count: row.span_count,
-                error_count: row.error_count,
-                services: row
-                    .services
-                    .into_iter()
-                    .map(|(name, count)| ServiceSpans { name, span_count: count.as_i64().unwrap_or(0) })
-                    .collect(),
-            })
-            .collect();
-        Ok(SearchPage { traces, next_cursor })
+        Ok(Page { keys, next_cursor, fragments: (lo, hi) })
     }
 
     /// Summaries of the traces `keys` names, from their fragments in `[lo, hi)`.

@@ -115,10 +115,10 @@ async fn traces(
         cursor: None,
     };
     let tenant = tenant(&headers)?;
-    let page = engine.search(&tenant, &request).await?;
-    let mut traces = Vec::with_capacity(page.traces.len());
-    for summary in page.traces {
-        let id = parse_trace_id(&summary.trace_id).map_err(|e| QueryError::Render(e.to_string()))?;
+    let ids = engine.search_trace_ids(&tenant, &request).await?;
+    let mut traces = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = parse_trace_id(&id).map_err(|e| QueryError::Render(e.to_string()))?;
         if let Some(spans) = zipkin_trace(&engine, &tenant, &id).await? {
             traces.push(spans);
         }
