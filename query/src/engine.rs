@@ -21,6 +21,7 @@ use crate::params::Params;
 use crate::render::JsonResult;
 use crate::sql::QueryResult;
 use crate::table::DataTable;
+use crate::tag_summaries::TagSummaries;
 
 /// One row per span.
 pub const SPANS_TABLE: &str = "spans";
@@ -83,6 +84,7 @@ pub struct QueryEngine {
     runtime: Arc<RuntimeEnv>,
     store_url: ObjectStoreUrl,
     timeout: Duration,
+    tag_summaries: TagSummaries,
 }
 
 impl QueryEngine {
@@ -90,7 +92,7 @@ impl QueryEngine {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
-        Ok(Self { storage, runtime, store_url, timeout: limits.timeout })
+        Ok(Self { storage, runtime, store_url, timeout: limits.timeout, tag_summaries: TagSummaries::default() })
     }
 
     /// Runs `frame` to the end, within the time limit; dropping the future
@@ -104,6 +106,10 @@ impl QueryEngine {
 
     pub(crate) fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    pub(crate) fn tag_summaries(&self) -> &TagSummaries {
+        &self.tag_summaries
     }
 
     /// A session that sees only `tenant`'s spans. No file or URL tables:

@@ -15,6 +15,7 @@ pub mod search;
 pub mod services;
 mod sql;
 mod table;
+mod tag_summaries;
 mod trace;
 pub mod zipkin;
 

@@ -1,20 +1,21 @@
 //! What there is to search for: services, their operations and remote
 //! peers, tag keys and values. Services come from the catalog (every file
-//! lists its services) and the buffer, without reading any data file; the
-//! rest are narrow queries bounded by time and row count.
+//! lists its services) and tags from file footers (see `tag_summaries.rs`),
+//! without reading any data file; operations and remote peers are narrow
+//! queries bounded by time and row count.
 
 use std::collections::BTreeSet;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
-use spanlake_storage::schema::{self, DEDICATED};
+use spanlake_storage::schema;
 use spanlake_storage::{FileKind, TenantId};
 use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
-use crate::params::{Params, SpanFilter, Window, tag_sql};
+use crate::params::{Params, SpanFilter, Window};
 
 /// Most names an autocomplete answer lists.
 pub const MAX_SUGGESTIONS: usize = 1000;
@@ -91,36 +92,21 @@ impl QueryEngine {
     }
 
     /// Tag keys on spans (of `service`, if given) in `window`: attribute
-    /// keys of spans and resources, and the dedicated columns that hold values.
+    /// keys of spans and resources, the dedicated columns that hold values,
+    /// `span.kind` and `status.code`. From file footers, not a scan.
     pub async fn tag_keys(
         &self,
         tenant: &TenantId,
         service: Option<&str>,
         window: &Window,
     ) -> Result<Vec<String>, QueryError> {
-        let mut params = Params::default();
-        let filter = SpanFilter { service: service.map(str::to_owned), ..SpanFilter::default() };
-        let condition = filter.where_sql(window, &mut params);
-        // One pass over the window: the attribute keys of each span and its
-        // resource, and the keys of the dedicated columns it has values in.
-        let dedicated: Vec<String> = DEDICATED
-            .iter()
-            .filter(|d| d.column != schema::SERVICE_NAME)
-            .map(|d| format!("CASE WHEN {} IS NOT NULL THEN '{}' END", d.column, d.key))
-            .collect();
-        let sql = format!(
-            "SELECT DISTINCT name FROM (
-                 SELECT unnest(array_concat(map_keys({}), map_keys({}), make_array({}))) AS name
-                 FROM {SPANS_TABLE} WHERE {condition})
-             WHERE name IS NOT NULL ORDER BY name LIMIT {MAX_SUGGESTIONS}",
-            schema::SPAN_ATTRIBUTES,
-            schema::RESOURCE_ATTRIBUTES,
-            dedicated.join(", ")
-        );
-        Ok(names(self.rows(tenant, &sql, params).await?))
+        let summary = self.tag_summaries().of_window(self.storage(), tenant, window).await?;
+        Ok(summary.keys(service).into_iter().take(MAX_SUGGESTIONS).map(str::to_owned).collect())
     }
 
     /// Values of tag `key` (starting with `prefix`, if given) in `window`.
+    /// From file footers, which keep a key's first values only when it has
+    /// many (ids, URLs): then the answer is a sample.
     pub async fn tag_values(
         &self,
         tenant: &TenantId,
@@ -129,19 +115,10 @@ impl QueryEngine {
         prefix: Option<&str>,
         window: &Window,
     ) -> Result<Vec<String>, QueryError> {
-        let mut params = Params::default();
-        let filter = SpanFilter { service: service.map(str::to_owned), ..SpanFilter::default() };
-        let condition = filter.where_sql(window, &mut params);
-        let value = tag_sql(key, &mut params);
-        let prefix = match prefix {
-            Some(prefix) => format!("AND starts_with(name, {})", params.text(prefix)),
-            None => String::new(),
-        };
-        let sql = format!(
-            "SELECT DISTINCT name FROM (SELECT {value} AS name FROM {SPANS_TABLE} WHERE {condition})
-             WHERE name IS NOT NULL {prefix} ORDER BY name LIMIT {MAX_SUGGESTIONS}"
-        );
-        Ok(names(self.rows(tenant, &sql, params).await?))
+        let summary = self.tag_summaries().of_window(self.storage(), tenant, window).await?;
+        let values = summary.values(key, service).into_iter();
+        let values = values.filter(|v| prefix.is_none_or(|p| v.starts_with(p)));
+        Ok(values.take(MAX_SUGGESTIONS).map(str::to_owned).collect())
     }
 }
 

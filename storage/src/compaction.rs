@@ -22,20 +22,14 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::catalog::DataFile;
-use crate::data_file::FileSink;
+use crate::data_file::{FileReader, FileSink};
 use crate::error::StorageError;
 use crate::paths::{FileKind, TenantId};
 use crate::schema;
@@ -114,48 +108,12 @@ pub(crate) struct HourOutput {
     pub(crate) duplicates: u64,
 }
 
-/// Reads a data file of known size from the object store.
-struct FileReader {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-}
-
-fn external(e: object_store::Error) -> ParquetError {
-    ParquetError::External(Box::new(e))
-}
-
-impl AsyncFileReader for FileReader {
-    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        Box::pin(async move { self.store.get_range(&self.path, range).await.map_err(external) })
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<std::ops::Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        Box::pin(async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) })
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        Box::pin(async move {
-            let size = self.size;
-            let metadata =
-                ParquetMetaDataReader::new().with_arrow_reader_options(options).load_and_finish(self, size).await?;
-            Ok(Arc::new(metadata))
-        })
-    }
-}
-
 /// Rows decoded per input at a time; the merge holds a batch of every
 /// input, so an hour of a few hundred flushed files stays small.
 const MERGE_BATCH_ROWS: usize = 1024;
 
 async fn open_input(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<BatchStream, StorageError> {
-    let reader = FileReader { store: Arc::clone(store), path: Path::from(file.path.as_str()), size: file.size };
+    let reader = FileReader::new(Arc::clone(store), file);
     let stream = ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(MERGE_BATCH_ROWS).build()?;
     let schema = file.kind.schema();
     Ok(stream.map_err(|e| ArrowError::ExternalError(Box::new(e))).map(move |b| schema::conform(&b?, &schema)).boxed())

@@ -17,20 +17,27 @@ use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use arrow::error::ArrowError;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
-use parquet::arrow::ArrowWriter;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::catalog::DataFile;
 use crate::paths::{DataFilePath, FileKind, TenantId};
 use crate::schema::{self, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
+use crate::tag_summary::{self, TagSummary};
 
 /// Rows per row group: large enough for good compression and few footer
 /// entries, small enough that a trace lookup decodes little.
@@ -155,6 +162,8 @@ struct FileStats {
     min_time: Option<i64>,
     max_time: Option<i64>,
     services: BTreeSet<String>,
+    /// Span files only.
+    tags: Option<TagSummary>,
 }
 
 impl FileStats {
@@ -170,6 +179,9 @@ impl FileStats {
         if let Some(service) = batch.column_by_name(schema::SERVICE_NAME) {
             let service = cast(service, &DataType::Utf8)?;
             self.services.extend(service.as_string::<i32>().iter().flatten().map(str::to_owned));
+        }
+        if let Some(tags) = &mut self.tags {
+            tags.add(batch)?;
         }
         Ok(())
     }
@@ -218,7 +230,8 @@ impl FileSink {
                 self.kind.schema(),
                 Some(writer_properties(self.kind)),
             )?;
-            self.open = Some((path, writer, FileStats::default()));
+            let tags = (self.kind == FileKind::Spans).then(TagSummary::default);
+            self.open = Some((path, writer, FileStats { tags, ..FileStats::default() }));
         }
         let (_, writer, stats) = self.open.as_mut().expect("opened above");
         writer.write(batch).await?;
@@ -230,7 +243,10 @@ impl FileSink {
     }
 
     async fn close_file(&mut self) -> Result<(), ParquetError> {
-        let Some((path, writer, stats)) = self.open.take() else { return Ok(()) };
+        let Some((path, mut writer, stats)) = self.open.take() else { return Ok(()) };
+        if let Some(tags) = &stats.tags {
+            writer.append_key_value_metadata(KeyValue::new(tag_summary::FOOTER_KEY.to_owned(), tags.to_json()));
+        }
         writer.close().await?;
         let size = self.store.head(&path).await.map_err(|e| ParquetError::External(Box::new(e)))?.size;
         self.done.push(DataFile {
@@ -258,6 +274,70 @@ impl FileSink {
     pub fn written(&self) -> Vec<String> {
         self.done.iter().map(|f| f.path.clone()).chain(self.open.as_ref().map(|(p, _, _)| p.to_string())).collect()
     }
+}
+
+/// Reads a data file of known size from the object store.
+pub(crate) struct FileReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl FileReader {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, file: &DataFile) -> Self {
+        Self { store, path: Path::from(file.path.as_str()), size: file.size }
+    }
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for FileReader {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        Box::pin(async move { self.store.get_range(&self.path, range).await.map_err(external) })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        Box::pin(async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let size = self.size;
+            let metadata =
+                ParquetMetaDataReader::new().with_arrow_reader_options(options).load_and_finish(self, size).await?;
+            Ok(Arc::new(metadata))
+        })
+    }
+}
+
+/// The tag summary of a span file: from its footer, or, for files written
+/// before footers held one, from its tag columns.
+pub async fn tag_summary(store: Arc<dyn ObjectStore>, file: &DataFile) -> Result<TagSummary, ParquetError> {
+    let builder = ParquetRecordBatchStreamBuilder::new(FileReader::new(store, file)).await?;
+    let footer = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == tag_summary::FOOTER_KEY).and_then(|e| e.value.clone()));
+    if let Some(json) = footer {
+        return TagSummary::from_json(&json).map_err(|e| ParquetError::External(Box::new(e)));
+    }
+    let roots: Vec<usize> = tag_summary::columns().filter_map(|name| builder.schema().index_of(name).ok()).collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let mut batches = builder.with_projection(mask).build()?;
+    let mut summary = TagSummary::default();
+    while let Some(batch) = batches.try_next().await? {
+        summary.add(&batch).map_err(|e| ParquetError::External(Box::new(e)))?;
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]
@@ -324,5 +404,26 @@ mod tests {
         assert!(trace_id.bloom_filter_offset().is_some(), "trace_id has a bloom filter");
         assert!(matches!(trace_id.compression(), Compression::ZSTD(_)));
         assert!(row_group.column(1).bloom_filter_offset().is_none(), "only trace_id has one");
+    }
+
+    #[tokio::test]
+    async fn span_files_carry_their_tag_summary_in_the_footer_or_get_one_from_their_columns() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let spans = batch(&[480_000, 480_000]);
+        let hour = DateTime::from_timestamp(480_000 * 3600, 0).unwrap();
+        let mut sink = FileSink::new(Arc::clone(&store), TenantId::default(), FileKind::Spans, hour, 0, usize::MAX);
+        sink.write(&spans).await.unwrap();
+        let files = sink.finish().await.unwrap();
+
+        let mut expected = TagSummary::default();
+        expected.add(&spans).unwrap();
+        assert!(!expected.keys(None).is_empty());
+        assert_eq!(tag_summary(Arc::clone(&store), &files[0]).await.unwrap(), expected);
+
+        // A file from before footers held summaries is summarized from its columns.
+        let bare = encode(FileKind::Spans, &sort(FileKind::Spans, &spans).unwrap()).unwrap();
+        let old = DataFile { path: "old.parquet".into(), size: bare.len() as u64, ..files[0].clone() };
+        store.put(&Path::from("old.parquet"), bare.into()).await.unwrap();
+        assert_eq!(tag_summary(store, &old).await.unwrap(), expected);
     }
 }

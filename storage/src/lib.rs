@@ -16,6 +16,7 @@ mod maintenance;
 pub mod metrics;
 pub mod paths;
 pub mod schema;
+pub mod tag_summary;
 pub mod trace_index;
 pub mod wal;
 pub mod zipkin;

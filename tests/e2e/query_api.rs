@@ -174,24 +174,46 @@ async fn services_operations_and_tags_are_listed() {
         get_ok(&server, "/api/v1/services/frontend/operations").await,
         json!({"operations": [{"name": "GET", "spanKind": "CLIENT"}, {"name": "GET /a", "spanKind": "SERVER"}]})
     );
-    let keys = get_ok(&server, "/api/v1/tags?service=backend&lookback=1h").await;
-    assert_eq!(keys, json!({"tags": ["customer", "service.version"]}));
-    let keys = get_ok(&server, "/api/v1/tags?lookback=1h").await;
+    // Tags come from the buffer, then from the footers of the flushed files.
+    let tags_before = tags_listed(&server).await;
+    assert_eq!(
+        tags_before["backend keys"],
+        json!({"tags": ["customer", "service.version", "span.kind", "status.code"]})
+    );
+    assert_eq!(tags_before["customer"], json!({"values": ["acme", "globex"]}));
+    assert_eq!(tags_before["customer gl"], json!({"values": ["globex"]}));
+    assert_eq!(tags_before["backend versions"], json!({"values": ["1.0", "2.0"]}));
+    assert_eq!(tags_before["worker kinds"], json!({"values": ["internal"]}));
+    let keys = tags_before["keys"]["tags"].as_array().unwrap();
     for key in ["customer", "http.route", "peer.service", "service.version"] {
-        assert!(keys["tags"].as_array().unwrap().contains(&json!(key)), "{key} in {keys}");
+        assert!(keys.contains(&json!(key)), "{key} in {keys:?}");
     }
-    assert_eq!(
-        get_ok(&server, "/api/v1/tags/customer/values?lookback=1h").await,
-        json!({"values": ["acme", "globex"]})
-    );
-    assert_eq!(
-        get_ok(&server, "/api/v1/tags/customer/values?prefix=gl&lookback=1h").await,
-        json!({"values": ["globex"]})
-    );
-    assert_eq!(
-        get_ok(&server, "/api/v1/tags/service.version/values?service=backend&lookback=1h").await,
-        json!({"values": ["1.0", "2.0"]})
-    );
+    let mut server = server;
+    server.restart().await;
+    assert!(!server.parquet_files().is_empty());
+    assert_eq!(tags_listed(&server).await, tags_before);
+
+    // Files and buffer together.
+    send(&server, now_ms(), &[Span::new(9, 90, "backend", "late", SERVER).attr("customer", "initech")]).await;
+    let values = get_ok(&server, "/api/v1/tags/customer/values?lookback=1h").await;
+    assert_eq!(values, json!({"values": ["acme", "globex", "initech"]}));
+}
+
+/// Every tag answer `services_operations_and_tags_are_listed` checks, by name.
+async fn tags_listed(server: &TestServer) -> std::collections::BTreeMap<&'static str, Value> {
+    let queries = [
+        ("backend keys", "/api/v1/tags?service=backend&lookback=1h"),
+        ("keys", "/api/v1/tags?lookback=1h"),
+        ("customer", "/api/v1/tags/customer/values?lookback=1h"),
+        ("customer gl", "/api/v1/tags/customer/values?prefix=gl&lookback=1h"),
+        ("backend versions", "/api/v1/tags/service.version/values?service=backend&lookback=1h"),
+        ("worker kinds", "/api/v1/tags/span.kind/values?service=worker&lookback=1h"),
+    ];
+    let mut answers = std::collections::BTreeMap::new();
+    for (name, query) in queries {
+        answers.insert(name, get_ok(server, query).await);
+    }
+    answers
 }
 
 /// Client and server spans for one call from `caller` to `callee`.

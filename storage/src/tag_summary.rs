@@ -1,0 +1,255 @@
+//! The tags of a span file, per service, for autocomplete without a scan.
+//!
+//! Every span file carries in its footer (`spanlake.tags`) the tag keys
+//! of its spans per service (span and resource attribute keys, the
+//! dedicated columns, `span.kind` and `status.code`) and, per key, its
+//! values while they are few and short. Autocomplete reads footers, which
+//! a reader caches, and summarizes the buffer the same way.
+//!
+//! A key with more values than [`MAX_VALUES`] (ids, URLs) keeps the first
+//! ones seen and is marked `more`: its suggestions are a sample.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::error::ArrowError;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{self, DEDICATED};
+
+/// The footer key that holds a span file's summary, as JSON.
+pub const FOOTER_KEY: &str = "spanlake.tags";
+/// Values kept per service and key.
+pub const MAX_VALUES: usize = 64;
+/// Longer values are not kept (their key is marked `more`).
+pub const MAX_VALUE_BYTES: usize = 128;
+/// Keys kept per service; further keys are dropped.
+pub const MAX_KEYS: usize = 1000;
+
+/// The columns a summary is made of.
+pub fn columns() -> impl Iterator<Item = &'static str> {
+    let dedicated = DEDICATED.iter().map(|d| d.column);
+    dedicated.chain([schema::SPAN_KIND, schema::STATUS_CODE, schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES])
+}
+
+/// Per service, per tag key, the values seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagSummary {
+    pub services: BTreeMap<String, BTreeMap<String, TagValues>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagValues {
+    pub values: BTreeSet<String>,
+    /// Values were left out: more than [`MAX_VALUES`], or too long.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
+}
+
+impl TagValues {
+    fn insert(&mut self, value: &str) {
+        if self.values.contains(value) {
+            return;
+        }
+        if self.values.len() < MAX_VALUES && value.len() <= MAX_VALUE_BYTES {
+            self.values.insert(value.to_owned());
+        } else {
+            self.more = true;
+        }
+    }
+
+    fn merge(&mut self, other: &TagValues) {
+        other.values.iter().for_each(|v| self.insert(v));
+        self.more |= other.more;
+    }
+}
+
+/// One batch's tags, borrowed from its arrays: rows are counted into hash
+/// sets first, so a key repeated on every span costs a hash, not an allocation.
+type Staged<'a> = HashMap<(&'a str, &'a str), (HashSet<&'a str>, bool)>;
+
+fn stage<'a>(staged: &mut Staged<'a>, service: &'a str, key: &'a str, value: &'a str) {
+    let (values, more) = staged.entry((service, key)).or_default();
+    if *more || values.contains(value) {
+        return;
+    }
+    if values.len() < MAX_VALUES && value.len() <= MAX_VALUE_BYTES {
+        values.insert(value);
+    } else {
+        *more = true;
+    }
+}
+
+fn strings(batch: &RecordBatch, column: &str) -> Result<Option<StringArray>, ArrowError> {
+    let Some(array) = batch.column_by_name(column) else { return Ok(None) };
+    Ok(Some(cast(array, &DataType::Utf8)?.as_string::<i32>().clone()))
+}
+
+impl TagSummary {
+    /// Adds the tags of a batch of spans.
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let Some(services) = strings(batch, schema::SERVICE_NAME)? else { return Ok(()) };
+        let service = |row: usize| if services.is_null(row) { "" } else { services.value(row) };
+        // Columns whose every value is one tag: the dedicated ones, and the
+        // span kind and status in the lower case that search filters use.
+        let mut columns: Vec<(&str, StringArray)> = Vec::new();
+        for d in DEDICATED.iter().filter(|d| d.column != schema::SERVICE_NAME) {
+            if let Some(values) = strings(batch, d.column)? {
+                columns.push((d.key, values));
+            }
+        }
+        for (key, column) in [("span.kind", schema::SPAN_KIND), ("status.code", schema::STATUS_CODE)] {
+            if let Some(values) = strings(batch, column)? {
+                let lower: StringArray = values.iter().map(|v| v.map(str::to_lowercase)).collect();
+                columns.push((key, lower));
+            }
+        }
+        let maps: Vec<_> = [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES]
+            .iter()
+            .filter_map(|name| batch.column_by_name(name))
+            .map(|column| column.as_map())
+            .collect();
+
+        let mut staged = Staged::new();
+        for (key, values) in &columns {
+            for (row, value) in values.iter().enumerate() {
+                if let Some(value) = value {
+                    stage(&mut staged, service(row), key, value);
+                }
+            }
+        }
+        for map in &maps {
+            let (keys, values) = (map.keys().as_string::<i32>(), map.values().as_string::<i32>());
+            let offsets = map.value_offsets();
+            for row in 0..map.len() {
+                for i in offsets[row] as usize..offsets[row + 1] as usize {
+                    stage(&mut staged, service(row), keys.value(i), values.value(i));
+                }
+            }
+        }
+        for ((service, key), (values, more)) in staged {
+            let keys = self.services.entry(service.to_owned()).or_default();
+            if !keys.contains_key(key) && keys.len() >= MAX_KEYS {
+                continue;
+            }
+            let entry = keys.entry(key.to_owned()).or_default();
+            values.into_iter().for_each(|v| entry.insert(v));
+            entry.more |= more;
+        }
+        Ok(())
+    }
+
+    pub fn merge(&mut self, other: &TagSummary) {
+        for (service, keys) in &other.services {
+            let mine = self.services.entry(service.clone()).or_default();
+            for (key, values) in keys {
+                if mine.contains_key(key) || mine.len() < MAX_KEYS {
+                    mine.entry(key.clone()).or_default().merge(values);
+                }
+            }
+        }
+    }
+
+    /// The tag keys (of `service`, if given).
+    pub fn keys(&self, service: Option<&str>) -> BTreeSet<&str> {
+        self.of(service).flat_map(|keys| keys.keys().map(String::as_str)).collect()
+    }
+
+    /// The values of `key` (of `service`, if given).
+    pub fn values(&self, key: &str, service: Option<&str>) -> BTreeSet<&str> {
+        self.of(service).filter_map(|keys| keys.get(key)).flat_map(|v| v.values.iter().map(String::as_str)).collect()
+    }
+
+    fn of(&self, service: Option<&str>) -> impl Iterator<Item = &BTreeMap<String, TagValues>> {
+        self.services.iter().filter(move |(s, _)| service.is_none_or(|want| want == s.as_str())).map(|(_, k)| k)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a tag summary serializes")
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+    use crate::{IngestLimits, SpanBatchBuilder};
+
+    fn attribute(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }),
+            ..Default::default()
+        }
+    }
+
+    fn batch(service: &str, spans: Vec<Vec<KeyValue>>) -> RecordBatch {
+        let spans = spans
+            .into_iter()
+            .enumerate()
+            .map(|(i, attributes)| Span {
+                trace_id: vec![1; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: "op".into(),
+                kind: 2,
+                attributes,
+                ..Default::default()
+            })
+            .collect();
+        let resource = Resource {
+            attributes: vec![attribute("service.name", service), attribute("service.version", "1.0")],
+            ..Default::default()
+        };
+        let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+        builder.append(&[ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }]);
+        builder.finish().unwrap()
+    }
+
+    #[test]
+    fn keys_and_values_are_kept_per_service() {
+        let mut summary = TagSummary::default();
+        summary
+            .add(&batch("api", vec![vec![attribute("customer", "acme")], vec![attribute("customer", "globex")]]))
+            .unwrap();
+        summary.add(&batch("db", vec![vec![attribute("table", "users")]])).unwrap();
+        assert_eq!(
+            summary.keys(Some("api")),
+            BTreeSet::from(["customer", "service.version", "span.kind", "status.code"])
+        );
+        assert!(summary.keys(None).contains("table"));
+        assert_eq!(summary.values("customer", None), BTreeSet::from(["acme", "globex"]));
+        assert_eq!(summary.values("span.kind", Some("db")), BTreeSet::from(["server"]));
+        assert_eq!(summary.values("table", Some("api")), BTreeSet::new());
+        assert_eq!(TagSummary::from_json(&summary.to_json()).unwrap(), summary);
+    }
+
+    #[test]
+    fn many_or_long_values_keep_a_sample_and_say_so() {
+        let spans = (0..MAX_VALUES + 10).map(|i| vec![attribute("user", &format!("u{i}"))]).collect();
+        let mut summary = TagSummary::default();
+        summary.add(&batch("api", spans)).unwrap();
+        summary.add(&batch("api", vec![vec![attribute("url", &"x".repeat(MAX_VALUE_BYTES + 1))]])).unwrap();
+        let user = &summary.services["api"]["user"];
+        assert_eq!((user.values.len(), user.more), (MAX_VALUES, true));
+        let url = &summary.services["api"]["url"];
+        assert!(url.values.is_empty() && url.more);
+
+        let mut merged = TagSummary::default();
+        merged.merge(&summary);
+        merged.merge(&summary);
+        assert_eq!(merged, summary);
+    }
+}
