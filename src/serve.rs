@@ -216,6 +216,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stop_background = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone()));
     let maintenance = tokio::spawn(Arc::clone(&storage).run_maintenance(stop_background.clone()));
+    let edge_tables =
+        tokio::spawn(Arc::clone(&engine).run_edge_tables(args.storage.compaction_interval, stop_background.clone()));
 
     let grpc = tonic::transport::Server::builder()
         .add_service(spanlake_collector::grpc_service(ingest.clone()))
@@ -240,6 +242,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http = http.await?;
     stop_background.cancel();
     maintenance.await?;
+    edge_tables.await?;
     flusher.await?;
     grpc.context("OTLP/gRPC server")?;
     otlp_http.context("OTLP/HTTP server")?;

@@ -1,5 +1,4 @@
-//! The service dependency graph, with Zipkin's linker semantics, as one
-//! DataFusion query over the spans of a window.
+//! The service dependency graph, with Zipkin's linker semantics.
 //!
 //! An edge is a call from one service to another:
 //! - a SERVER span that shares its id with a CLIENT span (Zipkin's shared
@@ -16,18 +15,26 @@
 //!
 //! A call is an error when either side's status is ERROR. Its latency is
 //! the client's duration when there is a client span, else the server's.
+//!
+//! Calls are counted per edge and log-sized duration bucket (`calls.rs`),
+//! which adds up across ranges: whole finished hours come from hourly edge
+//! tables (`hourly.rs`), the rest from the spans.
+
+mod calls;
+mod hourly;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use spanlake_storage::TenantId;
-use spanlake_storage::schema::{
-    DURATION_NS, PARENT_SPAN_ID, REMOTE_SERVICE_NAME, SERVICE_NAME, SPAN_ID, SPAN_KIND, START_TIME, STATUS_CODE,
-    TRACE_ID,
-};
 use utoipa::ToSchema;
 
-use crate::engine::{QueryEngine, SPANS_TABLE};
+use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::params::{NANOS_PER_MILLI, Params, Window};
+use crate::params::{NANOS_PER_MILLI, Window, now_ns};
+use calls::{BUCKETS_PER_OCTAVE, EdgeCalls};
+pub(crate) use hourly::HourlyEdges;
+use hourly::Part;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -44,84 +51,111 @@ pub struct Edge {
     pub child: String,
     pub call_count: i64,
     pub error_count: i64,
+    /// Median call duration, within 2.2% (exact when the calls that
+    /// decide it took the same time).
     pub p50_ms: Option<f64>,
+    /// 99th percentile call duration, within 2.2%.
     pub p99_ms: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Row {
-    parent: String,
-    child: String,
+/// One edge's calls per duration bucket: calls, errors, shortest, longest.
+#[derive(Debug, Default)]
+struct EdgeSketch {
     calls: i64,
     errors: i64,
-    p50_ns: Option<f64>,
-    p99_ns: Option<f64>,
+    buckets: BTreeMap<i32, (i64, i64, i64)>,
 }
 
-fn graph_sql(start: &str, end: &str) -> String {
-    format!(
-        "WITH s AS (
-            SELECT {TRACE_ID} AS trace_id, {SPAN_ID} AS span_id, {PARENT_SPAN_ID} AS parent_span_id,
-                   CAST({SERVICE_NAME} AS VARCHAR) AS service, CAST({SPAN_KIND} AS VARCHAR) AS kind,
-                   CAST({REMOTE_SERVICE_NAME} AS VARCHAR) AS remote, {STATUS_CODE} = 'ERROR' AS error,
-                   {DURATION_NS} AS duration_ns
-            FROM {SPANS_TABLE} WHERE {START_TIME} >= {start} AND {START_TIME} < {end}),
-        servers AS (SELECT * FROM s WHERE kind IN ('SERVER', 'CONSUMER')),
-        callers AS (SELECT * FROM s WHERE kind IN ('CLIENT', 'PRODUCER')),
-        -- Each server span's caller: the client span sharing its id (Zipkin's
-        -- shared spans) if there is one, else its parent.
-        linked AS (
-            SELECT c.trace_id, c.span_id, c.service AS child, c.error AS child_error, c.duration_ns AS child_ns,
-                   p.service AS parent, p.kind AS parent_kind, p.error AS parent_error, p.duration_ns AS parent_ns,
-                   0 AS preference
-            FROM servers c JOIN callers p ON c.trace_id = p.trace_id AND c.span_id = p.span_id
-            UNION ALL
-            SELECT c.trace_id, c.span_id, c.service, c.error, c.duration_ns, p.service, p.kind, p.error, p.duration_ns, 1
-            FROM servers c JOIN s p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id
-            WHERE p.kind IN ('CLIENT', 'PRODUCER') OR p.service <> c.service),
-        picked AS (
-            SELECT *, row_number() OVER (PARTITION BY trace_id, span_id, child ORDER BY preference) AS pick
-            FROM linked),
-        calls AS (
-            SELECT parent, child, (child_error OR parent_error) AS error,
-                   CASE WHEN parent_kind IN ('CLIENT', 'PRODUCER') THEN parent_ns ELSE child_ns END AS duration_ns
-            FROM picked WHERE pick = 1
-            UNION ALL
-            SELECT remote, service, error, duration_ns FROM servers
-            WHERE parent_span_id IS NULL AND remote IS NOT NULL
-            UNION ALL
-            SELECT p.service, p.remote, p.error, p.duration_ns FROM callers p
-            WHERE p.remote IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM servers c WHERE c.trace_id = p.trace_id AND c.parent_span_id = p.span_id)
-              AND NOT EXISTS (SELECT 1 FROM servers c WHERE c.trace_id = p.trace_id AND c.span_id = p.span_id))
-        SELECT parent, child, count(*) AS calls, sum(CAST(error AS BIGINT)) AS errors,
-               approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ns) AS p50_ns,
-               approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) AS p99_ns
-        FROM calls WHERE parent IS NOT NULL AND child IS NOT NULL
-        GROUP BY parent, child ORDER BY parent, child"
-    )
+impl EdgeSketch {
+    fn add(&mut self, c: &EdgeCalls) {
+        self.calls += c.calls;
+        self.errors += c.errors;
+        let (calls, min, max) = self.buckets.entry(c.bucket).or_insert((0, i64::MAX, i64::MIN));
+        *calls += c.calls;
+        *min = (*min).min(c.min_ns);
+        *max = (*max).max(c.max_ns);
+    }
+
+    /// The duration at quantile `q`: the middle of the bucket that holds
+    /// it, kept within the bucket's shortest and longest call.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let rank = ((q * self.calls as f64).ceil() as i64).max(1);
+        let mut seen = 0;
+        for (bucket, (calls, min, max)) in &self.buckets {
+            seen += calls;
+            if seen >= rank {
+                let middle = 2f64.powf((*bucket as f64 + 0.5) / BUCKETS_PER_OCTAVE);
+                return Some(middle.clamp(*min as f64, *max as f64) / NANOS_PER_MILLI as f64);
+            }
+        }
+        None
+    }
 }
 
 impl QueryEngine {
     pub async fn dependencies(&self, tenant: &TenantId, window: &Window) -> Result<DependencyGraph, QueryError> {
-        let mut params = Params::default();
-        let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
-        let rows: Vec<Row> = self.rows(tenant, &graph_sql(&start, &end), params).await?;
-        let mut nodes: Vec<String> = rows.iter().flat_map(|r| [r.parent.clone(), r.child.clone()]).collect();
+        let snapshot = self.storage().snapshot(tenant);
+        let mut edges: BTreeMap<(String, String), EdgeSketch> = BTreeMap::new();
+        let mut add = |calls: &[EdgeCalls]| {
+            for c in calls {
+                edges.entry((c.parent.clone(), c.child.clone())).or_default().add(c);
+            }
+        };
+        for part in hourly::plan(&snapshot, window, now_ns()) {
+            match part {
+                Part::Hour { start_ns, files } => add(&self.hour_edges(tenant, start_ns, files).await?.calls),
+                Part::Range { start_ns, end_ns } => add(&self.edge_calls(tenant, start_ns, end_ns).await?),
+            }
+        }
+        let mut nodes: Vec<String> = edges.keys().flat_map(|(p, c)| [p.clone(), c.clone()]).collect();
         nodes.sort();
         nodes.dedup();
-        let ms = |ns: Option<f64>| ns.map(|ns| ns / NANOS_PER_MILLI as f64);
-        let edges = rows
+        let edges = edges
             .into_iter()
-            .map(|r| Edge {
-                parent: r.parent,
-                child: r.child,
-                call_count: r.calls,
-                error_count: r.errors,
-                p50_ms: ms(r.p50_ns),
-                p99_ms: ms(r.p99_ns),
+            .map(|((parent, child), sketch)| Edge {
+                parent,
+                child,
+                call_count: sketch.calls,
+                error_count: sketch.errors,
+                p50_ms: sketch.quantile_ms(0.5),
+                p99_ms: sketch.quantile_ms(0.99),
             })
             .collect();
         Ok(DependencyGraph { nodes, edges })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sketch_of(durations_ns: &[i64]) -> EdgeSketch {
+        let mut sketch = EdgeSketch::default();
+        for &ns in durations_ns {
+            let bucket = ((ns as f64).log2() * BUCKETS_PER_OCTAVE).floor() as i32;
+            let c = EdgeCalls {
+                parent: "a".into(),
+                child: "b".into(),
+                bucket,
+                calls: 1,
+                errors: 0,
+                min_ns: ns,
+                max_ns: ns,
+            };
+            sketch.add(&c);
+        }
+        sketch
+    }
+
+    #[test]
+    fn quantiles_from_buckets_are_within_their_width() {
+        // 1..=1000 ms: the median is 500 ms, the 99th percentile 990 ms.
+        let sketch = sketch_of(&(1..=1000).map(|ms| ms * NANOS_PER_MILLI).collect::<Vec<_>>());
+        let (p50, p99) = (sketch.quantile_ms(0.5).unwrap(), sketch.quantile_ms(0.99).unwrap());
+        assert!((p50 / 500.0 - 1.0).abs() < 0.022, "{p50}");
+        assert!((p99 / 990.0 - 1.0).abs() < 0.022, "{p99}");
+        // Equal calls give their exact duration; no calls, none.
+        assert_eq!(sketch_of(&[7_300_000; 3]).quantile_ms(0.99), Some(7.3));
+        assert_eq!(EdgeSketch::default().quantile_ms(0.5), None);
     }
 }

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use spanlake_storage::{FileKind, Storage, TenantId};
 
+use crate::dependencies::HourlyEdges;
 use crate::error::QueryError;
 use crate::id_literals::IdLiterals;
 use crate::params::Params;
@@ -85,6 +86,7 @@ pub struct QueryEngine {
     store_url: ObjectStoreUrl,
     timeout: Duration,
     tag_summaries: TagSummaries,
+    hourly_edges: HourlyEdges,
 }
 
 impl QueryEngine {
@@ -92,7 +94,14 @@ impl QueryEngine {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
-        Ok(Self { storage, runtime, store_url, timeout: limits.timeout, tag_summaries: TagSummaries::default() })
+        Ok(Self {
+            storage,
+            runtime,
+            store_url,
+            timeout: limits.timeout,
+            tag_summaries: TagSummaries::default(),
+            hourly_edges: HourlyEdges::default(),
+        })
     }
 
     /// Runs `frame` to the end, within the time limit; dropping the future
@@ -110,6 +119,10 @@ impl QueryEngine {
 
     pub(crate) fn tag_summaries(&self) -> &TagSummaries {
         &self.tag_summaries
+    }
+
+    pub(crate) fn hourly_edges(&self) -> &HourlyEdges {
+        &self.hourly_edges
     }
 
     /// A session that sees only `tenant`'s spans. No file or URL tables:

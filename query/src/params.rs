@@ -13,7 +13,7 @@ use crate::error::QueryError;
 
 const NANOS_PER_MICRO: i64 = 1_000;
 pub(crate) const NANOS_PER_MILLI: i64 = 1_000_000;
-const NANOS_PER_SECOND: i64 = 1_000_000_000;
+pub(crate) const NANOS_PER_SECOND: i64 = 1_000_000_000;
 pub(crate) const HOUR_NS: i64 = 3600 * NANOS_PER_SECOND;
 pub(crate) const DAY_NS: i64 = 24 * HOUR_NS;
 /// Lookback of services and operations lists when the request gives none.

@@ -259,26 +259,7 @@ async fn the_dependency_graph_links_calls_as_zipkin_does() {
 
     let graph = get_ok(&server, "/api/v1/dependencies?lookback=1h").await;
     assert_eq!(graph["nodes"], json!(["A", "B", "C", "D", "E", "postgres"]));
-    let edges: Vec<(String, String, i64, i64)> = graph["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let s = |k: &str| e[k].as_str().unwrap().to_owned();
-            (s("parent"), s("child"), e["callCount"].as_i64().unwrap(), e["errorCount"].as_i64().unwrap())
-        })
-        .collect();
-    let expected = [
-        ("A", "A", 2, 0),
-        ("A", "B", 2, 1),
-        ("A", "D", 2, 0),
-        ("A", "E", 2, 0),
-        ("B", "C", 2, 0),
-        ("B", "postgres", 2, 0),
-    ];
-    let expected: Vec<(String, String, i64, i64)> =
-        expected.iter().map(|(p, c, n, e)| (p.to_string(), c.to_string(), *n, *e)).collect();
-    assert_eq!(edges, expected);
+    assert_eq!(edge_counts(&graph), topology_edges(2, 1));
     // A → B takes the client's 40 ms; A → E, without a client span, E's 9 ms.
     let edge = |p: &str, c: &str| {
         graph["edges"].as_array().unwrap().iter().find(|e| e["parent"] == p && e["child"] == c).unwrap().clone()
@@ -289,6 +270,76 @@ async fn the_dependency_graph_links_calls_as_zipkin_does() {
 
     let (status, empty) = get(&server, &format!("/api/v1/dependencies?start={}&end={}", base - 60_000, base - 1)).await;
     assert_eq!((status, empty), (200, json!({"nodes": [], "edges": []})));
+}
+
+/// (parent, child, calls, errors) of every edge of a graph.
+fn edge_counts(graph: &Value) -> Vec<(String, String, i64, i64)> {
+    let edges = graph["edges"].as_array().unwrap().iter();
+    edges
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_owned();
+            (s("parent"), s("child"), e["callCount"].as_i64().unwrap(), e["errorCount"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The topology's edges, each with `calls` calls and `errors` errors on A → B.
+fn topology_edges(calls: i64, errors: i64) -> Vec<(String, String, i64, i64)> {
+    let edges = [("A", "A", 0), ("A", "B", errors), ("A", "D", 0), ("A", "E", 0), ("B", "C", 0), ("B", "postgres", 0)];
+    edges.iter().map(|(p, c, e)| (p.to_string(), c.to_string(), calls, *e)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_hours_come_from_edge_tables_that_follow_late_spans() {
+    let options = ServerOptions::default().arg("--flush-interval", "1s").arg("--compaction-interval", "1s");
+    let server = TestServer::start_with(options).await;
+    const HOUR_MS: i64 = 3_600_000;
+    let h = (now_ms() / HOUR_MS - 3) * HOUR_MS;
+    // Trace 1 inside hour h; trace 2 two milliseconds before h + 1: its
+    // root and client spans in h, everything after in h + 1, so A → B and
+    // A → A cross the hour boundary.
+    send(&server, h + 10 * 60 * 1000, &topology(1, true)).await;
+    send(&server, h + HOUR_MS - 2, &topology(2, false)).await;
+    server.wait_until_flushed().await;
+
+    // The upkeep loop writes both hours' tables without being asked.
+    let table = |hour_ms: i64| {
+        let time = chrono::DateTime::from_timestamp_millis(hour_ms).unwrap();
+        let path = format!("default/edges/{}.json", time.format("date=%Y-%m-%d/hour=%H"));
+        server.data_dir().join(path)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(table(h).exists() && table(h + HOUR_MS).exists()) {
+        assert!(std::time::Instant::now() < deadline, "no edge tables were written:\n{}", server.log());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let graph = |start: i64, end: i64| {
+        let server = &server;
+        async move { edge_counts(&get_ok(server, &format!("/api/v1/dependencies?start={start}&end={end}")).await) }
+    };
+    // Each call counts once, in the hour its server (or leaf client) span starts in.
+    assert_eq!(graph(h, h + 2 * HOUR_MS).await, topology_edges(2, 1));
+    assert_eq!(graph(h, h + HOUR_MS).await, topology_edges(1, 1));
+    assert_eq!(graph(h + HOUR_MS, h + 2 * HOUR_MS).await, topology_edges(1, 0));
+    // Ragged ends computed from spans add up with the whole hour between them.
+    assert_eq!(graph(h - 30 * 60 * 1000, h + HOUR_MS + 60_000).await, topology_edges(2, 1));
+
+    // A late trace for hour h: from the buffer at once, then from a table
+    // computed again over the new files.
+    send(&server, h + 20 * 60 * 1000, &topology(3, true)).await;
+    assert_eq!(graph(h, h + 2 * HOUR_MS).await, topology_edges(3, 2));
+    server.wait_until_flushed().await;
+    assert_eq!(graph(h, h + 2 * HOUR_MS).await, topology_edges(3, 2));
+    let saved: Value = serde_json::from_slice(&std::fs::read(table(h)).unwrap()).unwrap();
+    let a_to_b: i64 = saved["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["parent"] == "A" && c["child"] == "B")
+        .map(|c| c["calls"].as_i64().unwrap())
+        .sum();
+    assert_eq!(a_to_b, 2, "hour h's saved table counts traces 1 and 3: {saved}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
