@@ -263,6 +263,7 @@ API_QUERIES = {
     "search, page 2 (cursor)": None,
     "search, slowest 20": "/api/v1/search?sort=duration_desc&limit=20&{window}",
     "dependency graph": "/api/v1/dependencies?{window}",
+    "dependency graph, whole hours (edge tables)": "/api/v1/dependencies?{hours}",
     "latency series, 1m steps, by version": "/api/v1/latency?service=checkout&step=1m&groupBy=service.version&{window}",
     "latency histogram": "/api/v1/latency/histogram?service=checkout&{window}",
     "services": "/api/v1/services",
@@ -275,16 +276,41 @@ API_QUERIES = {
 def api_timings(server):
     first, last = server.sql("SELECT CAST(min(start_time) AS BIGINT), CAST(max(start_time) AS BIGINT) FROM spans")[0]
     window = f"start={first // 1_000_000}&end={last // 1_000_000 + 1}"
+    hour_ms = 3_600_000
+    hours = f"start={first // 1_000_000 // hour_ms * hour_ms}&end={(last // 1_000_000 // hour_ms + 1) * hour_ms}"
     get = lambda path: json.loads(http("GET", f"http://{API}{path}")[1])
     cursor = get(API_QUERIES["search, one service, newest 20"].format(window=window))["nextCursor"]
     timings = {}
     for name, path in API_QUERIES.items():
         if path is None:
             path = "/api/v1/search?service=frontend&limit=20&cursor=" + cursor
-        path = path.format(window=window)
+        path = path.format(window=window, hours=hours)
         log(f"api: {name}")
         timings[name] = median_ms(lambda: get(path))
     return timings
+
+
+def first_call_timings(server):
+    """On a server just started over existing data: the first tag keys
+    request (reads every file's footer, or summarizes files from before
+    footers held tags) and the first whole-hours dependency graph (builds
+    the hour tables the upkeep loop has not built yet)."""
+    first, last = server.sql("SELECT CAST(min(start_time) AS BIGINT), CAST(max(start_time) AS BIGINT) FROM spans")[0]
+    hour_ms = 3_600_000
+    hours = f"start={first // 1_000_000 // hour_ms * hour_ms}&end={(last // 1_000_000 // hour_ms + 1) * hour_ms}"
+    timings = {}
+    for name, path in [("tag keys", f"/api/v1/tags?{hours}"), ("dependency graph, whole hours", f"/api/v1/dependencies?{hours}")]:
+        started, cpu = time.perf_counter(), server.cpu_seconds()
+        http("GET", f"http://{API}{path}")
+        timings[name] = {"ms": (time.perf_counter() - started) * 1e3, "cpu_seconds": server.cpu_seconds() - cpu}
+    return timings
+
+
+def api_against(binary, data_dir):
+    """Times the API over data a previous run left, upkeep held off."""
+    server = Server(binary, data_dir, "--compaction-interval", "1h")
+    results = {"first_calls": first_call_timings(server), "api_ms": api_timings(server), "peak_rss_mib": server.memory_mib()}
+    print(json.dumps(results, indent=1))
 
 
 def main():
@@ -299,7 +325,11 @@ def main():
                         help="after ingest, time only spanlake's API endpoints")
     parser.add_argument("--serve-arg", action="append", default=[],
                         help="an extra `spanlake serve` argument for the ingest run, e.g. --serve-arg=--max-buffer-bytes=268435456")
+    parser.add_argument("--api-against", metavar="DATA_DIR",
+                        help="no ingest: start a server over DATA_DIR and time the API, first calls included")
     args = parser.parse_args()
+    if args.api_against:
+        return api_against(args.binary, pathlib.Path(args.api_against))
 
     work = pathlib.Path(args.work_dir)
     shutil.rmtree(work, ignore_errors=True)

@@ -199,7 +199,8 @@ pub(crate) async fn operations(
 #[utoipa::path(get, path = "/api/v1/tags", tag = "services",
     params(("service" = Option<String>, Query), WindowParams),
     responses((status = 200, body = TagKeys), (status = 400, body = ApiError)))]
-/// `GET /api/v1/tags`: tag keys seen in the window (default: the last hour).
+/// `GET /api/v1/tags`: tag keys seen in the window (default: the last hour),
+/// to the hour: from the tag summaries of the files that overlap it.
 pub(crate) async fn tag_keys(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
@@ -214,7 +215,8 @@ pub(crate) async fn tag_keys(
 #[utoipa::path(get, path = "/api/v1/tags/{key}/values", tag = "services",
     params(("key" = String, Path), ("service" = Option<String>, Query), ("prefix" = Option<String>, Query), WindowParams),
     responses((status = 200, body = TagValues), (status = 400, body = ApiError)))]
-/// `GET /api/v1/tags/{key}/values`: values of one tag, by prefix.
+/// `GET /api/v1/tags/{key}/values`: values of one tag, by prefix. A file
+/// keeps 64 values of a key; a key with more (ids, URLs) answers a sample.
 pub(crate) async fn tag_values(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
@@ -231,7 +233,8 @@ pub(crate) async fn tag_values(
 
 #[utoipa::path(get, path = "/api/v1/dependencies", tag = "dependencies", params(WindowParams),
     responses((status = 200, body = DependencyGraph), (status = 400, body = ApiError)))]
-/// `GET /api/v1/dependencies`: the service graph of a window.
+/// `GET /api/v1/dependencies`: the service graph of a window. A call counts
+/// in the window its server span (or, for a leaf, its client span) starts in.
 pub(crate) async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,

@@ -9,12 +9,13 @@
 //! A key with more values than [`MAX_VALUES`] (ids, URLs) keeps the first
 //! ones seen and is marked `more`: its suggestions are a sample.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, DictionaryArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Int32Type};
 use arrow::error::ArrowError;
+use foldhash::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{self, DEDICATED};
@@ -66,12 +67,11 @@ impl TagValues {
     }
 }
 
-/// One batch's tags, borrowed from its arrays: rows are counted into hash
-/// sets first, so a key repeated on every span costs a hash, not an allocation.
-type Staged<'a> = HashMap<(&'a str, &'a str), (HashSet<&'a str>, bool)>;
+/// A key's values in one batch, borrowed from its arrays, and whether
+/// some were left out.
+type Staged<'a> = (HashSet<&'a str>, bool);
 
-fn stage<'a>(staged: &mut Staged<'a>, service: &'a str, key: &'a str, value: &'a str) {
-    let (values, more) = staged.entry((service, key)).or_default();
+fn stage<'a>((values, more): &mut Staged<'a>, value: &'a str) {
     if *more || values.contains(value) {
         return;
     }
@@ -82,63 +82,75 @@ fn stage<'a>(staged: &mut Staged<'a>, service: &'a str, key: &'a str, value: &'a
     }
 }
 
-fn strings(batch: &RecordBatch, column: &str) -> Result<Option<StringArray>, ArrowError> {
+/// `column` as dictionary keys into its distinct values.
+fn dictionary(batch: &RecordBatch, column: &str) -> Result<Option<DictionaryArray<Int32Type>>, ArrowError> {
     let Some(array) = batch.column_by_name(column) else { return Ok(None) };
-    Ok(Some(cast(array, &DataType::Utf8)?.as_string::<i32>().clone()))
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    Ok(Some(cast(array, &dictionary)?.as_dictionary::<Int32Type>().clone()))
 }
 
 impl TagSummary {
-    /// Adds the tags of a batch of spans.
+    /// Adds the tags of a batch of spans. Tags are gathered per service
+    /// by dictionary index, and borrowed until the end, so the cost per
+    /// span is a few fast hashes and no allocation.
     pub fn add(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
-        let Some(services) = strings(batch, schema::SERVICE_NAME)? else { return Ok(()) };
-        let service = |row: usize| if services.is_null(row) { "" } else { services.value(row) };
+        let Some(services) = dictionary(batch, schema::SERVICE_NAME)? else { return Ok(()) };
+        let names = services.values().as_string::<i32>();
+        // Spans without a service go to the slot after the named ones.
+        let service: Vec<usize> = services.keys().iter().map(|k| k.map_or(names.len(), |k| k as usize)).collect();
+        let service_name = |slot: usize| if slot < names.len() { names.value(slot) } else { "" };
+
         // Columns whose every value is one tag: the dedicated ones, and the
         // span kind and status in the lower case that search filters use.
-        let mut columns: Vec<(&str, StringArray)> = Vec::new();
+        let mut columns: Vec<(&str, DictionaryArray<Int32Type>, bool)> = Vec::new();
         for d in DEDICATED.iter().filter(|d| d.column != schema::SERVICE_NAME) {
-            if let Some(values) = strings(batch, d.column)? {
-                columns.push((d.key, values));
-            }
+            columns.extend(dictionary(batch, d.column)?.map(|values| (d.key, values, false)));
         }
         for (key, column) in [("span.kind", schema::SPAN_KIND), ("status.code", schema::STATUS_CODE)] {
-            if let Some(values) = strings(batch, column)? {
-                let lower: StringArray = values.iter().map(|v| v.map(str::to_lowercase)).collect();
-                columns.push((key, lower));
-            }
+            columns.extend(dictionary(batch, column)?.map(|values| (key, values, true)));
         }
-        let maps: Vec<_> = [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES]
-            .iter()
-            .filter_map(|name| batch.column_by_name(name))
-            .map(|column| column.as_map())
-            .collect();
-
-        let mut staged = Staged::new();
-        for (key, values) in &columns {
-            for (row, value) in values.iter().enumerate() {
+        for (key, values, lower) in &columns {
+            let mut pairs: HashSet<(usize, i32)> = HashSet::default();
+            for (row, value) in values.keys().iter().enumerate() {
                 if let Some(value) = value {
-                    stage(&mut staged, service(row), key, value);
+                    pairs.insert((service[row], value));
                 }
             }
+            let texts = values.values().as_string::<i32>();
+            for (slot, value) in pairs {
+                let text = texts.value(value as usize);
+                let text = if *lower { text.to_lowercase() } else { text.to_owned() };
+                self.insert(service_name(slot), key, std::iter::once(text.as_str()), false);
+            }
         }
-        for map in &maps {
+
+        let mut staged: Vec<HashMap<&str, Staged>> = vec![HashMap::default(); names.len() + 1];
+        for name in [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES] {
+            let Some(map) = batch.column_by_name(name).map(|c| c.as_map()) else { continue };
             let (keys, values) = (map.keys().as_string::<i32>(), map.values().as_string::<i32>());
             let offsets = map.value_offsets();
-            for row in 0..map.len() {
+            for (row, &slot) in service.iter().enumerate() {
                 for i in offsets[row] as usize..offsets[row + 1] as usize {
-                    stage(&mut staged, service(row), keys.value(i), values.value(i));
+                    stage(staged[slot].entry(keys.value(i)).or_default(), values.value(i));
                 }
             }
         }
-        for ((service, key), (values, more)) in staged {
-            let keys = self.services.entry(service.to_owned()).or_default();
-            if !keys.contains_key(key) && keys.len() >= MAX_KEYS {
-                continue;
+        for (slot, keys) in staged.into_iter().enumerate() {
+            for (key, (values, more)) in keys {
+                self.insert(service_name(slot), key, values.into_iter(), more);
             }
-            let entry = keys.entry(key.to_owned()).or_default();
-            values.into_iter().for_each(|v| entry.insert(v));
-            entry.more |= more;
         }
         Ok(())
+    }
+
+    fn insert<'a>(&mut self, service: &str, key: &str, values: impl Iterator<Item = &'a str>, more: bool) {
+        let keys = self.services.entry(service.to_owned()).or_default();
+        if !keys.contains_key(key) && keys.len() >= MAX_KEYS {
+            return;
+        }
+        let entry = keys.entry(key.to_owned()).or_default();
+        values.for_each(|v| entry.insert(v));
+        entry.more |= more;
     }
 
     pub fn merge(&mut self, other: &TagSummary) {
