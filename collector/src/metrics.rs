@@ -15,6 +15,7 @@ pub enum Protocol {
     OtlpHttpProtobuf,
     OtlpHttpJson,
     ZipkinJson,
+    ZipkinProto3,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -1,5 +1,5 @@
-//! Zipkin's receiver: `POST /api/v2/spans` with a JSON v2 list of spans,
-//! gzip or not, answered 202 as Zipkin answers. The spans are mapped to
+//! Zipkin's receiver: `POST /api/v2/spans` with a JSON v2 list of spans or
+//! a proto3 `ListOfSpans`, gzip or not, answered 202 as Zipkin answers. The spans are mapped to
 //! OTLP (`spanlake_storage::zipkin`) and take the same path as OTLP exports,
 //! WAL included.
 
@@ -20,6 +20,8 @@ use crate::error::IngestError;
 use crate::ingest::{Decoded, Ingest};
 use crate::metrics::Protocol;
 
+mod proto3;
+
 pub fn router(ingest: Ingest) -> Router {
     Router::new().route("/api/v2/spans", post(receive)).with_state(ingest)
 }
@@ -35,20 +37,32 @@ async fn store(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<(), I
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     // Zipkin's own clients send JSON; some omit the type or send text/plain.
-    if !matches!(media_type.as_str(), "application/json" | "text/plain" | "") {
-        return Err(IngestError::UnsupportedContentType(format!("{content_type} (Zipkin spans: JSON v2 only)")));
-    }
+    let protocol = match media_type.as_str() {
+        "application/json" | "text/plain" | "" => Protocol::ZipkinJson,
+        "application/x-protobuf" | "application/protobuf" => Protocol::ZipkinProto3,
+        _ => {
+            return Err(IngestError::UnsupportedContentType(format!(
+                "{content_type} (Zipkin spans: application/json or application/x-protobuf)"
+            )));
+        }
+    };
     let tenant = TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
     let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
     let limit = ingest.config().max_request_bytes;
     let raw = body::read_limited(body, limit).await?;
-    ingest.export(&tenant, Protocol::ZipkinJson, move || decode(&body::decompress(raw, encoding, limit)?)).await?;
+    ingest.export(&tenant, protocol, move || decode(protocol, &body::decompress(raw, encoding, limit)?)).await?;
     Ok(())
 }
 
-fn decode(bytes: &[u8]) -> Result<Decoded, IngestError> {
-    let spans: Vec<ZipkinSpan> = serde_json::from_slice(bytes)
-        .map_err(|e| IngestError::InvalidRequest(format!("expected a JSON list of Zipkin v2 spans: {e}")))?;
+fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Decoded, IngestError> {
+    let spans: Vec<ZipkinSpan> = if protocol == Protocol::ZipkinProto3 {
+        let list = proto3::ListOfSpans::decode(bytes)
+            .map_err(|e| IngestError::InvalidRequest(format!("expected a Zipkin proto3 ListOfSpans: {e}")))?;
+        proto3::to_model(list)
+    } else {
+        serde_json::from_slice(bytes)
+            .map_err(|e| IngestError::InvalidRequest(format!("expected a JSON list of Zipkin v2 spans: {e}")))?
+    };
     let resource_spans = zipkin::to_otlp(spans).map_err(|e| IngestError::InvalidRequest(e.to_string()))?;
     let request = ExportTraceServiceRequest { resource_spans };
     let protobuf = Bytes::from(request.encode_to_vec());

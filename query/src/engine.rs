@@ -17,6 +17,7 @@ use spanlake_storage::{FileKind, Storage, TenantId};
 
 use crate::dependencies::HourlyEdges;
 use crate::error::QueryError;
+use crate::functions;
 use crate::id_literals::IdLiterals;
 use crate::params::Params;
 use crate::render::JsonResult;
@@ -138,6 +139,7 @@ impl QueryEngine {
             .with_analyzer_rules(rules)
             .build();
         let ctx = SessionContext::new_with_state(state);
+        functions::register(&ctx);
         for (name, kind) in [(SPANS_TABLE, FileKind::Spans), (TRACE_FRAGMENTS_TABLE, FileKind::TraceIndex)] {
             let table = DataTable::new(Arc::clone(&self.storage), tenant.clone(), kind, self.store_url.clone());
             ctx.register_table(name, Arc::new(table))?;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod dependencies;
 mod engine;
 mod error;
+mod functions;
 mod id_literals;
 pub mod latency;
 mod openapi;

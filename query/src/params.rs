@@ -112,6 +112,9 @@ pub enum TagFilter {
     NotEquals(String, String),
     Matches(String, String),
     Exists(String),
+    /// Zipkin's bare `annotationQuery` term: the tag is set, or the span
+    /// has an event (annotation) of that name.
+    ExistsOrEvent(String),
 }
 
 impl TagFilter {
@@ -134,7 +137,11 @@ impl TagFilter {
 
     fn key(&self) -> &str {
         match self {
-            Self::Equals(k, _) | Self::NotEquals(k, _) | Self::Matches(k, _) | Self::Exists(k) => k,
+            Self::Equals(k, _)
+            | Self::NotEquals(k, _)
+            | Self::Matches(k, _)
+            | Self::Exists(k)
+            | Self::ExistsOrEvent(k) => k,
         }
     }
 }
@@ -241,6 +248,9 @@ impl SpanFilter {
             let value = tag_sql(tag.key(), params);
             conditions.push(match tag {
                 TagFilter::Exists(_) => format!("{value} IS NOT NULL"),
+                TagFilter::ExistsOrEvent(term) => {
+                    format!("({value} IS NOT NULL OR span_has_event({}, {}))", schema::EVENTS, params.text(term))
+                }
                 TagFilter::Equals(_, v) => format!("{value} = {}", params.text(v)),
                 TagFilter::NotEquals(_, v) => format!("{value} <> {}", params.text(v)),
                 TagFilter::Matches(_, v) => format!("regexp_like({value}, {})", params.text(v)),

@@ -77,7 +77,7 @@ async fn remote_services(
 }
 
 /// `annotationQuery`: `error and http.method=GET`. A bare term matches a tag
-/// key (Zipkin also matches annotation values; spanlake does not).
+/// key or an annotation value, as in Zipkin.
 fn annotation_query(text: Option<&str>) -> Result<Vec<TagFilter>, QueryError> {
     let Some(text) = text else { return Ok(vec![]) };
     text.split(" and ")
@@ -85,7 +85,7 @@ fn annotation_query(text: Option<&str>) -> Result<Vec<TagFilter>, QueryError> {
         .filter(|t| !t.is_empty())
         .map(|term| match term.split_once('=') {
             Some((k, v)) => Ok(TagFilter::Equals(k.trim().to_owned(), v.trim().to_owned())),
-            None => TagFilter::parse("annotationQuery", term),
+            None => Ok(TagFilter::ExistsOrEvent(term.to_owned())),
         })
         .collect()
 }

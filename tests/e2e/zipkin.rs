@@ -39,18 +39,21 @@ fn by_id(spans: &Value) -> Vec<Value> {
 async fn py_zipkin_spans_come_back_as_sent() {
     let Some(python) = python() else { return };
     let server = TestServer::start().await;
-    let base = server.api_url("");
-    let output = tokio::task::spawn_blocking(move || Command::new(python).args([SCRIPT, &base]).output())
-        .await
-        .unwrap()
-        .expect("run py_zipkin");
-    assert!(output.status.success(), "py_zipkin failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let sent: Value = serde_json::from_slice(&output.stdout).expect("the spans py_zipkin sent");
-    assert_eq!(sent.as_array().unwrap().len(), 3);
-    let trace_id = sent[0]["traceId"].as_str().unwrap();
-    assert_eq!(trace_id.len(), 16, "py_zipkin reports 64-bit trace ids");
-    let stored = get_ok(&server, &format!("/api/v2/trace/{trace_id}")).await;
-    assert_eq!(by_id(&stored), by_id(&sent));
+    for encoding in ["json", "proto3"] {
+        let (python, base) = (python.clone(), server.api_url(""));
+        let output = tokio::task::spawn_blocking(move || Command::new(python).args([SCRIPT, &base, encoding]).output())
+            .await
+            .unwrap()
+            .expect("run py_zipkin");
+        assert!(output.status.success(), "py_zipkin ({encoding}) failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        let sent: Value = serde_json::from_slice(&output.stdout).expect("the spans py_zipkin sent");
+        assert_eq!(sent.as_array().unwrap().len(), 3, "{encoding}");
+        let trace_id = sent[0]["traceId"].as_str().unwrap();
+        assert_eq!(trace_id.len(), 16, "py_zipkin reports 64-bit trace ids");
+        let stored = get_ok(&server, &format!("/api/v2/trace/{trace_id}")).await;
+        assert_eq!(by_id(&stored), by_id(&sent), "{encoding}");
+    }
+    assert_eq!(server.metric(r#"spanlake_spans_accepted_total{protocol="ZipkinProto3",tenant="default"}"#).await, 3.0);
 }
 
 /// One trace in Zipkin's shared-span style: frontend serves `get /` and
@@ -109,6 +112,8 @@ async fn the_zipkin_api_answers_as_zipkin_does() {
     assert_eq!(traces("annotationQuery=http.path%3D/").await, 1);
     assert_eq!(traces("annotationQuery=http.path%3D/x").await, 0);
     assert_eq!(traces("annotationQuery=error%20and%20http.path%3D/").await, 0, "no one span has both");
+    assert_eq!(traces("annotationQuery=cache%20miss").await, 1, "a bare term matches annotation values too");
+    assert_eq!(traces("annotationQuery=cache%20hit").await, 0);
     assert_eq!(traces("serviceName=frontend&spanName=get%20/&minDuration=60000").await, 1, "µs");
     assert_eq!(traces("serviceName=frontend&minDuration=200000").await, 0);
     assert_eq!(traces("remoteServiceName=mysql").await, 1);
@@ -145,6 +150,21 @@ async fn bad_zipkin_requests_are_refused_clearly() {
     assert_eq!(status, 400);
     assert!(body.contains("span 0") && body.contains("trace id"), "{body}");
     assert_eq!(server.span_count().await, 0, "nothing of a refused list is stored");
+    for (content_type, body, status, message) in [
+        ("application/x-protobuf", &b"\x0a\xff\xff"[..], 400, "proto3 ListOfSpans"),
+        ("application/x-thrift", &b"x"[..], 415, "application/x-protobuf"),
+    ] {
+        let response = reqwest::Client::new()
+            .post(server.api_url("/api/v2/spans"))
+            .header("content-type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{content_type}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(message), "{content_type}: {text}");
+    }
 
     for (path, status, parameter) in [
         ("/api/v2/trace/0000000000000009", 404, ""),
