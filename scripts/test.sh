@@ -5,7 +5,9 @@
 #   scripts/test.sh [cargo test arguments...]
 #
 # Set up once and reused: a Python venv with the OpenTelemetry SDK
-# (tests/python/requirements.txt), under ${SPANLAKE_CACHE:-~/.cache/spanlake}.
+# (tests/python/requirements.txt), under ${SPANLAKE_CACHE:-~/.cache/spanlake};
+# the OpenTelemetry JS SDK's Zipkin exporter in tests/node/node_modules
+# (npm ci from tests/node/package-lock.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,22 @@ if setup_python; then
   export SPANLAKE_TEST_PYTHON="$cache/venv/bin/python"
 else
   echo "!!! could not set up the Python venv: the Python SDK tests will skip (and fail under CI=true)" >&2
+fi
+
+# OpenTelemetry JS SDK, for the Zipkin exporter test.
+setup_node() {
+  command -v npm >/dev/null || apt_install nodejs npm || return 1
+  local lock=tests/node/package-lock.json installed=tests/node/node_modules/.package-lock.json
+  if [ -f "$installed" ] && [ "$installed" -nt "$lock" ]; then
+    return 0
+  fi
+  npm ci --prefix tests/node --silent --no-audit --no-fund >/dev/null || return 1
+}
+
+if setup_node; then
+  export SPANLAKE_TEST_NODE="$(command -v node)"
+else
+  echo "!!! could not install tests/node: the Node.js Zipkin exporter test will skip (and fail under CI=true)" >&2
 fi
 
 cargo test --workspace "$@"

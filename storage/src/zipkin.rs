@@ -50,10 +50,10 @@ pub struct ZipkinSpan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
     /// Start, µs since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_micros")]
     pub timestamp: Option<u64>,
     /// µs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_micros")]
     pub duration: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_endpoint: Option<Endpoint>,
@@ -99,8 +99,27 @@ impl Endpoint {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Annotation {
+    #[serde(deserialize_with = "micros")]
     pub timestamp: u64,
     pub value: String,
+}
+
+/// Microseconds, whole as Zipkin has them; the OpenTelemetry JS exporter
+/// sends fractions (its nanosecond clock divided by 1000), rounded here.
+fn micros<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    whole_micros(Deserialize::deserialize(deserializer)?)
+}
+
+fn some_micros<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(deserializer)?.map(whole_micros).transpose()
+}
+
+fn whole_micros<E: serde::de::Error>(value: serde_json::Number) -> Result<u64, E> {
+    match (value.as_u64(), value.as_f64()) {
+        (Some(whole), _) => Ok(whole),
+        (None, Some(fraction)) if fraction >= 0.0 && fraction < u64::MAX as f64 => Ok(fraction.round() as u64),
+        _ => Err(E::custom(format!("{value} is not a time in microseconds"))),
+    }
 }
 
 /// Tag values are strings in Zipkin; reporters that send numbers or
@@ -404,6 +423,20 @@ mod tests {
         assert_eq!(span.trace_id[..8], [0; 8], "64-bit ids are left-padded");
         assert_eq!(span.status.as_ref().unwrap().code, StatusCode::Error as i32);
         assert_eq!(from_otlp(&otlp), vec![original]);
+    }
+
+    #[test]
+    fn fractional_microseconds_are_rounded_and_negative_ones_refused() {
+        let s = span(
+            r#"{"traceId":"1","id":"2","timestamp":1700000000000000.6,"duration":1.4,
+            "annotations":[{"timestamp":1700000000000001.5,"value":"x"}]}"#,
+        );
+        assert_eq!(
+            (s.timestamp, s.duration, s.annotations[0].timestamp),
+            (Some(1700000000000001), Some(1), 1700000000000002)
+        );
+        assert!(serde_json::from_str::<ZipkinSpan>(r#"{"traceId":"1","id":"2","duration":-3}"#).is_err());
+        assert_eq!(span(r#"{"traceId":"1","id":"2","timestamp":null}"#).timestamp, None);
     }
 
     #[test]

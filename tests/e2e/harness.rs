@@ -292,14 +292,21 @@ impl Drop for TestServer {
 /// The Python interpreter of the test venv, made by `scripts/test.sh`.
 /// Outside CI a missing venv skips the test loudly; under `CI=true` it fails.
 pub fn python() -> Option<PathBuf> {
+    tool("SPANLAKE_TEST_PYTHON", "the Python OpenTelemetry SDK tests need the venv that scripts/test.sh makes")
+}
+
+/// Node.js, with tests/node's packages installed by scripts/test.sh.
+pub fn node() -> Option<PathBuf> {
+    tool("SPANLAKE_TEST_NODE", "the Node.js tests need the packages scripts/test.sh installs in tests/node")
+}
+
+/// The program `variable` names; outside CI a loud skip when it is missing.
+fn tool(variable: &str, why: &str) -> Option<PathBuf> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    match std::env::var_os("SPANLAKE_TEST_PYTHON").map(PathBuf::from) {
+    match std::env::var_os(variable).map(PathBuf::from) {
         Some(path) if path.exists() => Some(path),
         other => {
-            let message = format!(
-                "SPANLAKE_TEST_PYTHON is {other:?}: the Python OpenTelemetry SDK tests need the venv that \
-                 scripts/test.sh makes"
-            );
+            let message = format!("{variable} is {other:?}: {why}");
             assert!(!ci, "{message}");
             eprintln!("\n!!!!! SKIPPED: {message} !!!!!\n");
             None

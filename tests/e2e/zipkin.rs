@@ -1,5 +1,6 @@
 //! The Zipkin v2 API on port 9411: spans posted by py_zipkin (Zipkin's
-//! Python reporter) and by hand come back as Zipkin returns them, parts
+//! Python reporter, JSON and proto3), by the OpenTelemetry JS SDK's Zipkin
+//! exporter (npm) and by hand come back as Zipkin returns them, parts
 //! merged, and every read endpoint answers with Zipkin's shapes and units.
 
 use std::io::Write;
@@ -10,9 +11,10 @@ use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 
 use crate::fixture::{get, get_ok, now_ms};
-use crate::harness::{TestServer, python};
+use crate::harness::{TestServer, node, python};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zipkin_report.py");
+const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/zipkin_export.mjs");
 
 async fn post(server: &TestServer, body: Vec<u8>, gzip: bool) -> (u16, String) {
     let mut request =
@@ -54,6 +56,30 @@ async fn py_zipkin_spans_come_back_as_sent() {
         assert_eq!(by_id(&stored), by_id(&sent), "{encoding}");
     }
     assert_eq!(server.metric(r#"spanlake_spans_accepted_total{protocol="ZipkinProto3",tenant="default"}"#).await, 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opentelemetry_js_zipkin_exporter_spans_come_back_as_sent() {
+    let Some(node) = node() else { return };
+    let server = TestServer::start().await;
+    let base = server.api_url("");
+    let output = tokio::task::spawn_blocking(move || Command::new(node).args([NODE_SCRIPT, &base]).output())
+        .await
+        .unwrap()
+        .expect("run node");
+    assert!(output.status.success(), "the JS exporter failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut sent: Value = serde_json::from_slice(&output.stdout).expect("the spans the exporter sent");
+    assert_eq!(sent.as_array().unwrap().len(), 2);
+    let trace_id = sent[0]["traceId"].as_str().unwrap().to_owned();
+    // The OTel mapping reads a `peer.service` tag as the remote endpoint's
+    // service, as the OTel Collector's Zipkin receiver and exporter do.
+    for span in sent.as_array_mut().unwrap() {
+        if let Some(peer) = span["tags"].as_object_mut().unwrap().remove("peer.service") {
+            span["remoteEndpoint"] = json!({"serviceName": peer});
+        }
+    }
+    let stored = get_ok(&server, &format!("/api/v2/trace/{trace_id}")).await;
+    assert_eq!(by_id(&stored), by_id(&sent));
 }
 
 /// One trace in Zipkin's shared-span style: frontend serves `get /` and
