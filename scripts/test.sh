@@ -7,7 +7,8 @@
 # Set up once and reused: a Python venv with the OpenTelemetry SDK
 # (tests/python/requirements.txt), under ${SPANLAKE_CACHE:-~/.cache/spanlake};
 # the OpenTelemetry JS SDK's Zipkin exporter in tests/node/node_modules
-# (npm ci from tests/node/package-lock.json).
+# (npm ci from tests/node/package-lock.json); Debian's chromium and
+# chromium-driver when root (or sudo) can install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,19 @@ if setup_node; then
   export SPANLAKE_TEST_NODE="$(command -v node)"
 else
   echo "!!! could not install tests/node: the Node.js Zipkin exporter test will skip (and fail under CI=true)" >&2
+fi
+
+# Debian's Chromium and ChromeDriver, for the UI tests.
+setup_chromium() {
+  if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    apt_install chromium chromium-driver || return 1
+  fi
+}
+
+if setup_chromium; then
+  export SPANLAKE_TEST_CHROMEDRIVER="$(command -v chromedriver)"
+else
+  echo "!!! could not install chromium and chromium-driver: the UI tests will skip (and fail under CI=true)" >&2
 fi
 
 cargo test --workspace "$@"

@@ -96,7 +96,12 @@ pub(crate) fn query(raw: Result<RawQuery, QueryRejection>) -> Result<Query, Quer
 
 pub(crate) type RawQuery = axum::extract::Query<Vec<(String, String)>>;
 
-fn window(q: &Query, default_lookback_ns: i64) -> Result<Window, QueryError> {
+/// `start`/`end` or `lookback` (one hour by default).
+pub fn window(q: &Query) -> Result<Window, QueryError> {
+    window_or(q, DEFAULT_LOOKBACK_NS)
+}
+
+fn window_or(q: &Query, default_lookback_ns: i64) -> Result<Window, QueryError> {
     Window::parse(q.get("start"), q.get("end"), q.get("lookback"), default_lookback_ns)
 }
 
@@ -129,17 +134,8 @@ fn span_kind(text: &str) -> Result<String, QueryError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/search", tag = "traces",
-    params(SpanFilterParams, WindowParams, PageParams),
-    responses((status = 200, body = SearchPage), (status = 400, body = ApiError)))]
-/// `GET /api/v1/search`: trace summaries, newest first by default. A trace
-/// matches when one of its spans passes every filter.
-pub(crate) async fn search(
-    State(engine): State<Arc<QueryEngine>>,
-    headers: HeaderMap,
-    raw: Result<RawQuery, QueryRejection>,
-) -> Result<Json<SearchPage>, QueryError> {
-    let q = query(raw)?;
+/// A search from its parameters: `/api/v1/search`'s, and the UI's URLs.
+pub fn search_request(q: &Query) -> Result<SearchRequest, QueryError> {
     q.only(&[
         "service",
         "operation",
@@ -155,13 +151,26 @@ pub(crate) async fn search(
         "limit",
         "cursor",
     ])?;
-    let request = SearchRequest {
-        filter: span_filter(&q)?,
-        window: window(&q, DEFAULT_LOOKBACK_NS)?,
+    Ok(SearchRequest {
+        filter: span_filter(q)?,
+        window: window(q)?,
         order: SearchOrder::parse(q.get("sort"))?,
         limit: limit("limit", q.get("limit"), 20, MAX_SEARCH_LIMIT)?,
         cursor: q.get("cursor").map(str::to_owned),
-    };
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/search", tag = "traces",
+    params(SpanFilterParams, WindowParams, PageParams),
+    responses((status = 200, body = SearchPage), (status = 400, body = ApiError)))]
+/// `GET /api/v1/search`: trace summaries, newest first by default. A trace
+/// matches when one of its spans passes every filter.
+pub(crate) async fn search(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    raw: Result<RawQuery, QueryRejection>,
+) -> Result<Json<SearchPage>, QueryError> {
+    let request = search_request(&query(raw)?)?;
     Ok(Json(engine.search(&tenant(&headers)?, &request).await?))
 }
 
@@ -176,7 +185,7 @@ pub(crate) async fn services(
     let q = query(raw)?;
     q.only(&["start", "end", "lookback"])?;
     let any = ["start", "end", "lookback"].iter().any(|k| q.get(k).is_some());
-    let window = any.then(|| window(&q, NAMES_LOOKBACK_NS)).transpose()?;
+    let window = any.then(|| window_or(&q, NAMES_LOOKBACK_NS)).transpose()?;
     Ok(Json(ServiceList { services: engine.services(&tenant(&headers)?, window) }))
 }
 
@@ -192,7 +201,7 @@ pub(crate) async fn operations(
 ) -> Result<Json<OperationList>, QueryError> {
     let q = query(raw)?;
     q.only(&["start", "end", "lookback"])?;
-    let operations = engine.operations(&tenant(&headers)?, &service, &window(&q, NAMES_LOOKBACK_NS)?).await?;
+    let operations = engine.operations(&tenant(&headers)?, &service, &window_or(&q, NAMES_LOOKBACK_NS)?).await?;
     Ok(Json(OperationList { operations }))
 }
 
@@ -208,7 +217,7 @@ pub(crate) async fn tag_keys(
 ) -> Result<Json<TagKeys>, QueryError> {
     let q = query(raw)?;
     q.only(&["service", "start", "end", "lookback"])?;
-    let keys = engine.tag_keys(&tenant(&headers)?, q.get("service"), &window(&q, DEFAULT_LOOKBACK_NS)?).await?;
+    let keys = engine.tag_keys(&tenant(&headers)?, q.get("service"), &window(&q)?).await?;
     Ok(Json(TagKeys { tags: keys }))
 }
 
@@ -225,9 +234,7 @@ pub(crate) async fn tag_values(
 ) -> Result<Json<TagValues>, QueryError> {
     let q = query(raw)?;
     q.only(&["service", "prefix", "start", "end", "lookback"])?;
-    let values = engine
-        .tag_values(&tenant(&headers)?, &key, q.get("service"), q.get("prefix"), &window(&q, DEFAULT_LOOKBACK_NS)?)
-        .await?;
+    let values = engine.tag_values(&tenant(&headers)?, &key, q.get("service"), q.get("prefix"), &window(&q)?).await?;
     Ok(Json(TagValues { values }))
 }
 
@@ -242,10 +249,11 @@ pub(crate) async fn dependencies(
 ) -> Result<Json<DependencyGraph>, QueryError> {
     let q = query(raw)?;
     q.only(&["start", "end", "lookback"])?;
-    Ok(Json(engine.dependencies(&tenant(&headers)?, &window(&q, DEFAULT_LOOKBACK_NS)?).await?))
+    Ok(Json(engine.dependencies(&tenant(&headers)?, &window(&q)?).await?))
 }
 
-fn latency_request(q: &Query) -> Result<LatencyRequest, QueryError> {
+/// A latency request from its parameters: `/api/v1/latency`'s, and the UI's.
+pub fn latency_request(q: &Query) -> Result<LatencyRequest, QueryError> {
     q.only(&[
         "service",
         "operation",
@@ -262,7 +270,7 @@ fn latency_request(q: &Query) -> Result<LatencyRequest, QueryError> {
     ])?;
     Ok(LatencyRequest {
         filter: span_filter(q)?,
-        window: window(q, DEFAULT_LOOKBACK_NS)?,
+        window: window(q)?,
         step_ns: q.get("step").map(|s| duration_ns("step", s, 1_000_000_000)).transpose()?,
         group_by: q.get("groupBy").map(group_column).transpose()?,
     })

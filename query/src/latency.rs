@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 use spanlake_storage::TenantId;
-use spanlake_storage::schema::{DURATION_NS, SPAN_KIND, START_TIME, STATUS_CODE};
+use spanlake_storage::schema::{DURATION_NS, SPAN_KIND, SPAN_NAME, START_TIME, STATUS_CODE};
 use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
@@ -122,6 +122,17 @@ pub struct Bucket {
     pub count: i64,
 }
 
+/// One operation's calls in a window, for a service's operations table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationStats {
+    pub name: String,
+    pub span_kind: String,
+    pub calls: i64,
+    pub errors: i64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 struct BucketRow {
     g: Option<String>,
@@ -187,6 +198,30 @@ impl QueryEngine {
             })
             .collect();
         Ok(LatencySeries { step_ns, series })
+    }
+
+    /// Calls, errors and p50/p99 per operation of `service` in `window`, busiest first.
+    pub async fn operation_stats(
+        &self,
+        tenant: &TenantId,
+        service: &str,
+        window: &Window,
+    ) -> Result<Vec<OperationStats>, QueryError> {
+        let mut params = Params::default();
+        let filter = SpanFilter { service: Some(service.to_owned()), ..SpanFilter::default() };
+        let condition = filter.where_sql(window, &mut params);
+        let ms =
+            |p: f64| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {DURATION_NS}) / {NANOS_PER_MILLI}.0");
+        let sql = format!(
+            "SELECT CAST({SPAN_NAME} AS VARCHAR) AS name, CAST({SPAN_KIND} AS VARCHAR) AS span_kind, count(*) AS calls,
+                    sum(CASE WHEN {STATUS_CODE} = 'ERROR' THEN 1 ELSE 0 END) AS errors,
+                    {} AS p50_ms, {} AS p99_ms
+             FROM {SPANS_TABLE} WHERE {condition}
+             GROUP BY 1, 2 ORDER BY calls DESC, name LIMIT 1000",
+            ms(0.5),
+            ms(0.99)
+        );
+        self.rows(tenant, &sql, params).await
     }
 
     /// Durations counted in buckets a quarter of a doubling wide.

@@ -298,7 +298,7 @@ pub(crate) fn group_column(text: &str) -> Result<&'static str, QueryError> {
 pub struct Query(BTreeMap<String, Vec<String>>);
 
 impl Query {
-    pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in pairs {
             map.entry(k).or_default().push(v);
@@ -307,11 +307,11 @@ impl Query {
     }
 
     /// The one value of `name`; empty values count as absent.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|v| v.last()).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
         self.0.get(name).into_iter().flatten().map(String::as_str).filter(|v| !v.is_empty())
     }
 

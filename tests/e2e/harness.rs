@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spanlake");
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr")
 }
@@ -298,6 +298,11 @@ pub fn python() -> Option<PathBuf> {
 /// Node.js, with tests/node's packages installed by scripts/test.sh.
 pub fn node() -> Option<PathBuf> {
     tool("SPANLAKE_TEST_NODE", "the Node.js tests need the packages scripts/test.sh installs in tests/node")
+}
+
+/// ChromeDriver, for the UI tests in headless Chromium (Debian's chromium-driver).
+pub fn chromedriver() -> Option<PathBuf> {
+    tool("SPANLAKE_TEST_CHROMEDRIVER", "the UI tests need chromium and chromium-driver, which scripts/test.sh installs")
 }
 
 /// The program `variable` names; outside CI a loud skip when it is missing.

@@ -20,4 +20,5 @@ mod query_api;
 mod sql;
 mod storage;
 mod tenancy;
+mod ui;
 mod zipkin;

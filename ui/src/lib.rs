@@ -1,45 +1,55 @@
-//! spanlake's web UI, rendered on the server with Leptos. For now one page
-//! at `/` that says where to send spans and how to query them.
+//! spanlake's web UI: pages rendered on the server with Leptos (`view!`
+//! trees to HTML), charts and graphs as inline SVG, one stylesheet, and no
+//! script needed: every page is a link or a form away (one small script
+//! reads a chosen trace file into a text area, for comfort). Routes:
+//!
+//! - `/`: a first-run page while there is no data, an overview after;
+//! - `/search`: the query in the URL, the same parameters as `/api/v1/search`;
+//! - `/traces/{id}`: the waterfall (`?span=` opens a span), `/traces?id=` jumps there,
+//!   `/traces/view` shows a trace file without storing it;
+//! - `/dependencies`: the service graph; `/services` and `/services/{service}`: latency;
+//! - `/sql`: the SQL console, `/sql.csv` its CSV download.
+//!
+//! Everything from span data goes through Leptos' escaping.
+
+mod charts;
+mod format;
+mod layout;
+mod pages;
+mod waterfall;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::response::Html;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use leptos::prelude::*;
 use spanlake_query::QueryEngine;
 
 pub fn router(engine: Arc<QueryEngine>) -> Router {
-    Router::new().route("/", get(home)).with_state(engine)
+    Router::new()
+        .route("/", get(pages::home::home))
+        .route("/search", get(pages::search::search))
+        .route("/traces", get(pages::trace::jump))
+        .route(
+            "/traces/view",
+            get(pages::trace::view_form)
+                .post(pages::trace::view_file)
+                .layer(DefaultBodyLimit::max(pages::trace::MAX_FILE_BYTES)),
+        )
+        .route("/traces/{trace_id}", get(pages::trace::trace))
+        .route("/dependencies", get(pages::dependencies::dependencies))
+        .route("/services", get(pages::service::services))
+        .route("/services/{service}", get(pages::service::service))
+        .route("/sql", get(pages::sql::console).post(pages::sql::run))
+        .route("/sql.csv", get(pages::sql::csv))
+        .route("/ui/style.css", get(stylesheet))
+        .with_state(engine)
 }
 
-async fn home() -> Html<String> {
-    Html(format!("<!DOCTYPE html>{}", home_page().to_html()))
+async fn stylesheet() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], STYLE)
 }
 
-fn home_page() -> impl IntoView {
-    view! {
-        <html lang="en">
-            <head>
-                <meta charset="utf-8" />
-                <title>"spanlake"</title>
-            </head>
-            <body>
-                <h1>"spanlake"</h1>
-                <p>"Send spans over OTLP: gRPC on port 4317, HTTP on port 4318 ("<code>"POST /v1/traces"</code>")."</p>
-                <p>"Query them: "<code>"POST /api/v1/sql"</code>" or "<code>"GET /api/v1/traces/{trace_id}"</code>"."</p>
-            </body>
-        </html>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn home_page_names_the_endpoints() {
-        let html = home_page().to_html();
-        assert!(html.contains("4317") && html.contains("/api/v1/sql"), "{html}");
-    }
-}
+const STYLE: &str = include_str!("style.css");

@@ -1,0 +1,164 @@
+//! `/dependencies`: the service graph of a window, laid out in layers from
+//! callers to callees. Edges carry calls per second and the error share,
+//! grow thicker with traffic and turn red with errors; nodes link to the
+//! service page.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Query as RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use leptos::prelude::*;
+use spanlake_query::QueryEngine;
+use spanlake_query::api::window;
+use spanlake_query::dependencies::DependencyGraph;
+
+use crate::format;
+use crate::layout::{Nav, error_page, page};
+
+const NODE_W: f64 = 150.0;
+const NODE_H: f64 = 34.0;
+const COLUMN: f64 = 250.0;
+const ROW: f64 = 70.0;
+const LOOKBACKS: [&str; 4] = ["15m", "1h", "6h", "24h"];
+
+pub(crate) async fn dependencies(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    RawQuery(pairs): RawQuery<Vec<(String, String)>>,
+) -> Response {
+    let title = "Dependencies";
+    let q = super::query(pairs);
+    let lookback = q.get("lookback").unwrap_or("1h").to_owned();
+    let graph = match (super::tenant(&headers), window(&q)) {
+        (Ok(tenant), Ok(window)) => engine.dependencies(&tenant, &window).await.map(|g| (g, window.duration_ns())),
+        (Err(error), _) | (_, Err(error)) => Err(error),
+    };
+    let (graph, window_ns) = match graph {
+        Ok(found) => found,
+        Err(error) => return error_page(title, Nav::Dependencies, &error),
+    };
+    let choices = LOOKBACKS
+        .iter()
+        .map(|l| {
+            let class = if *l == lookback { "button" } else { "button quiet" };
+            view! { <a class=class href=format!("/dependencies?lookback={l}")>{format!("Last {l}")}</a> }
+        })
+        .collect_view();
+    let body = view! {
+        <h1>"Service dependencies"</h1>
+        <div class="pager">{choices}</div>
+        <div class="panel graph">{graph_view(graph, window_ns)}</div>
+    }
+    .into_any();
+    page(title, Nav::Dependencies, body).into_response()
+}
+
+/// Each service's layer: the longest chain of callers above it (back
+/// edges of cycles ignored).
+fn layers(graph: &DependencyGraph) -> BTreeMap<String, usize> {
+    let mut layer: BTreeMap<String, usize> = graph.nodes.iter().map(|n| (n.clone(), 0)).collect();
+    // Relax at most once per node: a cycle cannot push a layer past the node count.
+    for _ in 0..graph.nodes.len() {
+        let mut changed = false;
+        for e in graph.edges.iter().filter(|e| e.parent != e.child) {
+            let next = layer[&e.parent] + 1;
+            if next > layer[&e.child] && next < graph.nodes.len() {
+                layer.insert(e.child.clone(), next);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    layer
+}
+
+fn graph_view(graph: DependencyGraph, window_ns: i64) -> impl IntoView {
+    if graph.edges.is_empty() {
+        return view! { <p class="muted">"No calls between services in this time range."</p> }.into_any();
+    }
+    let layer = layers(&graph);
+    let mut columns: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for (node, l) in &layer {
+        columns.entry(*l).or_default().insert(node.clone());
+    }
+    let mut position: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (l, nodes) in &columns {
+        for (row, node) in nodes.iter().enumerate() {
+            position.insert(node.clone(), (20.0 + *l as f64 * COLUMN, 20.0 + row as f64 * ROW));
+        }
+    }
+    let width = 40.0 + columns.len() as f64 * COLUMN;
+    let height = 40.0 + columns.values().map(|c| c.len()).max().unwrap_or(1) as f64 * ROW;
+    let seconds = (window_ns as f64 / 1e9).max(1.0);
+    let busiest = graph.edges.iter().map(|e| e.call_count).max().unwrap_or(1).max(1) as f64;
+    let edges = graph
+        .edges
+        .iter()
+        .map(|e| {
+            let (px, py) = position[&e.parent];
+            let (cx, cy) = position[&e.child];
+            let (x1, y1) = (px + NODE_W, py + NODE_H / 2.0);
+            let (x2, y2) = (cx, cy + NODE_H / 2.0);
+            let d = if e.parent == e.child {
+                format!("M{x1},{y1} C{},{} {},{} {},{}", x1 + 40.0, y1 - 40.0, px + NODE_W - 40.0, py - 30.0, px + NODE_W - 20.0, py)
+            } else if x2 > x1 {
+                let mid = (x1 + x2) / 2.0;
+                format!("M{x1},{y1} C{mid},{y1} {mid},{y2} {x2},{y2}")
+            } else {
+                // Back edge: around below.
+                format!("M{x1},{y1} C{},{} {},{} {x2},{y2}", x1 + 60.0, y1 + 80.0, x2 - 60.0, y2 + 80.0)
+            };
+            let stroke = 1.0 + 6.0 * (e.call_count as f64).ln_1p() / busiest.ln_1p();
+            let class = if e.error_count > 0 { "edge err" } else { "edge" };
+            let rate = e.call_count as f64 / seconds;
+            let errors = 100.0 * e.error_count as f64 / e.call_count.max(1) as f64;
+            let label = format!("{rate:.2}/s · {errors:.1}% err");
+            let tip = format!(
+                "{} → {}: {} calls, {} errors, p50 {}, p99 {}",
+                e.parent,
+                e.child,
+                e.call_count,
+                e.error_count,
+                e.p50_ms.map(format::millis).unwrap_or_default(),
+                e.p99_ms.map(format::millis).unwrap_or_default()
+            );
+            let (lx, ly) = if e.parent == e.child { (px + NODE_W - 30.0, py - 34.0) } else { (x2 - 58.0, y2 - 7.0) };
+            view! {
+                <g class="edge-group">
+                    <path class=class d=d stroke-width=format!("{stroke:.1}") marker-end="url(#arrow)"><title>{tip}</title></path>
+                    <text class="edge-label" x=format!("{lx:.0}") y=format!("{ly:.0}") text-anchor="middle">{label}</text>
+                </g>
+            }
+        })
+        .collect_view();
+    let nodes = position
+        .into_iter()
+        .map(|(name, (x, y))| {
+            let href = format!("/services/{}", format::encode(&name));
+            let stripe = format::service_colour(&name);
+            view! {
+                <a class="node" href=href>
+                    <rect x=format!("{x}") y=format!("{y}") width=format!("{NODE_W}") height=format!("{NODE_H}") rx="6" />
+                    <rect x=format!("{x}") y=format!("{y}") width="5" height=format!("{NODE_H}") rx="2" fill=stripe />
+                    <text x=format!("{}", x + 12.0) y=format!("{}", y + NODE_H / 2.0) dominant-baseline="middle">{name}</text>
+                </a>
+            }
+        })
+        .collect_view();
+    view! {
+        <svg viewBox=format!("0 0 {width} {height}") role="img" aria-label="Service dependency graph">
+            <defs>
+                <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">
+                    <path d="M 0 0 L 10 5 L 0 10 z" fill="var(--muted)" />
+                </marker>
+            </defs>
+            {edges}
+            {nodes}
+        </svg>
+    }
+    .into_any()
+}

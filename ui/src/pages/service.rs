@@ -1,0 +1,219 @@
+//! `/services` lists the services; `/services/{service}` shows one (and
+//! optionally one operation): request rate, error rate and p50/p90/p99
+//! over time, a duration histogram, the operations table, and the same
+//! split by `service.version`, so a canary stands beside the version it
+//! replaces.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query as RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use leptos::prelude::*;
+use spanlake_query::api::latency_request;
+use spanlake_query::latency::{LatencySeries, OperationStats, Point};
+use spanlake_query::{QueryEngine, QueryError};
+
+use crate::charts::{self, Line};
+use crate::format;
+use crate::layout::{Nav, error_page, page};
+
+const LOOKBACKS: [&str; 4] = ["15m", "1h", "6h", "24h"];
+const PERCENTILES: [(&str, &str); 3] =
+    [("p50", "hsl(210, 70%, 50%)"), ("p90", "hsl(35, 85%, 50%)"), ("p99", "hsl(0, 70%, 52%)")];
+
+pub(crate) async fn services(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap) -> Response {
+    let tenant = match super::tenant(&headers) {
+        Ok(tenant) => tenant,
+        Err(error) => return error_page("Services", Nav::Services, &error),
+    };
+    let rows = engine
+        .services(&tenant, None)
+        .into_iter()
+        .map(|s| {
+            let href = format!("/services/{}", format::encode(&s));
+            let style = format!("background:{}", format::service_colour(&s));
+            view! { <tr><td><span class="chip"><span class="dot" style=style></span></span><a href=href>{s}</a></td></tr> }
+        })
+        .collect_view();
+    let body = view! {
+        <h1>"Services"</h1>
+        <div class="panel"><table><tr><th>"Service"</th></tr>{rows}</table></div>
+    }
+    .into_any();
+    page("Services", Nav::Services, body).into_response()
+}
+
+pub(crate) async fn service(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    RawQuery(pairs): RawQuery<Vec<(String, String)>>,
+) -> Response {
+    match render(&engine, &headers, &service, pairs).await {
+        Ok(response) => response,
+        Err(error) => error_page(&service, Nav::Services, &error),
+    }
+}
+
+async fn render(
+    engine: &QueryEngine,
+    headers: &HeaderMap,
+    service: &str,
+    pairs: Vec<(String, String)>,
+) -> Result<Response, QueryError> {
+    let tenant = super::tenant(headers)?;
+    let q = super::query(pairs.clone());
+    let lookback = q.get("lookback").unwrap_or("1h").to_owned();
+    let operation = q.get("operation").map(str::to_owned);
+    let mut base = vec![("service".to_owned(), service.to_owned()), ("lookback".to_owned(), lookback.clone())];
+    if let Some(operation) = &operation {
+        base.push(("operation".into(), operation.clone()));
+    }
+    let request = latency_request(&super::query(base.clone()))?;
+    let mut by_version = base.clone();
+    by_version.push(("groupBy".into(), "service.version".into()));
+    let version_request = latency_request(&super::query(by_version))?;
+
+    let series = engine.latency(&tenant, &request).await?;
+    let histogram = engine.latency_histogram(&tenant, &request).await?;
+    let versions = engine.latency(&tenant, &version_request).await?;
+    let operations = engine.operation_stats(&tenant, service, &request.window).await?;
+
+    let (start, end) = (request.window.start_ns, request.window.end_ns);
+    let points = series.series.into_iter().next().map(|s| s.points).unwrap_or_default();
+    let rate = Line {
+        label: "requests/s".into(),
+        colour: format::service_colour(service),
+        points: pick(&points, |p| Some(p.requests_per_second)),
+    };
+    let errors = Line {
+        label: "errors %".into(),
+        colour: "hsl(0, 70%, 52%)".into(),
+        points: pick(&points, |p| p.error_rate.map(|r| r * 100.0)),
+    };
+    let latency: Vec<Line> = PERCENTILES
+        .iter()
+        .map(|(name, colour)| Line {
+            label: name.to_string(),
+            colour: colour.to_string(),
+            points: pick(&points, |p| match *name {
+                "p50" => p.p50_ms,
+                "p90" => p.p90_ms,
+                _ => p.p99_ms,
+            }),
+        })
+        .collect();
+    let buckets = histogram.series.into_iter().next().map(|s| s.buckets).unwrap_or_default();
+    let buckets = buckets.into_iter().map(|b| (b.lower_ns, b.upper_ns, b.count)).collect();
+
+    let choices = LOOKBACKS
+        .iter()
+        .map(|l| {
+            let class = if *l == lookback { "button" } else { "button quiet" };
+            let mut link = vec![("lookback", *l)];
+            if let Some(operation) = &operation {
+                link.push(("operation", operation.as_str()));
+            }
+            view! { <a class=class href=format!("?{}", format::query(&link))>{format!("Last {l}")}</a> }
+        })
+        .collect_view();
+    let title = match &operation {
+        Some(operation) => format!("{service} · {operation}"),
+        None => service.to_owned(),
+    };
+    let all_operations = operation.as_ref().map(|_| {
+        let href = format!("/services/{}?lookback={lookback}", format::encode(service));
+        view! { <a class="button quiet" href=href>"All operations"</a> }
+    });
+    let search = format!(
+        "/search?{}",
+        format::query(&[
+            ("service", service),
+            ("lookback", &lookback),
+            ("operation", operation.as_deref().unwrap_or(""))
+        ])
+    );
+    let body = view! {
+        <h1>{title.clone()}</h1>
+        <div class="pager">{choices}{all_operations}<a class="button quiet" href=search>"Search its traces"</a></div>
+        <div class="chart-row">
+            {charts::line_chart("Request rate", vec![rate], (start, end), 0.1, |v| format!("{v:.2}/s"))}
+            {charts::line_chart("Error rate", vec![errors], (start, end), 5.0, |v| format!("{v:.1}%"))}
+            {charts::line_chart("Latency", latency, (start, end), 1.0, format::millis)}
+            {charts::histogram("Duration histogram", buckets)}
+        </div>
+        {versions_view(versions, start, end)}
+        {operations_view(service, &lookback, operations)}
+    }
+    .into_any();
+    Ok(page(&title, Nav::Services, body).into_response())
+}
+
+fn pick(points: &[Point], value: impl Fn(&Point) -> Option<f64>) -> Vec<(i64, Option<f64>)> {
+    points.iter().map(|p| (p.time_unix_nano, value(p))).collect()
+}
+
+/// Per `service.version`: p99 side by side, and totals.
+fn versions_view(versions: LatencySeries, start: i64, end: i64) -> AnyView {
+    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let lines: Vec<Line> = versions
+        .series
+        .into_iter()
+        .map(|s| {
+            let name = s.group.clone().unwrap_or_else(|| "(no version)".into());
+            let total = totals.entry(name.clone()).or_default();
+            for p in &s.points {
+                total.0 += p.requests;
+                total.1 += p.errors;
+            }
+            Line { colour: format::service_colour(&name), label: name, points: pick(&s.points, |p| p.p99_ms) }
+        })
+        .collect();
+    let rows = totals
+        .into_iter()
+        .map(|(version, (requests, errors))| {
+            let share = if requests > 0 { format!("{:.2}%", 100.0 * errors as f64 / requests as f64) } else { "–".into() };
+            view! { <tr><td>{version}</td><td class="num">{requests}</td><td class="num">{errors}</td><td class="num">{share}</td></tr> }
+        })
+        .collect_view();
+    view! {
+        <h2>"By version"</h2>
+        <div class="chart-row">
+            {charts::line_chart("p99 latency per service.version", lines, (start, end), 1.0, format::millis)}
+            <div class="panel">
+                <h2>"Requests per version"</h2>
+                <table><tr><th>"service.version"</th><th class="num">"Requests"</th><th class="num">"Errors"</th><th class="num">"Error rate"</th></tr>{rows}</table>
+            </div>
+        </div>
+    }
+    .into_any()
+}
+
+fn operations_view(service: &str, lookback: &str, operations: Vec<OperationStats>) -> AnyView {
+    let rows = operations
+        .into_iter()
+        .map(|o| {
+            let href = format!("/services/{}?{}", format::encode(service), format::query(&[("operation", &o.name), ("lookback", lookback)]));
+            let p50 = o.p50_ms.map(format::millis).unwrap_or_default();
+            let p99 = o.p99_ms.map(format::millis).unwrap_or_default();
+            view! {
+                <tr>
+                    <td><a href=href>{o.name}</a></td><td class="muted">{o.span_kind}</td>
+                    <td class="num">{o.calls}</td><td class="num">{o.errors}</td><td class="num">{p50}</td><td class="num">{p99}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="panel">
+            <h2>"Operations"</h2>
+            <table class="operations">
+                <tr><th>"Operation"</th><th>"Kind"</th><th class="num">"Calls"</th><th class="num">"Errors"</th><th class="num">"p50"</th><th class="num">"p99"</th></tr>
+                {rows}
+            </table>
+        </div>
+    }
+    .into_any()
+}

@@ -1,0 +1,262 @@
+//! A trace as the waterfall shows it: spans flattened from OTLP, ordered as
+//! a tree (children by start time), with depths, and the critical path.
+
+use std::collections::{HashMap, HashSet};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span, status};
+
+/// One span, with what the page shows of it.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanRow {
+    pub(crate) id: String,
+    pub(crate) parent: Option<String>,
+    pub(crate) service: String,
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) start_ns: i64,
+    pub(crate) end_ns: i64,
+    pub(crate) error: bool,
+    pub(crate) status: String,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) resource: Vec<(String, String)>,
+    pub(crate) scope: String,
+    pub(crate) events: Vec<Event>,
+    /// (trace id, span id).
+    pub(crate) links: Vec<(String, String)>,
+    pub(crate) depth: usize,
+    /// Spans below it, all levels.
+    pub(crate) descendants: usize,
+    pub(crate) critical: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) time_ns: i64,
+    pub(crate) name: String,
+    pub(crate) attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Waterfall {
+    /// In tree order: each span before its children, siblings by start.
+    pub(crate) spans: Vec<SpanRow>,
+    pub(crate) start_ns: i64,
+    pub(crate) end_ns: i64,
+}
+
+impl Waterfall {
+    pub(crate) fn new(resource_spans: &[ResourceSpans]) -> Self {
+        let mut flat = Vec::new();
+        for rs in resource_spans {
+            let resource: Vec<(String, String)> =
+                rs.resource.as_ref().map(|r| pairs(&r.attributes)).unwrap_or_default();
+            let service =
+                resource.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()).unwrap_or_default();
+            for ss in &rs.scope_spans {
+                let scope = ss.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                for s in &ss.spans {
+                    let status = s.status.as_ref();
+                    let code = status.map_or(0, |s| s.code);
+                    flat.push(SpanRow {
+                        id: const_hex::encode(&s.span_id),
+                        parent: (!s.parent_span_id.is_empty()).then(|| const_hex::encode(&s.parent_span_id)),
+                        service: service.clone(),
+                        name: s.name.clone(),
+                        kind: span::SpanKind::try_from(s.kind).map_or("UNSPECIFIED", |k| kind_name(k)),
+                        start_ns: s.start_time_unix_nano as i64,
+                        end_ns: s.end_time_unix_nano.max(s.start_time_unix_nano) as i64,
+                        error: code == status::StatusCode::Error as i32,
+                        status: match status {
+                            Some(st) if code == status::StatusCode::Error as i32 => format!("ERROR {}", st.message),
+                            Some(_) if code == status::StatusCode::Ok as i32 => "OK".into(),
+                            _ => "UNSET".into(),
+                        },
+                        attributes: pairs(&s.attributes),
+                        resource: resource.clone(),
+                        scope: scope.clone(),
+                        events: s
+                            .events
+                            .iter()
+                            .map(|e| Event {
+                                time_ns: e.time_unix_nano as i64,
+                                name: e.name.clone(),
+                                attributes: pairs(&e.attributes),
+                            })
+                            .collect(),
+                        links: s
+                            .links
+                            .iter()
+                            .map(|l| (const_hex::encode(&l.trace_id), const_hex::encode(&l.span_id)))
+                            .collect(),
+                        depth: 0,
+                        descendants: 0,
+                        critical: false,
+                    });
+                }
+            }
+        }
+        let start_ns = flat.iter().map(|s| s.start_ns).min().unwrap_or(0);
+        let end_ns = flat.iter().map(|s| s.end_ns).max().unwrap_or(0);
+        let spans = tree_order(flat);
+        let mut waterfall = Self { spans, start_ns, end_ns };
+        waterfall.mark_critical_path();
+        waterfall
+    }
+
+    pub(crate) fn duration_ns(&self) -> i64 {
+        self.end_ns - self.start_ns
+    }
+
+    pub(crate) fn depth(&self) -> usize {
+        self.spans.iter().map(|s| s.depth + 1).max().unwrap_or(0)
+    }
+
+    /// Children indexes per span index, in tree order.
+    fn children(&self) -> Vec<Vec<usize>> {
+        let index: HashMap<&str, usize> = self.spans.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let mut children = vec![Vec::new(); self.spans.len()];
+        for (i, s) in self.spans.iter().enumerate() {
+            if let Some(p) = s.parent.as_deref().and_then(|p| index.get(p)) {
+                children[*p].push(i);
+            }
+        }
+        children
+    }
+
+    /// The critical path: from each root, the chain of spans that decides
+    /// when its parent ends: the child that ends last, then the child that
+    /// ends last before that one started, and so on, recursively.
+    fn mark_critical_path(&mut self) {
+        let children = self.children();
+        let roots: Vec<usize> = (0..self.spans.len()).filter(|&i| self.spans[i].depth == 0).collect();
+        let Some(&root) = roots.iter().max_by_key(|&&i| self.spans[i].end_ns - self.spans[i].start_ns) else { return };
+        let mut stack = vec![root];
+        while let Some(i) = stack.pop() {
+            self.spans[i].critical = true;
+            let mut until = self.spans[i].end_ns;
+            let mut kids = children[i].clone();
+            kids.sort_by_key(|&c| std::cmp::Reverse(self.spans[c].end_ns));
+            for c in kids {
+                if self.spans[c].end_ns <= until {
+                    stack.push(c);
+                    until = self.spans[c].start_ns;
+                }
+            }
+        }
+    }
+}
+
+/// Spans in depth-first order, siblings by start; spans whose parent is
+/// not in the trace are roots. Depths and descendant counts filled in.
+fn tree_order(mut flat: Vec<SpanRow>) -> Vec<SpanRow> {
+    flat.sort_by(|a, b| (a.start_ns, &a.id).cmp(&(b.start_ns, &b.id)));
+    let ids: HashSet<String> = flat.iter().map(|s| s.id.clone()).collect();
+    let mut children: HashMap<Option<String>, Vec<usize>> = HashMap::new();
+    for (i, s) in flat.iter().enumerate() {
+        let parent = s.parent.clone().filter(|p| ids.contains(p) && *p != s.id);
+        children.entry(parent).or_default().push(i);
+    }
+    let mut order = Vec::with_capacity(flat.len());
+    let mut seen = vec![false; flat.len()];
+    let mut stack: Vec<(usize, usize)> = children.get(&None).into_iter().flatten().rev().map(|&i| (i, 0)).collect();
+    while let Some((i, depth)) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        order.push((i, depth));
+        if let Some(kids) = children.get(&Some(flat[i].id.clone())) {
+            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+        }
+    }
+    // A cycle of parents leaves spans unreached: show them as roots.
+    order.extend((0..flat.len()).filter(|&i| !seen[i]).map(|i| (i, 0)));
+    let mut rows: Vec<SpanRow> = order.iter().map(|&(i, depth)| SpanRow { depth, ..flat[i].clone() }).collect();
+    // Descendants: the rows after a span that are deeper than it.
+    for i in (0..rows.len()).rev() {
+        let depth = rows[i].depth;
+        rows[i].descendants = rows[i + 1..].iter().take_while(|r| r.depth > depth).count();
+    }
+    rows
+}
+
+fn kind_name(kind: span::SpanKind) -> &'static str {
+    match kind {
+        span::SpanKind::Server => "SERVER",
+        span::SpanKind::Client => "CLIENT",
+        span::SpanKind::Producer => "PRODUCER",
+        span::SpanKind::Consumer => "CONSUMER",
+        span::SpanKind::Internal => "INTERNAL",
+        span::SpanKind::Unspecified => "UNSPECIFIED",
+    }
+}
+
+fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+    attributes.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(text).unwrap_or_default())).collect()
+}
+
+fn text(value: &AnyValue) -> String {
+    match &value.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BytesValue(b)) => const_hex::encode(b),
+        Some(any_value::Value::ArrayValue(a)) => {
+            format!("[{}]", a.values.iter().map(text).collect::<Vec<_>>().join(", "))
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            format!(
+                "{{{}}}",
+                kv.values
+                    .iter()
+                    .map(|kv| format!("{}: {}", kv.key, kv.value.as_ref().map(text).unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+
+    use super::*;
+
+    fn span(id: u8, parent: Option<u8>, start: u64, end: u64) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: format!("s{id}"),
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tree_order_depths_and_the_critical_path() {
+        // 1 [0, 100]: 2 [10, 40] with child 4 [15, 35], 3 [50, 95]; 5 has a parent outside the trace.
+        let spans = vec![
+            span(3, Some(1), 50, 95),
+            span(1, None, 0, 100),
+            span(4, Some(2), 15, 35),
+            span(2, Some(1), 10, 40),
+            span(5, Some(9), 20, 30),
+        ];
+        let w = Waterfall::new(&[ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }]);
+        let order: Vec<(String, usize, usize, bool)> =
+            w.spans.iter().map(|s| (s.name.clone(), s.depth, s.descendants, s.critical)).collect();
+        let expected =
+            [("s1", 0, 3, true), ("s2", 1, 1, true), ("s4", 2, 0, true), ("s3", 1, 0, true), ("s5", 0, 0, false)];
+        let expected: Vec<_> = expected.iter().map(|(n, d, c, k)| (n.to_string(), *d, *c, *k)).collect();
+        assert_eq!(order, expected);
+        assert_eq!((w.duration_ns(), w.depth()), (100, 3));
+    }
+}
