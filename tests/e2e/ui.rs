@@ -75,6 +75,21 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
     }
 
+    /// Clicks `css` and waits for the next page to load and show `then`.
+    async fn follow(&self, css: &str, then: &str) {
+        self.client.execute("window.spanlakeOldPage = true", vec![]).await.unwrap();
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let new_page = self.client.execute("return window.spanlakeOldPage === undefined", vec![]).await;
+            if new_page.is_ok_and(|v| v == json!(true)) && self.client.find(Locator::Css(then)).await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} did not lead to a page with {then}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn path(&self) -> String {
         let url = self.client.current_url().await.unwrap();
         format!("{}{}", url.path(), url.query().map(|q| format!("?{q}")).unwrap_or_default())
@@ -120,10 +135,16 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
     let xss = Span::new(7, 70, "evil-svc", XSS_NAME, SERVER).attr(XSS_KEY, XSS_NAME).at(0, 5);
     send(&server, now_ms() - 1000, &[xss]).await;
 
+    // Start page and service list name the services that sent spans.
+    browser.open(&ui("/")).await;
+    assert!(browser.text("main").await.contains("checkout"), "the start page lists services");
+    browser.open(&ui("/services")).await;
+    assert!(browser.count("main table a[href='/services/checkout']").await == 1);
+
     // Search: pick a service in the form and submit it.
     browser.open(&ui("/search")).await;
     browser.click("select[name=service] option[value=checkout]").await;
-    browser.click("form.search-form button[type=submit]").await;
+    browser.follow("form.search-form button[type=submit]", "table.results").await;
     let path = browser.path().await;
     assert!(path.starts_with("/search?") && path.contains("service=checkout"), "the URL holds the query: {path}");
     let rows = browser.count("tr.trace-row").await;
@@ -134,13 +155,13 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
     browser.shot("search").await;
 
     // Open a trace, then a span in it.
-    browser.click("tr.trace-row a.trace-link").await;
+    browser.follow("tr.trace-row a.trace-link", ".waterfall").await;
     assert!(browser.path().await.starts_with("/traces/"));
     let spans = browser.count(".wf-row").await;
     assert!(spans > 1, "the waterfall has a row per span");
     assert!(browser.count(".wf-bar.critical").await >= 1, "the critical path is marked");
     browser.shot("trace").await;
-    browser.click(".wf-row:nth-of-type(1) a.span-link").await;
+    browser.follow(".wf-row:nth-of-type(1) a.span-link", "#span-detail").await;
     let detail = browser.text("#span-detail").await;
     assert!(detail.contains("Attributes") && detail.contains("service.name"), "{detail}");
     browser.shot("span").await;
@@ -161,7 +182,7 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
     browser.open(&ui("/dependencies")).await;
     assert!(browser.count(".graph .edge").await >= 3, "the demo shop has calls between services");
     browser.shot("dependencies").await;
-    browser.click(".graph a.node[href='/services/checkout']").await;
+    browser.follow(".graph a.node[href='/services/checkout']", "table.operations").await;
     assert_eq!(browser.path().await, "/services/checkout");
     let operations = browser.text("table.operations").await;
     assert!(operations.contains("POST /checkout") || operations.lines().count() > 1, "{operations}");
@@ -173,7 +194,7 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
     let textarea = browser.client.find(Locator::Css("textarea[name=sql]")).await.unwrap();
     textarea.clear().await.unwrap();
     textarea.send_keys("SELECT count(*) AS n FROM spans").await.unwrap();
-    browser.click("main form button[type=submit]").await;
+    browser.follow("main form button[type=submit]", ".sql-result").await;
     let expected = server.span_count().await;
     let cell = browser.text(".sql-result td").await;
     assert_eq!(cell, expected.to_string());
@@ -181,7 +202,7 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
     let textarea = browser.client.find(Locator::Css("textarea[name=sql]")).await.unwrap();
     textarea.clear().await.unwrap();
     textarea.send_keys("DROP TABLE spans").await.unwrap();
-    browser.click("main form button[type=submit]").await;
+    browser.follow("main form button[type=submit]", ".sql-error").await;
     assert!(!browser.text(".sql-error").await.is_empty(), "refused SQL is explained inline");
     browser.shot("sql").await;
 
@@ -205,7 +226,7 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
         .execute("document.getElementById('trace-json').value = arguments[0]", vec![json!(file)])
         .await
         .unwrap();
-    browser.click("main form button[type=submit]").await;
+    browser.follow("main form button[type=submit]", ".trace-head").await;
     assert!(browser.text(".trace-head").await.contains("not stored"));
     assert!(browser.text(&format!("#detail-{}", crate::fixture::span_id(70))).await.contains(XSS_KEY));
     assert!(!browser.pwned().await, "span data from a file ran as script");
