@@ -129,11 +129,18 @@ pub(crate) struct QueryArgs {
     /// A query running longer is cancelled (504).
     #[arg(long, env = "SPANLAKE_QUERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) query_timeout: Duration,
+    /// Most rows one answer may have (400 past it, for SQL, API and UI alike).
+    #[arg(long, env = "SPANLAKE_QUERY_MAX_ROWS", default_value_t = QueryLimits::default().max_rows)]
+    pub(crate) query_max_rows: usize,
 }
 
 impl QueryArgs {
     fn limits(&self) -> QueryLimits {
-        QueryLimits { memory_bytes: self.query_memory_limit, timeout: self.query_timeout }
+        QueryLimits {
+            memory_bytes: self.query_memory_limit,
+            timeout: self.query_timeout,
+            max_rows: self.query_max_rows,
+        }
     }
 }
 

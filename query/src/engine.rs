@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use futures::StreamExt;
 
 use datafusion::catalog::view::ViewTable;
 use datafusion::execution::SessionStateBuilder;
@@ -71,11 +72,14 @@ pub struct QueryLimits {
     pub memory_bytes: usize,
     /// Longest a query may run before it is cancelled.
     pub timeout: Duration,
+    /// Most rows an answer may have; a query that yields more is stopped
+    /// as soon as it does, before the rows pile up in memory.
+    pub max_rows: usize,
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { memory_bytes: 2 * 1024 * 1024 * 1024, timeout: Duration::from_secs(60) }
+        Self { memory_bytes: 2 * 1024 * 1024 * 1024, timeout: Duration::from_secs(60), max_rows: 1_000_000 }
     }
 }
 
@@ -86,6 +90,7 @@ pub struct QueryEngine {
     runtime: Arc<RuntimeEnv>,
     store_url: ObjectStoreUrl,
     timeout: Duration,
+    max_rows: usize,
     tag_summaries: TagSummaries,
     hourly_edges: HourlyEdges,
 }
@@ -100,16 +105,30 @@ impl QueryEngine {
             runtime,
             store_url,
             timeout: limits.timeout,
+            max_rows: limits.max_rows,
             tag_summaries: TagSummaries::default(),
             hourly_edges: HourlyEdges::default(),
         })
     }
 
-    /// Runs `frame` to the end, within the time limit; dropping the future
-    /// on timeout cancels the query's streams.
+    /// Runs `frame` to the end, within the time and row limits; dropping
+    /// the stream on timeout or on one row too many cancels the query.
     pub(crate) async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
-        match tokio::time::timeout(self.timeout, frame.collect()).await {
-            Ok(batches) => Ok(batches?),
+        let run = async {
+            let mut stream = frame.execute_stream().await?;
+            let (mut batches, mut rows) = (Vec::new(), 0);
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                if rows > self.max_rows {
+                    return Err(QueryError::TooManyRows(self.max_rows));
+                }
+                batches.push(batch);
+            }
+            Ok(batches)
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(batches) => batches,
             Err(_) => Err(QueryError::Timeout(self.timeout)),
         }
     }

@@ -22,13 +22,15 @@ pub enum QueryError {
         "the query ran longer than {0:?} (--query-timeout) and was cancelled; narrow the time window or add filters"
     )]
     Timeout(std::time::Duration),
+    #[error("the result has more than {0} rows (--query-max-rows); add a LIMIT, aggregate, or narrow the time window")]
+    TooManyRows(usize),
 }
 
 impl QueryError {
     /// Whether the caller is at fault (a 4xx), as opposed to spanlake.
     pub fn is_client_error(&self) -> bool {
         match self {
-            Self::Refused(_) | Self::BadRequest(_) | Self::NotFound(_) => true,
+            Self::Refused(_) | Self::BadRequest(_) | Self::NotFound(_) | Self::TooManyRows(_) => true,
             Self::DataFusion(e) => matches!(
                 e.find_root(),
                 DataFusionError::Plan(_)

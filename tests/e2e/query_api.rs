@@ -518,7 +518,7 @@ async fn the_openapi_document_describes_the_real_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn queries_are_bounded_in_time_and_memory() {
+async fn queries_are_bounded_in_time_memory_and_rows() {
     let options = ServerOptions::default().arg("--query-timeout", "1ms");
     let server = TestServer::start_with(options).await;
     send(&server, now_ms(), &shop()).await;
@@ -533,4 +533,13 @@ async fn queries_are_bounded_in_time_and_memory() {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Resources exhausted"), "{body}");
     assert_eq!(server.span_count().await, 6, "a small query still runs");
+
+    let options = ServerOptions::default().arg("--query-max-rows", "5");
+    let server = TestServer::start_with(options).await;
+    send(&server, now_ms(), &shop()).await;
+    let (status, body) = server.sql_response("SELECT span_name FROM spans").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("--query-max-rows"), "{body}");
+    let (status, body) = server.sql_response("SELECT span_name FROM spans LIMIT 5").await;
+    assert_eq!((status, body["rows"].as_array().map(Vec::len)), (200, Some(5)), "{body}");
 }
