@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,7 +26,6 @@ use crate::openapi::{ApiDoc, ApiError, PageParams, SeriesParams, SpanFilterParam
 use crate::params::{
     HOUR_NS, NAMES_LOOKBACK_NS, Query, SpanFilter, TagFilter, Window, bad, duration_ns, group_column, limit, trace_ids,
 };
-use crate::render::JsonResult;
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
 
@@ -134,23 +133,26 @@ fn span_kind(text: &str) -> Result<String, QueryError> {
     }
 }
 
-/// A search from its parameters: `/api/v1/search`'s, and the UI's URLs.
+/// The parameters of a search: `/api/v1/search`'s, and the UI's URLs.
+pub const SEARCH_PARAMETERS: [&str; 13] = [
+    "service",
+    "operation",
+    "spanKind",
+    "tags",
+    "minDuration",
+    "maxDuration",
+    "status",
+    "start",
+    "end",
+    "lookback",
+    "sort",
+    "limit",
+    "cursor",
+];
+
+/// A search from its parameters.
 pub fn search_request(q: &Query) -> Result<SearchRequest, QueryError> {
-    q.only(&[
-        "service",
-        "operation",
-        "spanKind",
-        "tags",
-        "minDuration",
-        "maxDuration",
-        "status",
-        "start",
-        "end",
-        "lookback",
-        "sort",
-        "limit",
-        "cursor",
-    ])?;
+    q.only(&SEARCH_PARAMETERS)?;
     Ok(SearchRequest {
         filter: span_filter(q)?,
         window: window(q)?,
@@ -365,7 +367,7 @@ async fn post_sql(
     let Json(request) = body
         .map_err(|e| QueryError::BadRequest(format!("expected a JSON body {{\"sql\": \"...\"}}: {}", e.body_text())))?;
     let result = engine.sql(&tenant(&headers)?, &request.sql).await?;
-    let json = JsonResult::from_result(&result).map_err(|e| QueryError::Render(e.to_string()))?;
+    let json = result.to_json()?;
     if accepts_csv(&headers) {
         let csv = json.to_csv().map_err(|e| QueryError::Render(e.to_string()))?;
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response());
@@ -389,15 +391,10 @@ fn accepts_csv(headers: &HeaderMap) -> bool {
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            e if e.is_client_error() => StatusCode::BAD_REQUEST,
-            e => {
-                error!(error = %e, "query failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
+        let status = self.status();
+        if status.is_server_error() && !matches!(self, QueryError::Timeout(_)) {
+            error!(error = %self, "query failed");
+        }
         (status, Json(ApiError { error: self.to_string() })).into_response()
     }
 }

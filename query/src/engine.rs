@@ -21,7 +21,6 @@ use crate::error::QueryError;
 use crate::functions;
 use crate::id_literals::IdLiterals;
 use crate::params::Params;
-use crate::render::JsonResult;
 use crate::sql::QueryResult;
 use crate::table::DataTable;
 use crate::tag_summaries::TagSummaries;
@@ -183,8 +182,7 @@ impl QueryEngine {
         let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
         let schema = frame.schema().inner().clone();
         let batches = self.collect(frame).await?;
-        let result =
-            JsonResult::from_result(&QueryResult { schema, batches }).map_err(|e| QueryError::Render(e.to_string()))?;
+        let result = QueryResult { schema, batches }.to_json()?;
         let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
         result
             .rows

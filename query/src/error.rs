@@ -1,3 +1,4 @@
+use axum::http::StatusCode;
 use datafusion::error::DataFusionError;
 use spanlake_storage::ToOtlpError;
 use thiserror::Error;
@@ -27,6 +28,16 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// The HTTP status that answers it, on the API and the UI alike.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            e if e.is_client_error() => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
     /// Whether the caller is at fault (a 4xx), as opposed to spanlake.
     pub fn is_client_error(&self) -> bool {
         match self {

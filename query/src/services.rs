@@ -10,6 +10,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
 use spanlake_storage::schema;
+use spanlake_storage::tag_summary::TagSummary;
 use spanlake_storage::{FileKind, TenantId};
 use utoipa::ToSchema;
 
@@ -91,6 +92,12 @@ impl QueryEngine {
         Ok(names(self.rows(tenant, &sql, params).await?))
     }
 
+    /// The tags of the spans in `window`, per service: what both
+    /// autocomplete lists are read from.
+    pub async fn tag_summary(&self, tenant: &TenantId, window: &Window) -> Result<TagSummary, QueryError> {
+        self.tag_summaries().of_window(self.storage(), tenant, window).await
+    }
+
     /// Tag keys on spans (of `service`, if given) in `window`: attribute
     /// keys of spans and resources, the dedicated columns that hold values,
     /// `span.kind` and `status.code`. From file footers, not a scan.
@@ -100,7 +107,7 @@ impl QueryEngine {
         service: Option<&str>,
         window: &Window,
     ) -> Result<Vec<String>, QueryError> {
-        let summary = self.tag_summaries().of_window(self.storage(), tenant, window).await?;
+        let summary = self.tag_summary(tenant, window).await?;
         Ok(summary.keys(service).into_iter().take(MAX_SUGGESTIONS).map(str::to_owned).collect())
     }
 
@@ -115,7 +122,7 @@ impl QueryEngine {
         prefix: Option<&str>,
         window: &Window,
     ) -> Result<Vec<String>, QueryError> {
-        let summary = self.tag_summaries().of_window(self.storage(), tenant, window).await?;
+        let summary = self.tag_summary(tenant, window).await?;
         let values = summary.values(key, service).into_iter();
         let values = values.filter(|v| prefix.is_none_or(|p| v.starts_with(p)));
         Ok(values.take(MAX_SUGGESTIONS).map(str::to_owned).collect())

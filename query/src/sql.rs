@@ -16,6 +16,7 @@ use spanlake_storage::TenantId;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
+use crate::render::JsonResult;
 
 /// The answer to a query.
 #[derive(Debug, Clone)]
@@ -27,6 +28,11 @@ pub struct QueryResult {
 impl QueryResult {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The rows as JSON values (ids as hex, maps as objects).
+    pub fn to_json(&self) -> Result<JsonResult, QueryError> {
+        JsonResult::from_result(self).map_err(|e| QueryError::Render(e.to_string()))
     }
 }
 

@@ -49,12 +49,17 @@ pub struct TagValues {
     pub more: bool,
 }
 
+/// Whether a new value joins `count` others: only a few, short ones do.
+fn kept(count: usize, value: &str) -> bool {
+    count < MAX_VALUES && value.len() <= MAX_VALUE_BYTES
+}
+
 impl TagValues {
     fn insert(&mut self, value: &str) {
         if self.values.contains(value) {
             return;
         }
-        if self.values.len() < MAX_VALUES && value.len() <= MAX_VALUE_BYTES {
+        if kept(self.values.len(), value) {
             self.values.insert(value.to_owned());
         } else {
             self.more = true;
@@ -75,7 +80,7 @@ fn stage<'a>((values, more): &mut Staged<'a>, value: &'a str) {
     if *more || values.contains(value) {
         return;
     }
-    if values.len() < MAX_VALUES && value.len() <= MAX_VALUE_BYTES {
+    if kept(values.len(), value) {
         values.insert(value);
     } else {
         *more = true;

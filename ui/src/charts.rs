@@ -27,9 +27,9 @@ fn x_of(t: i64, start: i64, end: i64, w: f64) -> f64 {
     LEFT + (t - start) as f64 / (end - start).max(1) as f64 * (w - LEFT - 8.0)
 }
 
-/// Axes, y grid lines labelled by `label`, and x labels at the window's ends and middle.
-fn frame(start: i64, end: i64, max: f64, w: f64, label: impl Fn(f64) -> String) -> impl IntoView {
-    let grid = (0..=4)
+/// Horizontal grid lines at quarters of `max`, labelled on the left.
+fn y_grid(max: f64, w: f64, label: impl Fn(f64) -> String) -> impl IntoView {
+    (0..=4)
         .map(|i| {
             let value = max * i as f64 / 4.0;
             let y = f(y_of(value, max));
@@ -38,19 +38,26 @@ fn frame(start: i64, end: i64, max: f64, w: f64, label: impl Fn(f64) -> String) 
                 <text x=f(LEFT - 6.0) y=y text-anchor="end" dominant-baseline="middle">{label(value)}</text>
             }
         })
-        .collect_view();
-    let ticks = [start, start + (end - start) / 2, end]
+        .collect_view()
+}
+
+/// Labels under the plot at its start, middle and end.
+fn x_labels(w: f64, labels: [String; 3]) -> impl IntoView {
+    let xs = [LEFT, (LEFT + w - 8.0) / 2.0, w - 8.0];
+    let anchors = ["start", "middle", "end"];
+    labels
         .into_iter()
         .enumerate()
-        .map(|(i, t)| {
-            let anchor = ["start", "middle", "end"][i];
-            view! { <text x=f(x_of(t, start, end, w)) y=f(H - 6.0) text-anchor=anchor>{format::clock(t)}</text> }
-        })
-        .collect_view();
+        .map(|(i, label)| view! { <text x=f(xs[i]) y=f(H - 6.0) text-anchor=anchors[i]>{label}</text> })
+        .collect_view()
+}
+
+/// The time frame: y grid, y axis, and times under the window's ends and middle.
+fn frame(start: i64, end: i64, max: f64, w: f64, label: impl Fn(f64) -> String) -> impl IntoView {
     view! {
-        {grid}
+        {y_grid(max, w, label)}
         <line class="axis" x1=f(LEFT) x2=f(LEFT) y1=f(TOP) y2=f(H - BOTTOM) />
-        {ticks}
+        {x_labels(w, [start, start + (end - start) / 2, end].map(format::clock))}
     }
 }
 
@@ -164,26 +171,11 @@ pub(crate) fn histogram(title: &str, buckets: Vec<(i64, i64, i64)>) -> impl Into
             }
         })
         .collect_view();
-    let labels = [buckets.first(), buckets.get(buckets.len() / 2), buckets.last()]
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, (lower, _, _))| {
-            let anchor = ["start", "middle", "end"][i];
-            let x = [LEFT, (LEFT + W - 8.0) / 2.0, W - 8.0][i];
-            view! { <text x=f(x) y=f(H - 6.0) text-anchor=anchor>{format::duration(*lower)}</text> }
-        })
-        .collect_view();
-    let grid = (0..=4)
-        .map(|i| {
-            let value = max * i as f64 / 4.0;
-            let y = f(y_of(value, max));
-            view! {
-                <line class="grid" x1=f(LEFT) x2=f(W - 8.0) y1=y.clone() y2=y.clone() />
-                <text x=f(LEFT - 6.0) y=y text-anchor="end" dominant-baseline="middle">{if max < 8.0 { format!("{value:.1}") } else { format!("{value:.0}") }}</text>
-            }
-        })
-        .collect_view();
+    let labels = (!buckets.is_empty()).then(|| {
+        let lower = |i: usize| format::duration(buckets[i].0);
+        x_labels(W, [lower(0), lower(buckets.len() / 2), lower(buckets.len() - 1)])
+    });
+    let grid = y_grid(max, W, move |v| if max < 8.0 { format!("{v:.1}") } else { format!("{v:.0}") });
     view! {
         <div class="panel chart">
             <h2>{title.to_owned()}</h2>

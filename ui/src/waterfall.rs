@@ -3,8 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span, status};
+use spanlake_storage::attributes;
 
 /// One span, with what the page shows of it.
 #[derive(Debug, Clone)]
@@ -191,32 +192,10 @@ fn kind_name(kind: span::SpanKind) -> &'static str {
     }
 }
 
+/// Attribute values as text, as stored and as SQL shows them.
 fn pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
-    attributes.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(text).unwrap_or_default())).collect()
-}
-
-fn text(value: &AnyValue) -> String {
-    match &value.value {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::BytesValue(b)) => const_hex::encode(b),
-        Some(any_value::Value::ArrayValue(a)) => {
-            format!("[{}]", a.values.iter().map(text).collect::<Vec<_>>().join(", "))
-        }
-        Some(any_value::Value::KvlistValue(kv)) => {
-            format!(
-                "{{{}}}",
-                kv.values
-                    .iter()
-                    .map(|kv| format!("{}: {}", kv.key, kv.value.as_ref().map(text).unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-        _ => String::new(),
-    }
+    let text = |kv: &KeyValue| attributes::encode(kv.value.as_ref().and_then(|v| v.value.as_ref())).text.into_owned();
+    attributes.iter().map(|kv| (kv.key.clone(), text(kv))).collect()
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub(crate) struct HourEdges {
 #[derive(Debug, Default)]
 pub(crate) struct HourlyEdges {
     hours: Mutex<HashMap<(TenantId, i64), Arc<HourEdges>>>,
+    /// Per tenant, the hours with span files at the last upkeep round.
+    known_hours: Mutex<HashMap<TenantId, BTreeSet<i64>>>,
 }
 
 /// A stretch of a window: a whole hour read from its table, or a range
@@ -52,32 +54,50 @@ pub(crate) enum Part {
     Range { start_ns: i64, end_ns: i64 },
 }
 
-/// The span files an hour's table is computed from, sorted; `None` while
-/// the hour or its margins are not finished or buffered spans fall in them.
-fn inputs(snapshot: &Snapshot, hour_ns: i64, now_ns: i64) -> Option<Vec<String>> {
-    let (from, until) = (hour_ns - MARGIN_NS, hour_ns + HOUR_NS + MARGIN_NS);
-    if until > now_ns {
-        return None;
+/// What decides whether an hour's table can be used: the snapshot's span
+/// files, the start times of its buffered spans, and the time.
+struct Inputs<'a> {
+    snapshot: &'a Snapshot,
+    /// Earliest and latest start of the buffered spans.
+    buffered: Option<(i64, i64)>,
+    now_ns: i64,
+}
+
+impl<'a> Inputs<'a> {
+    fn new(snapshot: &'a Snapshot, now_ns: i64) -> Self {
+        let buffered = snapshot
+            .batches
+            .iter()
+            .filter_map(|batch| {
+                let start = batch.column_by_name(START_TIME)?.as_primitive::<TimestampNanosecondType>();
+                Some((arrow::compute::min(start)?, arrow::compute::max(start)?))
+            })
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+        Self { snapshot, buffered, now_ns }
     }
-    let buffered = snapshot.batches.iter().any(|batch| {
-        let Some(start) = batch.column_by_name(START_TIME) else { return false };
-        let start = start.as_primitive::<TimestampNanosecondType>();
-        matches!((arrow::compute::min(start), arrow::compute::max(start)), (Some(min), Some(max)) if min < until && max >= from)
-    });
-    if buffered {
-        return None;
+
+    /// The span files the table of the hour at `hour_ns` is computed from,
+    /// sorted; `None` while the hour or its margins are not finished or
+    /// buffered spans fall in them.
+    fn of_hour(&self, hour_ns: i64) -> Option<Vec<String>> {
+        let (from, until) = (hour_ns - MARGIN_NS, hour_ns + HOUR_NS + MARGIN_NS);
+        if until > self.now_ns || self.buffered.is_some_and(|(min, max)| min < until && max >= from) {
+            return None;
+        }
+        let files: BTreeSet<String> = self
+            .snapshot
+            .files(FileKind::Spans)
+            .filter(|f| f.min_time < until && f.max_time >= from)
+            .map(|f| f.path.clone())
+            .collect();
+        Some(files.into_iter().collect())
     }
-    let files: BTreeSet<String> = snapshot
-        .files(FileKind::Spans)
-        .filter(|f| f.min_time < until && f.max_time >= from)
-        .map(|f| f.path.clone())
-        .collect();
-    Some(files.into_iter().collect())
 }
 
 /// How to cover `window`: the whole, finished hours from tables, the rest
 /// (ragged ends, the current hour) from the spans.
 pub(crate) fn plan(snapshot: &Snapshot, window: &Window, now_ns: i64) -> Vec<Part> {
+    let inputs = Inputs::new(snapshot, now_ns);
     let mut parts = Vec::new();
     let mut range_start = window.start_ns;
     let mut hour = window.start_ns.div_euclid(HOUR_NS) * HOUR_NS;
@@ -85,7 +105,7 @@ pub(crate) fn plan(snapshot: &Snapshot, window: &Window, now_ns: i64) -> Vec<Par
         hour += HOUR_NS;
     }
     while hour + HOUR_NS <= window.end_ns {
-        if let Some(files) = inputs(snapshot, hour, now_ns) {
+        if let Some(files) = inputs.of_hour(hour) {
             if range_start < hour {
                 parts.push(Part::Range { start_ns: range_start, end_ns: hour });
             }
@@ -143,10 +163,11 @@ impl QueryEngine {
         let now = now_ns();
         for tenant in self.storage().tenants() {
             let snapshot = self.storage().snapshot(&tenant);
+            let inputs = Inputs::new(&snapshot, now);
             let hours: BTreeSet<i64> =
                 snapshot.files(FileKind::Spans).map(|f| f.hour.saturating_mul(1_000_000_000)).collect();
             for &hour in &hours {
-                if let Some(files) = inputs(&snapshot, hour, now) {
+                if let Some(files) = inputs.of_hour(hour) {
                     self.hour_edges(&tenant, hour, files).await?;
                 }
             }
@@ -155,6 +176,14 @@ impl QueryEngine {
                 .lock()
                 .expect("hourly edges")
                 .retain(|(t, h), _| t != &tenant || hours.contains(h));
+            // Tables can only be orphaned when hours go (retention), or by
+            // another process or an earlier run: list the store on the first
+            // round and when an hour has gone, not every round.
+            let previous =
+                self.hourly_edges().known_hours.lock().expect("hourly edges").insert(tenant.clone(), hours.clone());
+            if previous.is_some_and(|previous| previous.is_subset(&hours)) {
+                continue;
+            }
             let store = self.storage().object_store();
             let stored: Vec<_> =
                 store.list(Some(&tenant.edges_prefix())).try_collect().await.map_err(object_store_error)?;

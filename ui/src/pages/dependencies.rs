@@ -11,17 +11,18 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
+use spanlake_query::api::tenant;
 use spanlake_query::api::window;
 use spanlake_query::dependencies::DependencyGraph;
+use spanlake_query::params::Query;
 
 use crate::format;
-use crate::layout::{Nav, error_page, page};
+use crate::layout::{Nav, error_page, lookback_links, page};
 
 const NODE_W: f64 = 150.0;
 const NODE_H: f64 = 34.0;
 const COLUMN: f64 = 250.0;
 const ROW: f64 = 70.0;
-const LOOKBACKS: [&str; 4] = ["15m", "1h", "6h", "24h"];
 
 pub(crate) async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
@@ -29,9 +30,9 @@ pub(crate) async fn dependencies(
     RawQuery(pairs): RawQuery<Vec<(String, String)>>,
 ) -> Response {
     let title = "Dependencies";
-    let q = super::query(pairs);
+    let q = Query::from_pairs(pairs);
     let lookback = q.get("lookback").unwrap_or("1h").to_owned();
-    let graph = match (super::tenant(&headers), window(&q)) {
+    let graph = match (tenant(&headers), window(&q)) {
         (Ok(tenant), Ok(window)) => engine.dependencies(&tenant, &window).await.map(|g| (g, window.duration_ns())),
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
@@ -39,13 +40,7 @@ pub(crate) async fn dependencies(
         Ok(found) => found,
         Err(error) => return error_page(title, Nav::Dependencies, &error),
     };
-    let choices = LOOKBACKS
-        .iter()
-        .map(|l| {
-            let class = if *l == lookback { "button" } else { "button quiet" };
-            view! { <a class=class href=format!("/dependencies?lookback={l}")>{format!("Last {l}")}</a> }
-        })
-        .collect_view();
+    let choices = lookback_links(&lookback, |l| format!("/dependencies?lookback={l}"));
     let body = view! {
         <h1>"Service dependencies"</h1>
         <div class="pager">{choices}</div>

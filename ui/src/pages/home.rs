@@ -7,14 +7,15 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
+use spanlake_query::api::tenant;
 
 use crate::format;
-use crate::layout::{Nav, error_page, page};
+use crate::layout::{Nav, error_page, page, service_link};
 
 const EXAMPLE: &str = r#"curl -s http://127.0.0.1:4318/v1/traces -H 'Content-Type: application/json' -d '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"hello"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"first span","kind":2,"startTimeUnixNano":"'$(date +%s%N)'","endTimeUnixNano":"'$(date +%s%N)'"}]}]}]}'"#;
 
 pub(crate) async fn home(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap) -> Response {
-    let tenant = match super::tenant(&headers) {
+    let tenant = match tenant(&headers) {
         Ok(tenant) => tenant,
         Err(error) => return error_page("spanlake", Nav::Home, &error),
     };
@@ -26,12 +27,10 @@ pub(crate) async fn home(State(engine): State<Arc<QueryEngine>>, headers: Header
     let list = services
         .into_iter()
         .map(|s| {
-            let style = format!("background:{}", format::service_colour(&s));
-            let href = format!("/services/{}", format::encode(&s));
             let search = format!("/search?{}", format::query(&[("service", &s), ("lookback", "1h")]));
             view! {
                 <tr>
-                    <td><span class="chip"><span class="dot" style=style></span></span><a href=href>{s}</a></td>
+                    <td>{service_link(&s)}</td>
                     <td><a href=search>"Traces of the last hour"</a></td>
                 </tr>
             }

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
-use spanlake_query::api::{search_request, window};
+use spanlake_query::api::tenant;
+use spanlake_query::api::{SEARCH_PARAMETERS, search_request, window};
 use spanlake_query::params::Query;
 use spanlake_query::search::{SearchPage, TraceSummary};
 
@@ -35,8 +36,8 @@ pub(crate) async fn search(
         pairs.retain(|(k, _)| k != "lookback");
         pairs.push(("lookback".into(), "1h".into()));
     }
-    let q = super::query(pairs.clone());
-    let tenant = match super::tenant(&headers) {
+    let q = Query::from_pairs(pairs.clone());
+    let tenant = match tenant(&headers) {
         Ok(tenant) => tenant,
         Err(error) => return crate::layout::error_page("Search", Nav::Search, &error),
     };
@@ -47,11 +48,7 @@ pub(crate) async fn search(
     };
     let (status, results) = match result {
         Ok((found, window)) => (StatusCode::OK, results(found, &pairs, window.start_ns, window.end_ns).into_any()),
-        Err(error) => {
-            let status =
-                if error.is_client_error() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
-            (status, view! { <p class="error">{error.to_string()}</p> }.into_any())
-        }
+        Err(error) => (error.status(), view! { <p class="error">{error.to_string()}</p> }.into_any()),
     };
     let body = view! {
         <h1>"Search traces" <a class="button quiet" href="/traces/view">"Open a trace file"</a></h1>
@@ -80,27 +77,13 @@ impl Form {
             if let Some(service) = service {
                 operations = engine.operations(tenant, service, window).await.unwrap_or_default();
             }
-            let keys = engine.tag_keys(tenant, service, window).await.unwrap_or_default();
-            for key in keys.iter().take(SUGGESTED_KEYS) {
-                let values = engine.tag_values(tenant, key, service, None, window).await.unwrap_or_default();
-                suggestions.push(key.clone());
-                suggestions.extend(values.into_iter().take(20).map(|v| format!("{key}={v}")));
+            let tags = engine.tag_summary(tenant, window).await.unwrap_or_default();
+            for key in tags.keys(service).into_iter().take(SUGGESTED_KEYS) {
+                suggestions.push(key.to_owned());
+                suggestions.extend(tags.values(key, service).into_iter().take(20).map(|v| format!("{key}={v}")));
             }
         }
-        let names = [
-            "service",
-            "operation",
-            "tags",
-            "minDuration",
-            "maxDuration",
-            "status",
-            "lookback",
-            "start",
-            "end",
-            "sort",
-            "limit",
-        ];
-        let values = names.iter().map(|n| (n.to_string(), q.all(n).map(str::to_owned).collect())).collect();
+        let values = SEARCH_PARAMETERS.iter().map(|n| (n.to_string(), q.all(n).map(str::to_owned).collect())).collect();
         let mut operation_names: Vec<String> = operations.into_iter().map(|o| o.name).collect();
         operation_names.dedup();
         Self { services: engine.services(tenant, None), operations: operation_names, suggestions, values }

@@ -12,30 +12,27 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::api::latency_request;
+use spanlake_query::api::tenant;
 use spanlake_query::latency::{LatencySeries, OperationStats, Point};
+use spanlake_query::params::Query;
 use spanlake_query::{QueryEngine, QueryError};
 
 use crate::charts::{self, Line};
 use crate::format;
-use crate::layout::{Nav, error_page, page};
+use crate::layout::{Nav, error_page, lookback_links, page, service_link};
 
-const LOOKBACKS: [&str; 4] = ["15m", "1h", "6h", "24h"];
 const PERCENTILES: [(&str, &str); 3] =
     [("p50", "hsl(210, 70%, 50%)"), ("p90", "hsl(35, 85%, 50%)"), ("p99", "hsl(0, 70%, 52%)")];
 
 pub(crate) async fn services(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap) -> Response {
-    let tenant = match super::tenant(&headers) {
+    let tenant = match tenant(&headers) {
         Ok(tenant) => tenant,
         Err(error) => return error_page("Services", Nav::Services, &error),
     };
     let rows = engine
         .services(&tenant, None)
         .into_iter()
-        .map(|s| {
-            let href = format!("/services/{}", format::encode(&s));
-            let style = format!("background:{}", format::service_colour(&s));
-            view! { <tr><td><span class="chip"><span class="dot" style=style></span></span><a href=href>{s}</a></td></tr> }
-        })
+        .map(|s| view! { <tr><td>{service_link(&s)}</td></tr> })
         .collect_view();
     let body = view! {
         <h1>"Services"</h1>
@@ -63,18 +60,18 @@ async fn render(
     service: &str,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, QueryError> {
-    let tenant = super::tenant(headers)?;
-    let q = super::query(pairs.clone());
+    let tenant = tenant(headers)?;
+    let q = Query::from_pairs(pairs.clone());
     let lookback = q.get("lookback").unwrap_or("1h").to_owned();
     let operation = q.get("operation").map(str::to_owned);
     let mut base = vec![("service".to_owned(), service.to_owned()), ("lookback".to_owned(), lookback.clone())];
     if let Some(operation) = &operation {
         base.push(("operation".into(), operation.clone()));
     }
-    let request = latency_request(&super::query(base.clone()))?;
+    let request = latency_request(&Query::from_pairs(base.clone()))?;
     let mut by_version = base.clone();
     by_version.push(("groupBy".into(), "service.version".into()));
-    let version_request = latency_request(&super::query(by_version))?;
+    let version_request = latency_request(&Query::from_pairs(by_version))?;
 
     let series = engine.latency(&tenant, &request).await?;
     let histogram = engine.latency_histogram(&tenant, &request).await?;
@@ -108,17 +105,9 @@ async fn render(
     let buckets = histogram.series.into_iter().next().map(|s| s.buckets).unwrap_or_default();
     let buckets = buckets.into_iter().map(|b| (b.lower_ns, b.upper_ns, b.count)).collect();
 
-    let choices = LOOKBACKS
-        .iter()
-        .map(|l| {
-            let class = if *l == lookback { "button" } else { "button quiet" };
-            let mut link = vec![("lookback", *l)];
-            if let Some(operation) = &operation {
-                link.push(("operation", operation.as_str()));
-            }
-            view! { <a class=class href=format!("?{}", format::query(&link))>{format!("Last {l}")}</a> }
-        })
-        .collect_view();
+    let choices = lookback_links(&lookback, |l| {
+        format!("?{}", format::query(&[("lookback", l), ("operation", operation.as_deref().unwrap_or(""))]))
+    });
     let title = match &operation {
         Some(operation) => format!("{service} · {operation}"),
         None => service.to_owned(),

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use serde::Deserialize;
+use spanlake_query::api::tenant;
 use spanlake_query::{JsonResult, QueryEngine, QueryError, render};
 use spanlake_storage::schema;
 
@@ -42,18 +43,8 @@ pub(crate) async fn run(
     Form(form): Form<SqlForm>,
 ) -> Response {
     let sql = form.sql.unwrap_or_default();
-    let result = match super::tenant(&headers) {
-        Ok(tenant) => engine
-            .sql(&tenant, &sql)
-            .await
-            .and_then(|r| JsonResult::from_result(&r).map_err(|e| QueryError::Render(e.to_string()))),
-        Err(error) => Err(error),
-    };
-    let status = match &result {
-        Err(error) if error.is_client_error() => StatusCode::BAD_REQUEST,
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        Ok(_) => StatusCode::OK,
-    };
+    let result = answer(&engine, &headers, &sql).await;
+    let status = result.as_ref().map_or_else(QueryError::status, |_| StatusCode::OK);
     (status, page("SQL", Nav::Sql, body(&sql, Some(result)).into_any())).into_response()
 }
 
@@ -64,13 +55,8 @@ pub(crate) async fn csv(
     RawQuery(form): RawQuery<SqlForm>,
 ) -> Response {
     let sql = form.sql.unwrap_or_default();
-    let result = match super::tenant(&headers) {
-        Ok(tenant) => engine.sql(&tenant, &sql).await,
-        Err(error) => Err(error),
-    };
-    let csv = result
-        .and_then(|r| JsonResult::from_result(&r).map_err(|e| QueryError::Render(e.to_string())))
-        .and_then(|r| r.to_csv().map_err(|e| QueryError::Render(e.to_string())));
+    let csv =
+        answer(&engine, &headers, &sql).await.and_then(|r| r.to_csv().map_err(|e| QueryError::Render(e.to_string())));
     match csv {
         Ok(bytes) => (
             [
@@ -80,12 +66,12 @@ pub(crate) async fn csv(
             bytes,
         )
             .into_response(),
-        Err(error) => {
-            let status =
-                if error.is_client_error() { StatusCode::BAD_REQUEST } else { StatusCode::INTERNAL_SERVER_ERROR };
-            (status, error.to_string()).into_response()
-        }
+        Err(error) => (error.status(), error.to_string()).into_response(),
     }
+}
+
+async fn answer(engine: &QueryEngine, headers: &HeaderMap, sql: &str) -> Result<JsonResult, QueryError> {
+    engine.sql(&tenant(headers)?, sql).await?.to_json()
 }
 
 fn body(sql: &str, result: Option<Result<JsonResult, QueryError>>) -> impl IntoView {

@@ -13,6 +13,7 @@ use leptos::prelude::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde::Deserialize;
+use spanlake_query::api::tenant;
 use spanlake_query::{QueryEngine, QueryError};
 use spanlake_storage::ids::parse_trace_id;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
@@ -128,7 +129,7 @@ pub(crate) async fn trace(
         Ok(id) => id,
         Err(error) => return error_page(title, Nav::Trace, &QueryError::BadRequest(format!("trace id: {error}"))),
     };
-    let found = match super::tenant(&headers) {
+    let found = match tenant(&headers) {
         Ok(tenant) => engine.trace(&tenant, &id).await,
         Err(error) => Err(error),
     };
