@@ -7,8 +7,9 @@
 # Set up once and reused: a Python venv with the OpenTelemetry SDK
 # (tests/python/requirements.txt), under ${SPANLAKE_CACHE:-~/.cache/spanlake};
 # the OpenTelemetry JS SDK's Zipkin exporter in tests/node/node_modules
-# (npm ci from tests/node/package-lock.json); Debian's chromium and
-# chromium-driver when root (or sudo) can install them.
+# (npm ci from tests/node/package-lock.json); Debian's chromium,
+# chromium-driver and postgresql-client (psql) when root (or sudo) can
+# install them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,6 +71,13 @@ if setup_chromium; then
   export SPANLAKE_TEST_CHROMEDRIVER="$(command -v chromedriver)"
 else
   echo "!!! could not install chromium and chromium-driver: the UI tests will skip (and fail under CI=true)" >&2
+fi
+
+# psql, for the PostgreSQL wire protocol tests.
+if command -v psql >/dev/null || apt_install postgresql-client; then
+  export SPANLAKE_TEST_PSQL="$(command -v psql)"
+else
+  echo "!!! could not install postgresql-client: the psql tests will skip (and fail under CI=true)" >&2
 fi
 
 cargo test --workspace "$@"

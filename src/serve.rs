@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spanlake_collector::{CollectorConfig, CollectorMetrics, Ingest};
+use spanlake_query::auth::AuthToken;
 use spanlake_query::{QueryEngine, QueryLimits};
 use spanlake_storage::{
     CompactionConfig, DEFAULT_MAX_BUFFER_BYTES, FlushConfig, IngestLimits, Storage, StorageConfig, StorageMetrics,
@@ -58,6 +59,9 @@ pub(crate) struct ListenArgs {
     /// HTTP API, UI, /metrics, /healthz and /readyz.
     #[arg(long, env = "SPANLAKE_HTTP_ADDR", default_value = "127.0.0.1:9411")]
     pub(crate) http_addr: SocketAddr,
+    /// PostgreSQL wire protocol, for psql, drivers and BI tools.
+    #[arg(long, env = "SPANLAKE_PG_ADDR", default_value = "127.0.0.1:5433")]
+    pub(crate) pg_addr: SocketAddr,
 }
 
 /// Where and how spans are stored.
@@ -120,12 +124,20 @@ pub(crate) struct IngestArgs {
     pub(crate) max_attribute_bytes: usize,
 }
 
-/// Bounds on queries (API, SQL, UI).
+/// Who may query, and bounds on queries (API, SQL, pgwire, UI).
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct QueryArgs {
-    /// Memory all running queries may hold together, in bytes.
+    /// Required to read spans: as `Authorization: Bearer` on the HTTP API,
+    /// through the UI's login page, and as the pgwire password. Receivers stay open.
+    #[arg(long, env = "SPANLAKE_AUTH_TOKEN", hide_env_values = true)]
+    pub(crate) auth_token: Option<String>,
+    /// Memory one query may hold, in bytes.
     #[arg(long, env = "SPANLAKE_QUERY_MEMORY_LIMIT", default_value_t = QueryLimits::default().memory_bytes)]
     pub(crate) query_memory_limit: usize,
+    /// Queries running at once; more wait for a turn. Queries run at a
+    /// lower CPU priority than ingest.
+    #[arg(long, env = "SPANLAKE_QUERY_CONCURRENCY", default_value_t = QueryLimits::default().concurrency)]
+    pub(crate) query_concurrency: usize,
     /// A query running longer is cancelled (504).
     #[arg(long, env = "SPANLAKE_QUERY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) query_timeout: Duration,
@@ -138,6 +150,7 @@ impl QueryArgs {
     fn limits(&self) -> QueryLimits {
         QueryLimits {
             memory_bytes: self.query_memory_limit,
+            concurrency: self.query_concurrency,
             timeout: self.query_timeout,
             max_rows: self.query_max_rows,
         }
@@ -178,11 +191,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let grpc_listener = bind(args.listen.otlp_grpc_addr, "OTLP/gRPC").await?;
     let otlp_http_listener = bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?;
     let http_listener = bind(args.listen.http_addr, "the HTTP API").await?;
+    let pg_listener = bind(args.listen.pg_addr, "pgwire").await?;
     let grpc_addr = grpc_listener.local_addr()?;
     info!(
         otlp_grpc = %grpc_addr,
         otlp_http = %otlp_http_listener.local_addr()?,
         http = %http_listener.local_addr()?,
+        pg = %pg_listener.local_addr()?,
         data_dir = %args.storage.data_dir.display(),
         "spanlake is listening"
     );
@@ -213,12 +228,25 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, limits, ..CollectorConfig::default() },
         collector_metrics,
     );
+    let token = args.query.auth_token.as_deref().and_then(AuthToken::new);
+    let reads = spanlake_query::api::router(Arc::clone(&engine))
+        .merge(spanlake_query::zipkin::router(Arc::clone(&engine)))
+        .merge(spanlake_ui::router(Arc::clone(&engine)));
+    let reads = match &token {
+        Some(token) => token.require(reads),
+        None => reads,
+    };
     ops.ready(
-        spanlake_query::api::router(Arc::clone(&engine))
-            .merge(spanlake_query::zipkin::router(Arc::clone(&engine)))
-            .merge(spanlake_collector::zipkin_router(ingest.clone()))
-            .merge(spanlake_ui::router(Arc::clone(&engine))),
+        reads
+            .merge(spanlake_ui::public_router(token.clone()))
+            .merge(spanlake_collector::zipkin_router(ingest.clone())),
     );
+    let pg = tokio::spawn(spanlake_query::pg::serve(
+        pg_listener,
+        Arc::clone(&engine),
+        token.map(|t| t.secret()),
+        shutdown.clone(),
+    ));
 
     let stop_background = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone()));
@@ -247,6 +275,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Whatever ended the servers, buffered spans are flushed before exit.
     shutdown.cancel();
     let http = http.await?;
+    pg.await?;
     stop_background.cancel();
     maintenance.await?;
     edge_tables.await?;

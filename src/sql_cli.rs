@@ -21,6 +21,9 @@ pub(crate) struct SqlArgs {
     /// Ask a running spanlake instead, e.g. `http://127.0.0.1:9411`.
     #[arg(long, env = "SPANLAKE_SERVER")]
     pub(crate) server: Option<String>,
+    /// The server's `--auth-token`, sent as a bearer token.
+    #[arg(long, env = "SPANLAKE_AUTH_TOKEN", hide_env_values = true)]
+    pub(crate) auth_token: Option<String>,
     /// The tenant whose spans to query (`X-Scope-OrgID` against a server).
     #[arg(long, env = "SPANLAKE_TENANT", default_value = TenantId::DEFAULT)]
     pub(crate) tenant: String,
@@ -39,7 +42,7 @@ pub(crate) enum Format {
 pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let tenant = TenantId::new(&args.tenant)?;
     let result = match &args.server {
-        Some(server) => remote(server, &tenant, &args.sql).await?,
+        Some(server) => remote(server, args.auth_token.as_deref(), &tenant, &args.sql).await?,
         None => local(&args.data_dir, &tenant, &args.sql).await?,
     };
     match args.format {
@@ -58,10 +61,13 @@ async fn local(data_dir: &std::path::Path, tenant: &TenantId, sql: &str) -> anyh
     Ok(JsonResult::from_result(&result)?)
 }
 
-async fn remote(server: &str, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
+async fn remote(server: &str, token: Option<&str>, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
     let url = format!("{}/api/v1/sql", server.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
+    let mut request = reqwest::Client::new().post(&url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .header(spanlake_storage::TENANT_HEADER, tenant.as_str())
         .json(&serde_json::json!({ "sql": sql }))
         .send()

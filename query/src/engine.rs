@@ -18,9 +18,10 @@ use spanlake_storage::{FileKind, Storage, TenantId};
 
 use crate::dependencies::HourlyEdges;
 use crate::error::QueryError;
-use crate::functions;
+use crate::functions::{self, Attributes};
 use crate::id_literals::IdLiterals;
 use crate::params::Params;
+use crate::runtime::{QueryRuntime, YieldingJoins};
 use crate::sql::QueryResult;
 use crate::table::DataTable;
 use crate::tag_summaries::TagSummaries;
@@ -63,12 +64,15 @@ GROUP BY trace_id"
 /// store's own (`{tenant}/spans/...`).
 const STORE_URL: &str = "spanlake://store";
 
-/// Bounds on every query, whichever surface asked (API, SQL, UI).
+/// Bounds on every query, whichever surface asked (API, SQL, pgwire, UI).
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
-    /// Memory all running queries may hold together; operators that can
-    /// spill to disk do, the others fail with "Resources exhausted".
+    /// Memory one query may hold; operators that can spill to disk do, the
+    /// others fail with "Resources exhausted". At most `concurrency` times
+    /// this is held by queries together.
     pub memory_bytes: usize,
+    /// Queries running at once; more wait for a turn (within `timeout`).
+    pub concurrency: usize,
     /// Longest a query may run before it is cancelled.
     pub timeout: Duration,
     /// Most rows an answer may have; a query that yields more is stopped
@@ -78,7 +82,12 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { memory_bytes: 2 * 1024 * 1024 * 1024, timeout: Duration::from_secs(60), max_rows: 1_000_000 }
+        Self {
+            memory_bytes: 1024 * 1024 * 1024,
+            concurrency: 4,
+            timeout: Duration::from_secs(60),
+            max_rows: 1_000_000,
+        }
     }
 }
 
@@ -86,10 +95,13 @@ impl Default for QueryLimits {
 #[derive(Debug)]
 pub struct QueryEngine {
     storage: Arc<Storage>,
+    /// Shared by every session: the object store, caches and spill files.
     runtime: Arc<RuntimeEnv>,
     store_url: ObjectStoreUrl,
+    memory_bytes: usize,
     timeout: Duration,
     max_rows: usize,
+    queries: QueryRuntime,
     tag_summaries: TagSummaries,
     hourly_edges: HourlyEdges,
 }
@@ -97,37 +109,44 @@ pub struct QueryEngine {
 impl QueryEngine {
     pub fn new(storage: Arc<Storage>, limits: QueryLimits) -> Result<Self, QueryError> {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-        let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
+        let queries = QueryRuntime::new(limits.concurrency)
+            .map_err(|e| QueryError::Render(format!("cannot start the query threads: {e}")))?;
         Ok(Self {
             storage,
             runtime,
             store_url,
+            memory_bytes: limits.memory_bytes,
             timeout: limits.timeout,
             max_rows: limits.max_rows,
+            queries,
             tag_summaries: TagSummaries::default(),
             hourly_edges: HourlyEdges::default(),
         })
     }
 
-    /// Runs `frame` to the end, within the time and row limits; dropping
-    /// the stream on timeout or on one row too many cancels the query.
+    /// Runs `frame` to the end on the query threads, within the time and
+    /// row limits (the wait for a turn counts as time); dropping the stream
+    /// on timeout or on one row too many cancels the query.
     pub(crate) async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
-        let run = async {
+        let max_rows = self.max_rows;
+        let run = self.queries.run(async move {
             let mut stream = frame.execute_stream().await?;
             let (mut batches, mut rows) = (Vec::new(), 0);
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 rows += batch.num_rows();
-                if rows > self.max_rows {
-                    return Err(QueryError::TooManyRows(self.max_rows));
+                if rows > max_rows {
+                    return Err(QueryError::TooManyRows(max_rows));
                 }
                 batches.push(batch);
             }
             Ok(batches)
-        };
+        });
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(batches) => batches,
+            Ok(Some(batches)) => batches,
+            Ok(None) => Err(QueryError::Cancelled("spanlake is shutting down")),
             Err(_) => Err(QueryError::Timeout(self.timeout)),
         }
     }
@@ -148,13 +167,18 @@ impl QueryEngine {
     /// the catalog holds spanlake's own tables and nothing else.
     pub async fn session(&self, tenant: &TenantId) -> Result<SessionContext, QueryError> {
         let config = SessionConfig::new().with_information_schema(true);
-        let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(IdLiterals)];
+        let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(IdLiterals), Arc::new(Attributes)];
         rules.extend(Analyzer::new().rules);
+        // Each session has a memory pool of its own: the limit is per query.
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
+            .with_memory_limit(self.memory_bytes, 1.0)
+            .build_arc()?;
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_runtime_env(runtime)
             .with_default_features()
             .with_analyzer_rules(rules)
+            .with_physical_optimizer_rule(Arc::new(YieldingJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);

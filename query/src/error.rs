@@ -23,6 +23,9 @@ pub enum QueryError {
         "the query ran longer than {0:?} (--query-timeout) and was cancelled; narrow the time window or add filters"
     )]
     Timeout(std::time::Duration),
+    /// Stopped before its end: by the client, or by shutdown.
+    #[error("the query was cancelled: {0}")]
+    Cancelled(&'static str),
     #[error("the result has more than {0} rows (--query-max-rows); add a LIMIT, aggregate, or narrow the time window")]
     TooManyRows(usize),
 }
@@ -33,6 +36,7 @@ impl QueryError {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Cancelled(_) => StatusCode::SERVICE_UNAVAILABLE,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -50,7 +54,7 @@ impl QueryError {
                     | DataFusionError::NotImplemented(_)
                     | DataFusionError::ResourcesExhausted(_)
             ),
-            Self::Otlp(_) | Self::Render(_) | Self::Timeout(_) => false,
+            Self::Otlp(_) | Self::Render(_) | Self::Timeout(_) | Self::Cancelled(_) => false,
         }
     }
 }

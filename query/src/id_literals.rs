@@ -5,7 +5,8 @@
 //! matches nothing and, worse, hides the predicate from the Parquet bloom
 //! filter. This analyzer rule runs before type coercion and turns the hex
 //! literal into a binary literal of the column's width, so the predicate
-//! reaches the reader as `trace_id = <16 bytes>`.
+//! reaches the reader as `trace_id = <16 bytes>`. `id_from_hex('0af7…')`
+//! is taken the same way.
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -14,6 +15,8 @@ use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 use spanlake_storage::{ids, schema};
+
+use crate::functions::ID_FROM_HEX;
 
 #[derive(Debug, Default)]
 pub(crate) struct IdLiterals;
@@ -37,6 +40,7 @@ fn id_width(expr: &Expr) -> Option<(&str, usize)> {
 
 fn hex_text(expr: &Expr) -> Option<&str> {
     match expr {
+        Expr::ScalarFunction(f) if f.name() == ID_FROM_HEX && f.args.len() == 1 => hex_text(&f.args[0]),
         Expr::Literal(
             ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
             _,

@@ -2,6 +2,7 @@
 //! trace assembly, and the HTTP JSON API.
 
 pub mod api;
+pub mod auth;
 pub mod dependencies;
 mod engine;
 mod error;
@@ -10,14 +11,17 @@ mod id_literals;
 pub mod latency;
 mod openapi;
 pub mod params;
+pub mod pg;
 mod pruning;
 pub mod render;
+mod runtime;
 pub mod search;
 pub mod services;
 mod sql;
 mod table;
 mod tag_summaries;
 mod trace;
+pub mod tree;
 pub mod zipkin;
 
 pub use engine::{QueryEngine, QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};

@@ -105,7 +105,7 @@ fn batch_cells(batch: &RecordBatch) -> Result<Vec<Vec<Json>>, ArrowError> {
     batch.columns().iter().map(column_cells).collect()
 }
 
-fn column_cells(array: &ArrayRef) -> Result<Vec<Json>, ArrowError> {
+pub(crate) fn column_cells(array: &ArrayRef) -> Result<Vec<Json>, ArrowError> {
     let array = match array.data_type() {
         DataType::Dictionary(_, value) => cast(array, value)?,
         DataType::Utf8View | DataType::LargeUtf8 => cast(array, &DataType::Utf8)?,

@@ -1,15 +1,18 @@
-//! User SQL, read-only.
+//! User SQL, read-only, for every surface (HTTP, CLI, pgwire).
 //!
 //! Two gates: the statement must be a query (SELECT / WITH / VALUES, or
 //! EXPLAIN, SHOW, DESCRIBE of one), and the plan must pass DataFusion's own
 //! check with DDL, DML and statements off. Tables come only from the
-//! session's catalog (no `SELECT * FROM '/path'`: URL tables stay disabled).
+//! session's catalog (no `SELECT * FROM '/path'`: URL tables stay disabled),
+//! and no registered function reads files.
 
 use std::collections::VecDeque;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use spanlake_storage::TenantId;
@@ -39,15 +42,14 @@ impl QueryResult {
 impl QueryEngine {
     /// Runs one read-only SQL statement against `tenant`'s tables.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
-        let statement = read_only_statement(sql)?;
+        let statement = one_statement(sql)?;
         let ctx = self.session(tenant).await?;
-        let plan = ctx.state().statement_to_plan(statement).await?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| QueryError::Refused(e.strip_backtrace()))?;
+        let plan = read_only_plan(&ctx, statement).await?;
+        self.run_plan(&ctx, plan).await
+    }
+
+    /// Runs a plan (from [`read_only_plan`]) within the query limits.
+    pub(crate) async fn run_plan(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<QueryResult, QueryError> {
         let frame = ctx.execute_logical_plan(plan).await?;
         let schema = frame.schema().inner().clone();
         let batches = self.collect(frame).await?;
@@ -55,20 +57,49 @@ impl QueryEngine {
     }
 }
 
-/// Parses `sql` and returns its one statement if it only reads.
-fn read_only_statement(sql: &str) -> Result<DfStatement, QueryError> {
+/// Plans `statement` if it only reads spanlake's tables.
+pub(crate) async fn read_only_plan(ctx: &SessionContext, statement: DfStatement) -> Result<LogicalPlan, QueryError> {
+    check_read_only(&statement)?;
+    let plan = ctx.state().statement_to_plan(statement).await?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| QueryError::Refused(e.strip_backtrace()))?;
+    Ok(plan)
+}
+
+/// Refuses the statements of DataFusion's own dialect that touch files:
+/// `CREATE EXTERNAL TABLE` and `COPY … TO '<path>'`. For pgwire, whose
+/// Postgres parser cannot read them and would only report a syntax error:
+/// the same refusal, in the same words, as over HTTP. Anything else is left
+/// to the caller's parser and gates.
+pub(crate) fn refuse_file_statements(sql: &str) -> Result<(), QueryError> {
+    let Ok(statements) = DFParser::parse_sql(sql) else { return Ok(()) };
+    statements
+        .iter()
+        .filter(|s| matches!(s, DfStatement::CreateExternalTable(_) | DfStatement::CopyTo(_)))
+        .try_for_each(check_read_only)
+}
+
+/// Parses `sql`, which must hold exactly one statement.
+fn one_statement(sql: &str) -> Result<DfStatement, QueryError> {
     let mut statements: VecDeque<DfStatement> = DFParser::parse_sql(sql)?;
-    let statement = match (statements.pop_front(), statements.is_empty()) {
-        (Some(statement), true) => statement,
-        (None, _) => return Err(QueryError::Refused("the SQL text holds no statement".into())),
-        (Some(_), false) => return Err(QueryError::Refused("send one SQL statement at a time".into())),
-    };
-    if reads_only(&statement) {
-        Ok(statement)
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(statement), true) => Ok(statement),
+        (None, _) => Err(QueryError::Refused("the SQL text holds no statement".into())),
+        (Some(_), false) => Err(QueryError::Refused("send one SQL statement at a time".into())),
+    }
+}
+
+fn check_read_only(statement: &DfStatement) -> Result<(), QueryError> {
+    if reads_only(statement) {
+        Ok(())
     } else {
         Err(QueryError::Refused(format!(
             "spanlake SQL is read-only: only SELECT, WITH, EXPLAIN, SHOW and DESCRIBE are allowed, not {}",
-            statement_kind(&statement)
+            statement_kind(statement)
         )))
     }
 }
@@ -115,7 +146,7 @@ mod tests {
             "SHOW TABLES",
             "DESCRIBE spans",
         ] {
-            assert!(read_only_statement(ok).is_ok(), "{ok}");
+            assert!(one_statement(ok).and_then(|s| check_read_only(&s)).is_ok(), "{ok}");
         }
         for refused in [
             "CREATE EXTERNAL TABLE p (a TEXT) STORED AS CSV LOCATION '/etc/passwd'",
@@ -127,7 +158,7 @@ mod tests {
             "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
             "SELECT 1; SELECT 2",
         ] {
-            let err = read_only_statement(refused).unwrap_err();
+            let err = one_statement(refused).and_then(|s| check_read_only(&s)).unwrap_err();
             assert!(matches!(err, QueryError::Refused(_)), "{refused}: {err}");
         }
     }

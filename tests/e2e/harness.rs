@@ -49,6 +49,7 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
     data_dir: PathBuf,
     log_path: PathBuf,
     options: ServerOptions,
@@ -69,6 +70,7 @@ impl TestServer {
             grpc_addr: free_port(),
             otlp_http_addr: free_port(),
             http_addr: free_port(),
+            pg_addr: free_port(),
             data_dir,
             log_path: dir.path().join("server.log"),
             options,
@@ -101,6 +103,7 @@ impl TestServer {
             .args(["--otlp-grpc-addr", &self.grpc_addr.to_string()])
             .args(["--otlp-http-addr", &self.otlp_http_addr.to_string()])
             .args(["--http-addr", &self.http_addr.to_string()])
+            .args(["--pg-addr", &self.pg_addr.to_string()])
             .args(&self.options.extra_args)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,spanlake=debug")
@@ -121,7 +124,8 @@ impl TestServer {
                 panic!("spanlake exited with {status} while starting:\n{}", self.log());
             }
             let answered = reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200);
-            if answered && [self.grpc_addr, self.otlp_http_addr].iter().all(|a| TcpStream::connect(a).is_ok()) {
+            let ports = [self.grpc_addr, self.otlp_http_addr, self.pg_addr];
+            if answered && ports.iter().all(|a| TcpStream::connect(a).is_ok()) {
                 return;
             }
             assert!(Instant::now() < deadline, "spanlake did not get ready:\n{}", self.log());
@@ -303,6 +307,11 @@ pub fn node() -> Option<PathBuf> {
 /// ChromeDriver, for the UI tests in headless Chromium (Debian's chromium-driver).
 pub fn chromedriver() -> Option<PathBuf> {
     tool("SPANLAKE_TEST_CHROMEDRIVER", "the UI tests need chromium and chromium-driver, which scripts/test.sh installs")
+}
+
+/// psql, the PostgreSQL client (Debian's postgresql-client).
+pub fn psql() -> Option<PathBuf> {
+    tool("SPANLAKE_TEST_PSQL", "the pgwire tests need psql, which scripts/test.sh installs")
 }
 
 /// The program `variable` names; outside CI a loud skip when it is missing.

@@ -16,6 +16,7 @@ mod operations;
 mod otlp_compare;
 mod otlp_python;
 mod otlp_rust;
+mod pgwire;
 mod query_api;
 mod sql;
 mod storage;

@@ -121,3 +121,63 @@ async fn only_reading_is_allowed() {
     let tables = server.sql("SHOW TABLES").await;
     assert!(tables["rows"].as_array().unwrap().iter().any(|r| r[2] == "spans"), "{tables}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_functions_answer_trace_questions() {
+    use crate::fixture::{SERVER, Span, now_ms, send, span_id, trace_id as tid};
+
+    let server = TestServer::start_with(ServerOptions::default().arg("--flush-interval", "100ms")).await;
+    // a [0,100]: b [10,40] with d [15,30], c [50,90]; e [60,120] outlives a.
+    let spans = [
+        Span::new(7, 1, "api", "a", SERVER).at(0, 100).attr("http.route", "/orders").resource("k8s.cluster.name", "eu"),
+        Span::new(7, 2, "api", "b", 1).child_of(1).at(10, 30).attr("cache", "miss"),
+        Span::new(7, 4, "db", "d", 3).child_of(2).at(15, 15),
+        Span::new(7, 3, "api", "c", 1).child_of(1).at(50, 40),
+        Span::new(7, 5, "worker", "e", 5).child_of(1).at(60, 60),
+    ];
+    send(&server, now_ms() - 60_000, &spans).await;
+    server.wait_until_flushed().await;
+    let trace = tid(7);
+
+    let tree = server
+        .sql(&format!("SELECT span_name, depth, descendants, critical_ns / 1000000 FROM trace_tree('{trace}')"))
+        .await;
+    assert_eq!(
+        tree["rows"],
+        json!([["a", 0, 4, 30], ["b", 1, 1, 15], ["d", 2, 0, 15], ["c", 1, 0, 40], ["e", 1, 0, null]])
+    );
+    let below_b = server.sql(&format!("SELECT span_name, depth FROM descendants('{trace}', '{}')", span_id(2))).await;
+    assert_eq!(below_b["rows"], json!([["b", 0], ["d", 1]]));
+    let path = server
+        .sql(&format!(
+            "SELECT count(*), sum(critical_ns) / 1000000, max(duration_ms(duration_ns)) FROM critical_path('{trace}')"
+        ))
+        .await;
+    assert_eq!(path["rows"], json!([[4, 100, 100.0]]), "the path adds up to the root's duration");
+    let missing = server.sql(&format!("SELECT count(*) FROM descendants('{trace}', 'ffffffffffffffff')")).await;
+    assert_eq!(missing["rows"], json!([[0]]));
+    let (status, body) = server.sql_response("SELECT * FROM trace_tree('xyz')").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("trace_tree"), "{body}");
+
+    // Ids as hex and back; attributes wherever they are stored.
+    let row = server
+        .sql(&format!(
+            "SELECT id_to_hex(span_id), attr('http.route'), span_attr('http.route'), resource_attr('http.route'),
+                    attr('k8s.cluster.name'), attr('service.name'), attr('cache'), to_json(span_attributes)
+             FROM spans WHERE span_id = id_from_hex('{}') OR parent_span_id = id_from_hex('{}') ORDER BY start_time",
+            span_id(1),
+            span_id(1)
+        ))
+        .await;
+    assert_eq!(row["rows"][0], json!([span_id(1), "/orders", "/orders", null, "eu", "api", null, "{}"]));
+    assert_eq!(row["rows"][1][6], "miss");
+    assert_eq!(row["rows"][1][7], r#"{"cache":"miss"}"#);
+    let (status, body) = server.sql_response("SELECT attr(span_name) FROM spans").await;
+    assert!(status == 400 && body["error"].as_str().unwrap().contains("literal key"), "{status} {body}");
+
+    // Per-trace summaries: the trace_index view.
+    let summary =
+        server.sql(&format!("SELECT span_count, duration_ns / 1000000 FROM trace_index WHERE trace_id = '{trace}'")).await;
+    assert_eq!(summary["rows"], json!([[5, 120]]));
+}

@@ -8,7 +8,8 @@
 //! - `/traces/{id}`: the waterfall (`?span=` opens a span), `/traces?id=` jumps there,
 //!   `/traces/view` shows a trace file without storing it;
 //! - `/dependencies`: the service graph; `/services` and `/services/{service}`: latency;
-//! - `/sql`: the SQL console, `/sql.csv` its CSV download.
+//! - `/sql`: the SQL console, `/sql.csv` its CSV download;
+//! - `/login`: with `--auth-token`, the token for a cookie ([`public_router`]).
 //!
 //! Everything from span data goes through Leptos' escaping.
 
@@ -26,6 +27,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use spanlake_query::QueryEngine;
+use spanlake_query::auth::AuthToken;
 
 pub fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()
@@ -44,8 +46,19 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/services/{service}", get(pages::service::service))
         .route("/sql", get(pages::sql::console).post(pages::sql::run))
         .route("/sql.csv", get(pages::sql::csv))
-        .route("/ui/style.css", get(stylesheet))
         .with_state(engine)
+}
+
+/// What a visitor without the token may see: the stylesheet and, when
+/// there is a token, the login page.
+pub fn public_router(token: Option<AuthToken>) -> Router {
+    let router = Router::new().route("/ui/style.css", get(stylesheet));
+    match token {
+        Some(token) => router.merge(
+            Router::new().route("/login", get(pages::login::form).post(pages::login::login)).with_state(token),
+        ),
+        None => router,
+    }
 }
 
 async fn stylesheet() -> impl IntoResponse {

@@ -2,6 +2,7 @@
 
 pub(crate) mod dependencies;
 pub(crate) mod home;
+pub(crate) mod login;
 pub(crate) mod search;
 pub(crate) mod service;
 pub(crate) mod sql;

@@ -1,10 +1,9 @@
-//! A trace as the waterfall shows it: spans flattened from OTLP, ordered as
-//! a tree (children by start time), with depths, and the critical path.
-
-use std::collections::{HashMap, HashSet};
+//! A trace as the waterfall shows it: spans flattened from OTLP, placed in
+//! their tree (`spanlake_query::tree`).
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span, status};
+use spanlake_query::tree::{self, Node};
 use spanlake_storage::attributes;
 
 /// One span, with what the page shows of it.
@@ -99,10 +98,25 @@ impl Waterfall {
         }
         let start_ns = flat.iter().map(|s| s.start_ns).min().unwrap_or(0);
         let end_ns = flat.iter().map(|s| s.end_ns).max().unwrap_or(0);
-        let spans = tree_order(flat);
-        let mut waterfall = Self { spans, start_ns, end_ns };
-        waterfall.mark_critical_path();
-        waterfall
+        let nodes: Vec<Node<'_>> = flat
+            .iter()
+            .map(|s| Node {
+                id: s.id.as_bytes(),
+                parent: s.parent.as_deref().unwrap_or_default().as_bytes(),
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+            })
+            .collect();
+        let spans = tree::layout(&nodes)
+            .into_iter()
+            .map(|p| SpanRow {
+                depth: p.depth,
+                descendants: p.descendants,
+                critical: p.critical_ns.is_some(),
+                ..flat[p.index].clone()
+            })
+            .collect();
+        Self { spans, start_ns, end_ns }
     }
 
     pub(crate) fn duration_ns(&self) -> i64 {
@@ -112,73 +126,6 @@ impl Waterfall {
     pub(crate) fn depth(&self) -> usize {
         self.spans.iter().map(|s| s.depth + 1).max().unwrap_or(0)
     }
-
-    /// Children indexes per span index, in tree order.
-    fn children(&self) -> Vec<Vec<usize>> {
-        let index: HashMap<&str, usize> = self.spans.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        let mut children = vec![Vec::new(); self.spans.len()];
-        for (i, s) in self.spans.iter().enumerate() {
-            if let Some(p) = s.parent.as_deref().and_then(|p| index.get(p)) {
-                children[*p].push(i);
-            }
-        }
-        children
-    }
-
-    /// The critical path: from each root, the chain of spans that decides
-    /// when its parent ends: the child that ends last, then the child that
-    /// ends last before that one started, and so on, recursively.
-    fn mark_critical_path(&mut self) {
-        let children = self.children();
-        let roots: Vec<usize> = (0..self.spans.len()).filter(|&i| self.spans[i].depth == 0).collect();
-        let Some(&root) = roots.iter().max_by_key(|&&i| self.spans[i].end_ns - self.spans[i].start_ns) else { return };
-        let mut stack = vec![root];
-        while let Some(i) = stack.pop() {
-            self.spans[i].critical = true;
-            let mut until = self.spans[i].end_ns;
-            let mut kids = children[i].clone();
-            kids.sort_by_key(|&c| std::cmp::Reverse(self.spans[c].end_ns));
-            for c in kids {
-                if self.spans[c].end_ns <= until {
-                    stack.push(c);
-                    until = self.spans[c].start_ns;
-                }
-            }
-        }
-    }
-}
-
-/// Spans in depth-first order, siblings by start; spans whose parent is
-/// not in the trace are roots. Depths and descendant counts filled in.
-fn tree_order(mut flat: Vec<SpanRow>) -> Vec<SpanRow> {
-    flat.sort_by(|a, b| (a.start_ns, &a.id).cmp(&(b.start_ns, &b.id)));
-    let ids: HashSet<String> = flat.iter().map(|s| s.id.clone()).collect();
-    let mut children: HashMap<Option<String>, Vec<usize>> = HashMap::new();
-    for (i, s) in flat.iter().enumerate() {
-        let parent = s.parent.clone().filter(|p| ids.contains(p) && *p != s.id);
-        children.entry(parent).or_default().push(i);
-    }
-    let mut order = Vec::with_capacity(flat.len());
-    let mut seen = vec![false; flat.len()];
-    let mut stack: Vec<(usize, usize)> = children.get(&None).into_iter().flatten().rev().map(|&i| (i, 0)).collect();
-    while let Some((i, depth)) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue;
-        }
-        order.push((i, depth));
-        if let Some(kids) = children.get(&Some(flat[i].id.clone())) {
-            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
-        }
-    }
-    // A cycle of parents leaves spans unreached: show them as roots.
-    order.extend((0..flat.len()).filter(|&i| !seen[i]).map(|i| (i, 0)));
-    let mut rows: Vec<SpanRow> = order.iter().map(|&(i, depth)| SpanRow { depth, ..flat[i].clone() }).collect();
-    // Descendants: the rows after a span that are deeper than it.
-    for i in (0..rows.len()).rev() {
-        let depth = rows[i].depth;
-        rows[i].descendants = rows[i + 1..].iter().take_while(|r| r.depth > depth).count();
-    }
-    rows
 }
 
 fn kind_name(kind: span::SpanKind) -> &'static str {
