@@ -19,10 +19,10 @@ import urllib.error
 import urllib.request
 
 BINARY = sys.argv[1]
-RATE = sys.argv[2] if len(sys.argv) > 2 else "50000"
+RATE = sys.argv[2] if len(sys.argv) > 2 else "20000"
 SECONDS = sys.argv[3] if len(sys.argv) > 3 else "30"
 QUERIERS = 4
-GRPC, OTLP_HTTP, API, PG = "127.0.0.1:34317", "127.0.0.1:34318", "127.0.0.1:39411", "127.0.0.1:35433"
+GRPC, OTLP_HTTP, API = "127.0.0.1:34317", "127.0.0.1:34318", "127.0.0.1:39411"
 HEAVY = [
     "SELECT max(a.duration_ns + b.duration_ns) FROM spans a, spans b",
     "SELECT service_name, span_name, approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) FROM spans GROUP BY 1, 2",
@@ -54,7 +54,7 @@ def query_storm(stop, outcomes):
 with tempfile.TemporaryDirectory() as data:
     server = subprocess.Popen(
         [BINARY, "serve", "--data-dir", data, "--otlp-grpc-addr", GRPC, "--otlp-http-addr", OTLP_HTTP,
-         "--http-addr", API, "--pg-addr", PG, "--query-timeout", "10s"],
+         "--http-addr", API, "--query-timeout", "10s"],
         stderr=subprocess.DEVNULL,
     )
     try:

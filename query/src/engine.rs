@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 use futures::StreamExt;
 
 use datafusion::catalog::view::ViewTable;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -111,8 +112,7 @@ impl QueryEngine {
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
         let runtime = RuntimeEnvBuilder::new().build_arc()?;
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
-        let queries = QueryRuntime::new(limits.concurrency)
-            .map_err(|e| QueryError::Render(format!("cannot start the query threads: {e}")))?;
+        let queries = QueryRuntime::new(limits.concurrency).map_err(DataFusionError::IoError)?;
         Ok(Self {
             storage,
             runtime,

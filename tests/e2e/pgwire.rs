@@ -107,6 +107,10 @@ async fn psql_queries_describes_and_gets_clear_errors() {
     ] {
         assert!(described.lines().any(|l| l.starts_with(column)), "\\d spans lacks {column}:\n{described}");
     }
+    let described = query(&server, r"\d trace_index").await;
+    for column in ["trace_id|text", "duration_ns|bigint", "span_count|bigint", "error_count|bigint", "services|text"] {
+        assert!(described.lines().any(|l| l.starts_with(column)), "\\d trace_index lacks {column}:\n{described}");
+    }
     let tables = query(&server, r"\dt").await;
     for table in ["spans", "trace_fragments"] {
         assert!(tables.lines().any(|l| l.split('|').nth(1) == Some(table)), "\\dt lacks {table}:\n{tables}");

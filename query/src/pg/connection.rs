@@ -3,7 +3,7 @@
 //! so that `SET` and `TimeZone` stay with the connection that sent them.
 
 use std::fmt::Debug;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use arrow::datatypes::DataType;
@@ -182,6 +182,7 @@ impl Statements {
     }
 
     fn parser(&self) -> PgWireResult<Arc<Parser>> {
+        // Statements exist only after `parse_sql`, which makes the session.
         let session = self.session.get().ok_or_else(|| error(QueryError::Render("no session yet".into())))?;
         Ok(session.service.query_parser())
     }
@@ -189,16 +190,11 @@ impl Statements {
 
 /// `pg_catalog`, describing tables with the types clients receive.
 fn add_pg_catalog(ctx: &SessionContext) -> Result<(), Box<datafusion::error::DataFusionError>> {
-    static TABLES: OnceLock<Arc<PgCatalogStaticTables>> = OnceLock::new();
     const CATALOG: &str = "datafusion";
+    // The library's functions and tables, then its pg_catalog schema again
+    // over the wire types.
     setup_pg_catalog(ctx, CATALOG, EmptyContextProvider)?;
-    let tables = match TABLES.get() {
-        Some(tables) => Arc::clone(tables),
-        None => {
-            let tables = Arc::new(PgCatalogStaticTables::try_new()?);
-            Arc::clone(TABLES.get_or_init(|| tables))
-        }
-    };
+    let tables = Arc::new(PgCatalogStaticTables::try_new()?);
     let pg_catalog =
         PgCatalogSchemaProvider::try_new(WireCatalog(ctx.state().catalog_list().clone()), tables, EmptyContextProvider)?;
     if let Some(catalog) = ctx.catalog(CATALOG) {

@@ -8,7 +8,9 @@
 //! - Maps, structs and lists of them (attributes, events, links) are JSON
 //!   text: Postgres has no map type, and JSON is what drivers and Grafana
 //!   can unpack.
-//! - Dictionary-encoded text is plain text. The rest maps as arrow-pg does.
+//! - Dictionary-encoded text is plain text, and unsigned 64-bit counts are
+//!   `int8`, as Postgres types a `count(*)` (arrow-pg would say `numeric`).
+//!   The rest maps as arrow-pg does.
 //!
 //! The same mapping serves results and the catalog, so `\d spans` shows
 //! the types a `SELECT` returns.
@@ -44,6 +46,7 @@ fn conversion(data_type: &DataType) -> Option<Conversion> {
         }
         DataType::Dictionary(_, value) => Some(conversion(value).unwrap_or(Conversion::Cast(value.as_ref().clone()))),
         DataType::Utf8View => Some(Conversion::Cast(DataType::Utf8)),
+        DataType::UInt64 => Some(Conversion::Cast(DataType::Int64)),
         _ => None,
     }
 }
