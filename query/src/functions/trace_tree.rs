@@ -59,10 +59,11 @@ impl Shape {
 impl TableFunctionImpl for Shape {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let name = self.name();
-        let (trace_id, span_id) = match (self, args.exprs()) {
-            (Self::Descendants, [trace, span]) => (id_argument(name, trace, 16)?, Some(id_argument(name, span, 8)?)),
+        let (trace_id, cut) = match (self, args.exprs()) {
+            (Self::Descendants, [trace, span]) => (id_argument(name, trace, 16)?, Cut::Below(id_argument(name, span, 8)?)),
             (Self::Descendants, _) => return plan_err!("{name} takes a trace id and a span id"),
-            (_, [trace]) => (id_argument(name, trace, 16)?, None),
+            (Self::Tree, [trace]) => (id_argument(name, trace, 16)?, Cut::Whole),
+            (Self::CriticalPath, [trace]) => (id_argument(name, trace, 16)?, Cut::CriticalPath),
             _ => return plan_err!("{name} takes a trace id"),
         };
         let spans = FileKind::Spans.schema();
@@ -70,7 +71,7 @@ impl TableFunctionImpl for Shape {
         fields.push(Field::new(DEPTH, DataType::UInt32, false));
         fields.push(Field::new(DESCENDANTS, DataType::UInt32, false));
         fields.push(Field::new(CRITICAL_NS, DataType::Int64, true));
-        Ok(Arc::new(TreeTable { shape: *self, trace_id, span_id, schema: Arc::new(Schema::new(fields)) }))
+        Ok(Arc::new(TreeTable { name, trace_id, cut, schema: Arc::new(Schema::new(fields)) }))
     }
 }
 
@@ -86,11 +87,20 @@ fn id_argument(function: &str, expr: &Expr, width: usize) -> Result<Vec<u8>> {
     bytes.or_else(|e| plan_err!("{function}: {e}"))
 }
 
+/// Which of the trace's spans a table function returns.
+#[derive(Debug)]
+enum Cut {
+    Whole,
+    /// A span and everything below it.
+    Below(Vec<u8>),
+    CriticalPath,
+}
+
 #[derive(Debug)]
 struct TreeTable {
-    shape: Shape,
+    name: &'static str,
     trace_id: Vec<u8>,
-    span_id: Option<Vec<u8>>,
+    cut: Cut,
     schema: SchemaRef,
 }
 
@@ -112,7 +122,7 @@ impl TableProvider for TreeTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-            return exec_err!("{} needs a spanlake session", self.shape.name());
+            return exec_err!("{} needs a spanlake session", self.name);
         };
         let ctx = SessionContext::new_with_state(state.clone());
         let lookup = TraceLookup::new(&self.trace_id);
@@ -129,7 +139,7 @@ impl TableProvider for TreeTable {
 }
 
 impl TreeTable {
-    /// The trace's spans placed in the tree, cut to the shape asked for.
+    /// The trace's spans placed in the tree, cut as asked.
     fn rows(&self, spans: &RecordBatch) -> Result<RecordBatch> {
         let column = |name: &str| spans.column_by_name(name).map(Arc::clone);
         let (Some(span_ids), Some(parents), Some(starts), Some(durations)) = (
@@ -152,16 +162,15 @@ impl TreeTable {
             })
             .collect();
         let placed = tree::layout(&nodes);
-        let chosen: Vec<&tree::Placed> = match (self.shape, &self.span_id) {
-            (Shape::Tree, _) => placed.iter().collect(),
-            (Shape::CriticalPath, _) => placed.iter().filter(|p| p.critical_ns.is_some()).collect(),
-            (Shape::Descendants, Some(id)) => match placed.iter().position(|p| nodes[p.index].id == id.as_slice()) {
+        let chosen: Vec<&tree::Placed> = match &self.cut {
+            Cut::Whole => placed.iter().collect(),
+            Cut::CriticalPath => placed.iter().filter(|p| p.critical_ns.is_some()).collect(),
+            Cut::Below(id) => match placed.iter().position(|p| nodes[p.index].id == id.as_slice()) {
                 Some(row) => placed[row..=row + placed[row].descendants].iter().collect(),
                 None => Vec::new(),
             },
-            (Shape::Descendants, None) => unreachable!("descendants always has a span id"),
         };
-        let base_depth = chosen.first().filter(|_| matches!(self.shape, Shape::Descendants)).map_or(0, |p| p.depth);
+        let base_depth = chosen.first().filter(|_| matches!(self.cut, Cut::Below(_))).map_or(0, |p| p.depth);
         let indices = UInt32Array::from_iter_values(chosen.iter().map(|p| p.index as u32));
         let taken = take_record_batch(spans, &indices)?;
         let mut columns: Vec<ArrayRef> = taken.columns().to_vec();
