@@ -237,9 +237,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => reads,
     };
     ops.ready(
-        reads
-            .merge(spanlake_ui::public_router(token.clone()))
-            .merge(spanlake_collector::zipkin_router(ingest.clone())),
+        reads.merge(spanlake_ui::public_router(token.clone())).merge(spanlake_collector::zipkin_router(ingest.clone())),
     );
     let pg = tokio::spawn(spanlake_query::pg::serve(
         pg_listener,

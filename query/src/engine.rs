@@ -83,12 +83,7 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self {
-            memory_bytes: 1024 * 1024 * 1024,
-            concurrency: 4,
-            timeout: Duration::from_secs(60),
-            max_rows: 1_000_000,
-        }
+        Self { memory_bytes: 1024 * 1024 * 1024, concurrency: 4, timeout: Duration::from_secs(60), max_rows: 1_000_000 }
     }
 }
 
@@ -170,9 +165,8 @@ impl QueryEngine {
         let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(IdLiterals), Arc::new(Attributes)];
         rules.extend(Analyzer::new().rules);
         // Each session has a memory pool of its own: the limit is per query.
-        let runtime = RuntimeEnvBuilder::from_runtime_env(&self.runtime)
-            .with_memory_limit(self.memory_bytes, 1.0)
-            .build_arc()?;
+        let runtime =
+            RuntimeEnvBuilder::from_runtime_env(&self.runtime).with_memory_limit(self.memory_bytes, 1.0).build_arc()?;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)

@@ -325,9 +325,25 @@ impl Query {
     }
 }
 
+/// Percent-encodes everything but unreserved characters, for a value in a
+/// URL's path or query.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_characters() {
+        assert_eq!(percent_encode("a b/é~x"), "a%20b%2F%C3%A9~x");
+    }
 
     #[test]
     fn durations_take_units_and_bare_numbers() {

@@ -77,7 +77,9 @@ async fn psql_queries_describes_and_gets_clear_errors() {
     assert_eq!(query(&server, "SELECT count(*) FROM spans").await.trim(), spans.to_string());
     let rows = query(
         &server,
-        &format!("SELECT span_name, trace_id, span_id, duration_ns FROM spans WHERE trace_id = '{trace}' ORDER BY span_name"),
+        &format!(
+            "SELECT span_name, trace_id, span_id, duration_ns FROM spans WHERE trace_id = '{trace}' ORDER BY span_name"
+        ),
     )
     .await;
     let lines: Vec<&str> = rows.lines().collect();
@@ -195,12 +197,13 @@ async fn the_token_guards_the_api_the_ui_and_pgwire_but_not_the_receivers() {
     // A browser is sent to the login page, and gets a cookie for the token.
     let page = http.get(server.api_url("/search?service=api")).header("accept", "text/html").send().await.unwrap();
     assert_eq!(page.status(), 303);
-    assert_eq!(page.headers()["location"], "/login?next=/search%3Fservice%3Dapi");
+    assert_eq!(page.headers()["location"], "/login?next=%2Fsearch%3Fservice%3Dapi");
     let login = http.get(server.api_url("/login")).send().await.unwrap();
     assert_eq!(login.status(), 200);
     let wrong = http.post(server.api_url("/login")).form(&[("token", "nope"), ("next", "/search")]).send().await;
     assert_eq!(wrong.unwrap().status(), 401);
-    let right = http.post(server.api_url("/login")).form(&[("token", token), ("next", "/search")]).send().await.unwrap();
+    let right =
+        http.post(server.api_url("/login")).form(&[("token", token), ("next", "/search")]).send().await.unwrap();
     assert_eq!(right.status(), 303);
     assert_eq!(right.headers()["location"], "/search");
     let cookie = right.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
@@ -248,7 +251,11 @@ const ATTACKS: &[(&str, &str, &str)] = &[
     ("SET datafusion.execution.target_partitions = 1000", "cannot be changed", "read-only"),
     ("INSERT INTO spans SELECT * FROM spans", "read-only", "read-only"),
     // count(*) alone would be answered from row counts
-    ("SELECT max(a.duration_ns + e.duration_ns) FROM spans a, spans b, spans c, spans d, spans e", "--query-timeout", "--query-timeout"),
+    (
+        "SELECT max(a.duration_ns + e.duration_ns) FROM spans a, spans b, spans c, spans d, spans e",
+        "--query-timeout",
+        "--query-timeout",
+    ),
     ("SELECT * FROM spans a, spans b", "--query-max-rows", "--query-max-rows"),
     (
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",

@@ -177,7 +177,8 @@ async fn trace_functions_answer_trace_questions() {
     assert!(status == 400 && body["error"].as_str().unwrap().contains("literal key"), "{status} {body}");
 
     // Per-trace summaries: the trace_index view.
-    let summary =
-        server.sql(&format!("SELECT span_count, duration_ns / 1000000 FROM trace_index WHERE trace_id = '{trace}'")).await;
+    let summary = server
+        .sql(&format!("SELECT span_count, duration_ns / 1000000 FROM trace_index WHERE trace_id = '{trace}'"))
+        .await;
     assert_eq!(summary["rows"], json!([[5, 120]]));
 }

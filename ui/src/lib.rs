@@ -54,9 +54,8 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
 pub fn public_router(token: Option<AuthToken>) -> Router {
     let router = Router::new().route("/ui/style.css", get(stylesheet));
     match token {
-        Some(token) => router.merge(
-            Router::new().route("/login", get(pages::login::form).post(pages::login::login)).with_state(token),
-        ),
+        Some(token) => router
+            .merge(Router::new().route("/login", get(pages::login::form).post(pages::login::login)).with_state(token)),
         None => router,
     }
 }

@@ -25,11 +25,8 @@ use datafusion::optimizer::AnalyzerRule;
 use spanlake_storage::schema::{self, DEDICATED, Level};
 
 /// The functions and the levels they search, in order.
-const SCOPES: [(&str, &[Level]); 3] = [
-    ("attr", &[Level::Span, Level::Resource]),
-    ("span_attr", &[Level::Span]),
-    ("resource_attr", &[Level::Resource]),
-];
+const SCOPES: [(&str, &[Level]); 3] =
+    [("attr", &[Level::Span, Level::Resource]), ("span_attr", &[Level::Span]), ("resource_attr", &[Level::Resource])];
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
     SCOPES

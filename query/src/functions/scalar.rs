@@ -78,11 +78,8 @@ fn duration_ms(nanos: &ArrayRef) -> Result<ArrayRef> {
 
 fn to_json(values: &ArrayRef) -> Result<ArrayRef> {
     let cells = render::column_cells(values)?;
-    let text: StringArray = cells
-        .iter()
-        .enumerate()
-        .map(|(row, cell)| (!values.is_null(row)).then(|| cell.to_string()))
-        .collect();
+    let text: StringArray =
+        cells.iter().enumerate().map(|(row, cell)| (!values.is_null(row)).then(|| cell.to_string())).collect();
     Ok(Arc::new(text))
 }
 
@@ -94,8 +91,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip_through_hex() {
-        let ids: ArrayRef =
-            Arc::new(FixedSizeBinaryArray::try_from_iter([[0x0a_u8, 0xf7, 0, 1]].into_iter()).unwrap());
+        let ids: ArrayRef = Arc::new(FixedSizeBinaryArray::try_from_iter([[0x0a_u8, 0xf7, 0, 1]].into_iter()).unwrap());
         let hex = id_to_hex(&ids).unwrap();
         assert_eq!(hex.as_string::<i32>().value(0), "0af70001");
         let back = id_from_hex(&hex).unwrap();

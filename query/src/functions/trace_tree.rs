@@ -60,7 +60,9 @@ impl TableFunctionImpl for Shape {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let name = self.name();
         let (trace_id, cut) = match (self, args.exprs()) {
-            (Self::Descendants, [trace, span]) => (id_argument(name, trace, 16)?, Cut::Below(id_argument(name, span, 8)?)),
+            (Self::Descendants, [trace, span]) => {
+                (id_argument(name, trace, 16)?, Cut::Below(id_argument(name, span, 8)?))
+            }
             (Self::Descendants, _) => return plan_err!("{name} takes a trace id and a span id"),
             (Self::Tree, [trace]) => (id_argument(name, trace, 16)?, Cut::Whole),
             (Self::CriticalPath, [trace]) => (id_argument(name, trace, 16)?, Cut::CriticalPath),

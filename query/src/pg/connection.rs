@@ -5,8 +5,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use arrow::datatypes::DataType;
+use async_trait::async_trait;
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
@@ -113,10 +113,13 @@ impl StartupHandler for Startup {
         match &self.token {
             None => Trust(Arc::clone(&self.connections)).on_startup(client, message).await,
             Some(token) => {
-                CleartextPasswordAuthStartupHandler::new(Token(Arc::clone(token)), DefaultServerParameterProvider::default())
-                    .with_connection_manager(Arc::clone(&self.connections))
-                    .on_startup(client, message)
-                    .await
+                CleartextPasswordAuthStartupHandler::new(
+                    Token(Arc::clone(token)),
+                    DefaultServerParameterProvider::default(),
+                )
+                .with_connection_manager(Arc::clone(&self.connections))
+                .on_startup(client, message)
+                .await
             }
         }
     }
@@ -195,8 +198,11 @@ fn add_pg_catalog(ctx: &SessionContext) -> Result<(), Box<datafusion::error::Dat
     // over the wire types.
     setup_pg_catalog(ctx, CATALOG, EmptyContextProvider)?;
     let tables = Arc::new(PgCatalogStaticTables::try_new()?);
-    let pg_catalog =
-        PgCatalogSchemaProvider::try_new(WireCatalog(ctx.state().catalog_list().clone()), tables, EmptyContextProvider)?;
+    let pg_catalog = PgCatalogSchemaProvider::try_new(
+        WireCatalog(ctx.state().catalog_list().clone()),
+        tables,
+        EmptyContextProvider,
+    )?;
     if let Some(catalog) = ctx.catalog(CATALOG) {
         catalog.register_schema("pg_catalog", Arc::new(pg_catalog))?;
     }

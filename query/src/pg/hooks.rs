@@ -24,16 +24,16 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion::sql::sqlparser::parser::ParserError;
-use datafusion_postgres::pgwire::api::{ClientInfo, ErrorHandler};
 use datafusion_postgres::pgwire::api::portal::Format;
 use datafusion_postgres::pgwire::api::results::{QueryResponse, Response, Tag};
 use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{ClientInfo, ErrorHandler};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 
@@ -190,7 +190,9 @@ pub(super) async fn run(
     .map_err(error)?;
     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields = Arc::new(arrow_schema_to_pg_fields(&result.schema, format, Some(options))?);
-    let rows: Vec<_> = result.batches.into_iter().flat_map(|batch| encode_recordbatch(Arc::clone(&fields), batch)).collect();
+    // Rows are encoded as pgwire sends them, not all up front.
+    let encoder = Arc::clone(&fields);
+    let rows = result.batches.into_iter().flat_map(move |batch| encode_recordbatch(Arc::clone(&encoder), batch));
     Ok(Response::Query(QueryResponse::new(fields, futures::stream::iter(rows))))
 }
 
@@ -208,19 +210,23 @@ pub(super) fn error(e: QueryError) -> PgWireError {
 
 fn sqlstate(e: &QueryError) -> &'static str {
     match e {
-        QueryError::Refused(_) => "25006",                   // read_only_sql_transaction
-        QueryError::BadRequest(_) => "22023",                // invalid_parameter_value
-        QueryError::NotFound(_) => "42704",                  // undefined_object
+        QueryError::Refused(_) => "25006",    // read_only_sql_transaction
+        QueryError::BadRequest(_) => "22023", // invalid_parameter_value
+        QueryError::NotFound(_) => "42704",   // undefined_object
         QueryError::Timeout(_) | QueryError::Cancelled(_) => "57014", // query_canceled
-        QueryError::TooManyRows(_) => "54000",               // program_limit_exceeded
-        QueryError::DataFusion(e) => match e.find_root() {
-            DataFusionError::ResourcesExhausted(_) => "53200", // out_of_memory
-            DataFusionError::SQL(..) => "42601",               // syntax_error
-            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => "42000", // syntax_error_or_access_rule_violation
-            DataFusionError::NotImplemented(_) => "0A000",     // feature_not_supported
-            _ => "XX000",                                      // internal_error
-        },
+        QueryError::TooManyRows(_) => "54000", // program_limit_exceeded
+        QueryError::DataFusion(e) => datafusion_sqlstate(e),
         QueryError::Otlp(_) | QueryError::Render(_) => "XX000",
+    }
+}
+
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => "53200", // out_of_memory
+        DataFusionError::SQL(..) => "42601",               // syntax_error
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => "42000", // syntax_error_or_access_rule_violation
+        DataFusionError::NotImplemented(_) => "0A000",     // feature_not_supported
+        _ => "XX000",                                      // internal_error
     }
 }
 
@@ -232,17 +238,10 @@ pub(super) struct Errors;
 impl ErrorHandler for Errors {
     fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
         let PgWireError::ApiError(inner) = error else { return };
-        let code = if inner.is::<ParserError>() {
-            "42601"
-        } else if let Some(e) = inner.downcast_ref::<DataFusionError>() {
-            match e.find_root() {
-                DataFusionError::SQL(..) => "42601",
-                DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => "42000",
-                DataFusionError::NotImplemented(_) => "0A000",
-                _ => return,
-            }
-        } else {
-            return;
+        let code = match inner.downcast_ref::<DataFusionError>() {
+            Some(e) => datafusion_sqlstate(e),
+            None if inner.is::<ParserError>() => "42601",
+            None => return,
         };
         *error = PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), inner.to_string())));
     }

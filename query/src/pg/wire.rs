@@ -107,7 +107,12 @@ impl CatalogInfo for WireCatalog {
         CatalogInfo::table_names(&self.0, catalog, schema).await
     }
 
-    async fn table_schema(&self, catalog: &str, schema: &str, table: &str) -> Result<Option<SchemaRef>, DataFusionError> {
+    async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<SchemaRef>, DataFusionError> {
         Ok(CatalogInfo::table_schema(&self.0, catalog, schema, table).await?.map(|s| wire_schema(&s)))
     }
 
