@@ -80,4 +80,7 @@ else
   echo "!!! could not install postgresql-client: the psql tests will skip (and fail under CI=true)" >&2
 fi
 
+# The test build must reuse the binary's dependencies, not build them again.
+scripts/check-features.sh
+
 cargo test --workspace "$@"

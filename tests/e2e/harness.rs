@@ -1,6 +1,7 @@
 //! The one harness: starts the real `spanlake` binary on free ports with a
 //! temporary data directory, and talks to it like a user would.
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -297,6 +298,29 @@ impl Drop for TestServer {
 /// Outside CI a missing venv skips the test loudly; under `CI=true` it fails.
 pub fn python() -> Option<PathBuf> {
     tool("SPANLAKE_TEST_PYTHON", "the Python OpenTelemetry SDK tests need the venv that scripts/test.sh makes")
+}
+
+/// Checks each `{"name", "schema", "instance"}` with python-jsonschema, the
+/// reference JSON Schema validator (in the test venv); the errors, a line
+/// each, if any instance does not match its schema.
+pub fn validate_json(checks: Vec<Value>) -> Result<(), String> {
+    let Some(python) = python() else { return Ok(()) };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/validate_json.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the JSON Schema validator");
+    let input = serde_json::to_vec(&checks).unwrap();
+    child.stdin.take().unwrap().write_all(&input).expect("send the checks");
+    let output = child.wait_with_output().expect("run the JSON Schema validator");
+    match output.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(String::from_utf8_lossy(&output.stdout).into_owned()),
+        _ => panic!("the JSON Schema validator failed: {}", String::from_utf8_lossy(&output.stderr)),
+    }
 }
 
 /// Node.js, with tests/node's packages installed by scripts/test.sh.

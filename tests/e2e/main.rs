@@ -22,4 +22,5 @@ mod sql;
 mod storage;
 mod tenancy;
 mod ui;
+mod webdriver;
 mod zipkin;

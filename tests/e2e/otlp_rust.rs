@@ -1,9 +1,10 @@
 //! The Rust OpenTelemetry SDK exports through its real OTLP exporters (gRPC,
 //! HTTP protobuf, HTTP JSON). What the SDK handed its exporter is captured
-//! beside it (an in-memory exporter on the same provider, encoded with the
+//! beside it (a capturing exporter on the same provider, encoded with the
 //! exporter's own OTLP transform) and must come back from the trace API
 //! field for field.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::trace::{
@@ -17,7 +18,8 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 
 use crate::harness::TestServer;
 use crate::otlp_compare::{assert_same_spans, trace_ids};
@@ -51,11 +53,24 @@ fn exporter(transport: Transport, server: &TestServer) -> opentelemetry_otlp::Sp
     result.expect("build the OTLP exporter")
 }
 
+/// Keeps what the SDK hands its exporters. (The SDK's own in-memory exporter
+/// needs its `testing` feature, which would change the features of
+/// opentelemetry-proto between the binary's build and the tests'.)
+#[derive(Debug, Clone, Default)]
+struct Capture(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for Capture {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
 /// Emits a small checkout trace with attributes of every value type the
 /// Rust API has, events, links (one to another trace), errors and every
 /// span kind; returns what the SDK exported, as OTLP.
 fn emit_trace(transport: Transport, server: &TestServer) -> Vec<ResourceSpans> {
-    let memory = InMemorySpanExporter::default();
+    let capture = Capture::default();
     let resource = Resource::builder()
         .with_service_name(format!("rust-sdk-{transport:?}"))
         .with_attributes([
@@ -66,7 +81,7 @@ fn emit_trace(transport: Transport, server: &TestServer) -> Vec<ResourceSpans> {
         .build();
     let provider = SdkTracerProvider::builder()
         .with_resource(resource.clone())
-        .with_simple_exporter(memory.clone())
+        .with_simple_exporter(capture.clone())
         .with_batch_exporter(exporter(transport, server))
         .build();
     let tracer = provider.tracer_with_scope(
@@ -153,9 +168,8 @@ fn emit_trace(transport: Transport, server: &TestServer) -> Vec<ResourceSpans> {
 
     root_cx.span().end();
     provider.force_flush().expect("flush the exporters");
-    // Read before shutdown: shutting down clears the in-memory exporter.
-    let spans = memory.get_finished_spans().expect("captured spans");
     provider.shutdown().expect("shut the provider down");
+    let spans = std::mem::take(&mut *capture.0.lock().unwrap());
     group_spans_by_resource_and_scope(spans, &ResourceAttributesWithSchema::from(&resource))
 }
 

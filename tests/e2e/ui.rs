@@ -1,6 +1,6 @@
 //! The web UI in a real headless Chromium (Debian's chromium and
-//! chromium-driver, which scripts/test.sh installs), driven over WebDriver
-//! with fantoccini: the first-run page, then demo traffic sent through the
+//! chromium-driver, which scripts/test.sh installs), driven over WebDriver:
+//! the first-run page, then demo traffic sent through the
 //! OTLP receiver and every page used as a person would, and span data that
 //! tries to run script. Screenshots go to the folder the test prints.
 
@@ -8,17 +8,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::fixture::{SERVER, Span, now_ms, send};
 use crate::harness::{TestServer, chromedriver, free_port, run_cli};
+use crate::webdriver::WebDriver;
 
 const XSS_NAME: &str = "<script>window.pwned = 1</script>";
 const XSS_KEY: &str = "<img src=x onerror=\"window.pwned = 2\">";
 
 struct Browser {
-    client: Client,
+    client: WebDriver,
     driver: Child,
     shots: PathBuf,
 }
@@ -37,15 +37,9 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800"]
             }
         });
-        let capabilities = capabilities.as_object().unwrap().clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(capabilities.clone())
-                .connect(&format!("http://127.0.0.1:{port}"))
-                .await
-            {
+            match WebDriver::connect(&format!("http://127.0.0.1:{port}"), capabilities.clone()).await {
                 Ok(client) => break client,
                 Err(error) => {
                     assert!(Instant::now() < deadline, "chromedriver did not come up: {error}");
@@ -64,15 +58,15 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+        self.client.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
     }
 
     async fn count(&self, css: &str) -> usize {
-        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+        self.client.find_all(css).await.unwrap().len()
     }
 
     async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        self.client.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
     }
 
     /// Clicks `css` and waits for the next page to load and show `then`.
@@ -82,7 +76,7 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let new_page = self.client.execute("return window.spanlakeOldPage === undefined", vec![]).await;
-            if new_page.is_ok_and(|v| v == json!(true)) && self.client.find(Locator::Css(then)).await.is_ok() {
+            if new_page.is_ok_and(|v| v == json!(true)) && self.client.find(then).await.is_ok() {
                 return;
             }
             assert!(Instant::now() < deadline, "clicking {css} did not lead to a page with {then}");
@@ -191,7 +185,7 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
 
     // SQL: run a query and read the answer.
     browser.open(&ui("/sql")).await;
-    let textarea = browser.client.find(Locator::Css("textarea[name=sql]")).await.unwrap();
+    let textarea = browser.client.find("textarea[name=sql]").await.unwrap();
     textarea.clear().await.unwrap();
     textarea.send_keys("SELECT count(*) AS n FROM spans").await.unwrap();
     browser.follow("main form button[type=submit]", ".sql-result").await;
@@ -199,7 +193,7 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
     let cell = browser.text(".sql-result td").await;
     assert_eq!(cell, expected.to_string());
     browser.open(&ui("/sql")).await;
-    let textarea = browser.client.find(Locator::Css("textarea[name=sql]")).await.unwrap();
+    let textarea = browser.client.find("textarea[name=sql]").await.unwrap();
     textarea.clear().await.unwrap();
     textarea.send_keys("DROP TABLE spans").await.unwrap();
     browser.follow("main form button[type=submit]", ".sql-error").await;
