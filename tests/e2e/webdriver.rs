@@ -12,7 +12,7 @@ use reqwest::{Method, Url};
 use serde_json::{Value, json};
 
 /// The key of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52f-4ae7ee2b7d3e";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 #[derive(Debug)]
 pub struct WebDriver {
