@@ -1,8 +1,8 @@
 //! The web UI in a real headless Chromium (Debian's chromium and
 //! chromium-driver, which scripts/test.sh installs), driven over WebDriver:
-//! the first-run page, then demo traffic sent through the
-//! OTLP receiver and every page used as a person would, and span data that
-//! tries to run script. Screenshots go to the folder the test prints.
+//! the first-run page, then demo traffic sent through the OTLP receiver and
+//! every page used as a person would, and span data that tries to run
+//! script. Screenshots go to the folder the test prints.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
