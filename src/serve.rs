@@ -96,7 +96,8 @@ pub(crate) struct StorageArgs {
     /// How often hours are checked for compaction, retention and deletion.
     #[arg(long, env = "SPANLAKE_COMPACTION_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) compaction_interval: Duration,
-    /// Flushed files an hour still being written collects before it is compacted.
+    /// Files of one compaction level that an hour still being written
+    /// collects before they are merged into one of the next level.
     #[arg(long, env = "SPANLAKE_COMPACTION_MIN_FILES", default_value_t = CompactionConfig::default().min_files)]
     pub(crate) compaction_min_files: usize,
     /// Size of compacted files, in bytes.

@@ -116,6 +116,7 @@ mod tests {
             services: services.iter().map(|s| s.to_string()).collect(),
             schema_version: 1,
             level: 0,
+            trace_index: None,
         }
     }
 

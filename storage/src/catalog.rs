@@ -57,8 +57,14 @@ pub struct DataFile {
     /// Services with spans in the file, sorted.
     pub services: Vec<String>,
     pub schema_version: u32,
-    /// 0 for flushed files, 1 for compacted ones.
+    /// How many merges the rows have been through: 0 for flushed files
+    /// (see `compaction.rs`).
     pub level: u8,
+    /// Span files: the fragment file of exactly this file's spans. `None`
+    /// for files written before span files had their own (one fragment
+    /// file then covered an hour's compacted files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_index: Option<String>,
 }
 
 /// A file no longer in the manifest, to be deleted after the grace period.

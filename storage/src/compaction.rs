@@ -1,26 +1,50 @@
-//! Compaction: the small files that flushes leave in an hour become a few
-//! large, re-sorted ones.
+//! Compaction: merges by level, hour by hour, with bounded write
+//! amplification.
+//!
+//! Every span file has a fragment file of its own (see `trace_index.rs`);
+//! the two are compacted, replaced and deleted together. A file's level is
+//! how many merges its rows have been through: flushes write level 0, and a
+//! merge of files of level L writes level L + 1. Within an hour:
+//!
+//! - `min_files` (F) files of one level below [`MAX_LEVEL`] are merged;
+//!   once the hour is finished (past its end and the settle time) two are
+//!   enough, so a finished hour keeps at most one file below the top level
+//!   per level, and late spans make a small file that merges with the other
+//!   small ones, never with the files at the top;
+//! - files at [`MAX_LEVEL`] or at the target size are never rewritten.
 //!
 //! ```text
-//! span files of hour H ──k-way merge, drop repeats──> span files (level 1, ~target size)
-//!                                    │ repeats
-//!                                    v
-//! fragment files of H ──k-way merge, sum per trace+service, minus repeats──> fragment file
+//! span files of one level ──k-way merge, drop repeats──> span files of the next (≤ target size each)
+//!                                                         └─ each with the fragments of its own rows
 //! ```
 //!
-//! Both merges stream: memory holds one batch per input file plus the
-//! row groups being written, whatever the size of the hour. Repeats are
-//! rows equal in every sort column (service, trace, start, span id): a
-//! client that retries an export sends the same span twice, and the two
-//! copies sort side by side. The outputs replace the inputs in one
-//! manifest version (see `maintenance.rs`).
+//! So a byte is rewritten at most [`MAX_LEVEL`] times, whatever the size
+//! or the rate of the hour: compaction writes at most twice what flushes
+//! wrote. With flushes every few seconds a top-level file holds F² of them
+//! (about 11 files an hour at the default 5 s and F = 8; at high rates the
+//! target size cuts them first). Repeats are rows equal in every sort
+//! column (service, trace, start, span id): a client that retries an
+//! export sends the same span twice, and the two copies sort side by side
+//! when they meet in a merge. Fragment files are not merged: the outputs'
+//! fragments are computed from their rows, so repeats dropped are gone from
+//! the trace index too.
+//!
+//! Files from before span files had their own fragment files (legacy: one
+//! fragment file covered an hour's compacted files) are merged all
+//! together, once, when they include a flushed file; the outputs are
+//! top-level pairs. Legacy span files in the sort order from before the
+//! layout study are re-sorted first, in runs of [`RESORT_ROWS`] written
+//! beside them, so the merge only ever reads sorted inputs.
+//!
+//! The merges stream: memory holds one batch per input plus the row groups
+//! being written. The outputs replace the inputs in one manifest version
+//! (see `maintenance.rs`).
 
 pub(crate) mod merge;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -29,11 +53,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use crate::catalog::DataFile;
-use crate::data_file::{FileReader, FileSink};
+use crate::data_file::{self, FileReader, FileSink, PairedSink};
 use crate::error::StorageError;
-use crate::paths::{FileKind, TenantId};
+use crate::paths::{DataFilePath, FileKind, TenantId};
 use crate::schema;
-use crate::trace_index::{self, Fragment};
 use merge::{BatchStream, SortedMerge};
 
 /// When and how big.
@@ -41,8 +64,7 @@ use merge::{BatchStream, SortedMerge};
 pub struct CompactionConfig {
     /// How often hours are checked for compaction, retention and deletions.
     pub interval: std::time::Duration,
-    /// An hour still being written is compacted once it has this many
-    /// flushed files; a finished hour as soon as it has two files.
+    /// Files of one level merged at once in an hour still being written.
     pub min_files: usize,
     /// Size of compacted files. 256 MB: few files per hour at high rates,
     /// row groups of 128Ki spans inside.
@@ -66,44 +88,82 @@ impl Default for CompactionConfig {
     }
 }
 
-/// The files of one hour to compact.
+/// The level past which a file is never merged again: the bound on how
+/// often a byte is rewritten.
+pub(crate) const MAX_LEVEL: u8 = 2;
+
+/// Span files merged by one job at most, so that a backlog (compaction
+/// off for a while, a burst of tiny flushes) is worked off in bounded steps.
+const MAX_INPUTS: usize = 64;
+
+/// Legacy span files in the old sort order are re-sorted in runs of this
+/// many rows: one run in memory at a time.
+const RESORT_ROWS: usize = 64 * 1024;
+
+/// Span files of one hour to merge, and the fragment files that go with them.
 #[derive(Debug, Clone)]
-pub(crate) struct HourPlan {
+pub(crate) struct Job {
     pub(crate) hour: i64,
+    /// The outputs' level.
+    pub(crate) level: u8,
     pub(crate) spans: Vec<DataFile>,
     pub(crate) fragments: Vec<DataFile>,
 }
 
-impl HourPlan {
+impl Job {
     pub(crate) fn inputs(&self) -> Vec<String> {
         self.spans.iter().chain(&self.fragments).map(|f| f.path.clone()).collect()
     }
 }
 
-/// Hours worth compacting in `files`, oldest first.
-pub(crate) fn plan(files: &[DataFile], now_secs: i64, config: &CompactionConfig) -> Vec<HourPlan> {
-    let mut hours: std::collections::BTreeMap<i64, HourPlan> = std::collections::BTreeMap::new();
+/// The merges worth doing in `files`, oldest hour first.
+pub(crate) fn plan(files: &[DataFile], now_secs: i64, config: &CompactionConfig) -> Vec<Job> {
+    let mut hours: BTreeMap<i64, (Vec<&DataFile>, Vec<&DataFile>)> = BTreeMap::new();
     for file in files {
-        let plan =
-            hours.entry(file.hour).or_insert_with(|| HourPlan { hour: file.hour, spans: vec![], fragments: vec![] });
+        let (spans, fragments) = hours.entry(file.hour).or_default();
         match file.kind {
-            FileKind::Spans => plan.spans.push(file.clone()),
-            FileKind::TraceIndex => plan.fragments.push(file.clone()),
+            FileKind::Spans => spans.push(file),
+            FileKind::TraceIndex => fragments.push(file),
         }
     }
-    hours
-        .into_values()
-        .filter(|plan| {
-            let flushed = plan.spans.iter().filter(|f| f.level == 0).count();
-            let finished = now_secs >= plan.hour + 3600 + config.settle.as_secs() as i64;
-            flushed >= config.min_files || (finished && flushed >= 1 && plan.spans.len() >= 2)
-        })
-        .collect()
+    let mut jobs = Vec::new();
+    for (hour, (spans, fragments)) in hours {
+        let fragment_of: HashMap<&str, &DataFile> = fragments.iter().map(|f| (f.path.as_str(), *f)).collect();
+        let paired: HashSet<&str> = spans.iter().filter_map(|f| f.trace_index.as_deref()).collect();
+
+        let legacy: Vec<DataFile> = spans.iter().filter(|f| f.trace_index.is_none()).map(|f| (*f).clone()).collect();
+        if legacy.iter().any(|f| f.level == 0) {
+            let fragments = fragments.iter().filter(|f| !paired.contains(f.path.as_str())).map(|f| (*f).clone());
+            jobs.push(Job { hour, level: MAX_LEVEL, spans: legacy, fragments: fragments.collect() });
+        }
+
+        let finished = now_secs >= hour + 3600 + config.settle.as_secs() as i64;
+        let enough = if finished { 2 } else { config.min_files.max(2) };
+        let target = config.target_file_bytes as u64;
+        let mut levels: BTreeMap<u8, Vec<&DataFile>> = BTreeMap::new();
+        for file in spans.iter().filter(|f| f.trace_index.is_some() && f.level < MAX_LEVEL && f.size < target) {
+            levels.entry(file.level).or_default().push(file);
+        }
+        for (level, mut files) in levels.into_iter().filter(|(_, files)| files.len() >= enough) {
+            // Oldest first: uuid7 names sort by creation.
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            files.truncate(MAX_INPUTS);
+            let fragments =
+                files.iter().filter_map(|f| fragment_of.get(f.trace_index.as_deref()?)).map(|f| (*f).clone());
+            jobs.push(Job {
+                hour,
+                level: level + 1,
+                fragments: fragments.collect(),
+                spans: files.into_iter().cloned().collect(),
+            });
+        }
+    }
+    jobs
 }
 
-/// What compacting an hour produced.
+/// What a merge produced.
 #[derive(Debug)]
-pub(crate) struct HourOutput {
+pub(crate) struct Output {
     pub(crate) files: Vec<DataFile>,
     pub(crate) duplicates: u64,
 }
@@ -114,104 +174,80 @@ const MERGE_BATCH_ROWS: usize = 1024;
 
 async fn open_input(store: &Arc<dyn ObjectStore>, file: &DataFile) -> Result<BatchStream, StorageError> {
     let reader = FileReader::new(Arc::clone(store), file);
-    let stream = ParquetRecordBatchStreamBuilder::new(reader).await?.with_batch_size(MERGE_BATCH_ROWS).build()?;
-    let schema = file.kind.schema();
-    Ok(stream.map_err(|e| ArrowError::ExternalError(Box::new(e))).map(move |b| schema::conform(&b?, &schema)).boxed())
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    Ok(stream_of(builder.with_batch_size(MERGE_BATCH_ROWS).build()?, file.kind))
 }
 
-async fn merge_of(
-    store: &Arc<dyn ObjectStore>,
+fn stream_of(
+    stream: parquet::arrow::async_reader::ParquetRecordBatchStream<FileReader>,
     kind: FileKind,
-    files: &[DataFile],
-    dedup: bool,
-) -> Result<SortedMerge, StorageError> {
-    let mut inputs = Vec::with_capacity(files.len());
-    for file in files {
-        inputs.push(open_input(store, file).await?);
-    }
-    Ok(SortedMerge::new(kind.schema(), kind.sort_columns(), dedup, inputs)?)
+) -> BatchStream {
+    let schema = kind.schema();
+    stream.map_err(|e| ArrowError::ExternalError(Box::new(e))).map(move |b| schema::conform(&b?, &schema)).boxed()
 }
 
-/// Compacts one hour of one tenant; on failure deletes what it wrote.
-pub(crate) async fn compact_hour(
+/// The span files to merge, with legacy files in the old sort order
+/// replaced by sorted runs of their rows (written as files not in the
+/// catalog, listed in `scratch` for deletion).
+async fn sorted_inputs(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &TenantId,
+    job: &Job,
+    scratch: &mut Vec<String>,
+) -> Result<Vec<BatchStream>, StorageError> {
+    let mut inputs = Vec::with_capacity(job.spans.len());
+    let hour = DateTime::<Utc>::from_timestamp(job.hour, 0).unwrap_or_default();
+    for file in &job.spans {
+        let builder = ParquetRecordBatchStreamBuilder::new(FileReader::new(Arc::clone(store), file)).await?;
+        if data_file::in_current_order(FileKind::Spans, builder.metadata()) {
+            inputs.push(stream_of(builder.with_batch_size(MERGE_BATCH_ROWS).build()?, FileKind::Spans));
+            continue;
+        }
+        let mut rows = stream_of(builder.with_batch_size(RESORT_ROWS).build()?, FileKind::Spans);
+        while let Some(batch) = rows.try_next().await? {
+            let path = DataFilePath::new(tenant.clone(), FileKind::Spans, hour);
+            scratch.push(path.to_path().to_string());
+            let mut run = FileSink::new(Arc::clone(store), path, 0);
+            run.write(&data_file::sort(FileKind::Spans, &batch)?).await?;
+            if let Some(run) = run.finish().await? {
+                inputs.push(open_input(store, &run).await?);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// Runs one job of one tenant; on failure deletes what it wrote.
+pub(crate) async fn compact(
     store: Arc<dyn ObjectStore>,
     tenant: TenantId,
-    plan: HourPlan,
+    job: Job,
     target_bytes: usize,
-) -> Result<HourOutput, StorageError> {
-    let hour = DateTime::<Utc>::from_timestamp(plan.hour, 0).unwrap_or_default();
-    let mut spans = FileSink::new(Arc::clone(&store), tenant.clone(), FileKind::Spans, hour, 1, target_bytes);
-    let mut fragments = FileSink::new(Arc::clone(&store), tenant, FileKind::TraceIndex, hour, 1, target_bytes);
-    let result = merge_hour(&store, &plan, &mut spans, &mut fragments).await;
-    let written: Vec<String> = spans.written().into_iter().chain(fragments.written()).collect();
-    let outcome = match result {
-        Ok(duplicates) => match (spans.finish().await, fragments.finish().await) {
-            (Ok(mut files), Ok(more)) => {
-                files.extend(more);
-                return Ok(HourOutput { files, duplicates });
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e.into()),
-        },
+) -> Result<Output, StorageError> {
+    let hour = DateTime::<Utc>::from_timestamp(job.hour, 0).unwrap_or_default();
+    let mut sink = PairedSink::new(Arc::clone(&store), tenant.clone(), hour, job.level, target_bytes);
+    let mut scratch = Vec::new();
+    let merged = async {
+        let inputs = sorted_inputs(&store, &tenant, &job, &mut scratch).await?;
+        let mut merge = SortedMerge::new(FileKind::Spans.schema(), FileKind::Spans.sort_columns(), true, inputs)?;
+        let mut duplicates = 0;
+        while let Some(merged) = merge.next().await? {
+            sink.write(&merged.rows).await?;
+            duplicates += merged.duplicates as u64;
+        }
+        Ok::<_, StorageError>(duplicates)
+    }
+    .await;
+    let written = sink.written();
+    let outcome = match merged {
+        Ok(duplicates) => sink.finish().await.map(|files| Output { files, duplicates }),
         Err(e) => Err(e),
     };
-    for path in written {
+    let abandoned = if outcome.is_ok() { vec![] } else { written };
+    for path in scratch.into_iter().chain(abandoned) {
         let _ = store.delete(&Path::from(path)).await;
     }
     outcome
-}
-
-async fn merge_hour(
-    store: &Arc<dyn ObjectStore>,
-    plan: &HourPlan,
-    spans: &mut FileSink,
-    fragments: &mut FileSink,
-) -> Result<u64, StorageError> {
-    let mut merge = merge_of(store, FileKind::Spans, &plan.spans, true).await?;
-    let mut repeats: HashMap<([u8; 16], Option<String>), Fragment> = HashMap::new();
-    let mut duplicates = 0;
-    while let Some(merged) = merge.next().await? {
-        spans.write(&merged.rows).await?;
-        if let Some(dups) = merged.duplicates {
-            duplicates += dups.num_rows() as u64;
-            for f in trace_index::read_fragments(&trace_index::fragments_of_spans(&dups)?)? {
-                repeats
-                    .entry((f.trace_id, f.service.clone()))
-                    .and_modify(|r| {
-                        r.spans += f.spans;
-                        r.errors += f.errors;
-                    })
-                    .or_insert(f);
-            }
-        }
-    }
-
-    let mut merge = merge_of(store, FileKind::TraceIndex, &plan.fragments, false).await?;
-    let mut carry: Option<Fragment> = None;
-    let subtract = |mut f: Fragment| {
-        if let Some(r) = repeats.get(&(f.trace_id, f.service.clone())) {
-            f.spans -= r.spans;
-            f.errors = (f.errors - r.errors).max(0);
-        }
-        f
-    };
-    while let Some(merged) = merge.next().await? {
-        let mut combined =
-            trace_index::combine_sorted(carry.take().into_iter().chain(trace_index::read_fragments(&merged.rows)?));
-        // The last trace may continue in the next batch.
-        carry = combined.pop();
-        write_fragments(fragments, combined.into_iter().map(subtract).collect()).await?;
-    }
-    write_fragments(fragments, carry.into_iter().map(subtract).collect()).await?;
-    Ok(duplicates)
-}
-
-async fn write_fragments(sink: &mut FileSink, fragments: Vec<Fragment>) -> Result<(), StorageError> {
-    if fragments.is_empty() {
-        return Ok(());
-    }
-    let batch: RecordBatch = trace_index::to_batch(fragments)?;
-    sink.write(&batch).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! one tenant each.
 //!
 //! Rows are sorted (spans by [`schema::SORT_COLUMNS`], service then trace;
-//! fragments by trace id) and the order is declared in the footer. zstd
+//! fragments by service then trace too) and the order is declared in the
+//! footer. Span files are written in pairs with their fragment files
+//! ([`PairedSink`]). zstd
 //! everywhere; ids without dictionaries (random bytes do not repeat); times
 //! delta-encoded; a bloom filter on `trace_id`, sized by the writer to the
 //! ids it saw, answers trace lookups; the page index lets readers skip
@@ -11,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, DynComparator, RecordBatch, make_comparator};
 use arrow::compute::{SortColumn, SortOptions, cast, interleave_record_batch, lexsort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use arrow::error::ArrowError;
@@ -35,9 +37,11 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::catalog::DataFile;
+use crate::error::StorageError;
 use crate::paths::{DataFilePath, FileKind, TenantId};
 use crate::schema::{self, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 use crate::tag_summary::{self, TagSummary};
+use crate::trace_index::{self, SortedFragments};
 
 /// Rows per row group: large enough for good compression and few footer
 /// entries, small enough that a trace lookup decodes little.
@@ -45,28 +49,48 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
-/// The spans of `batches`, hour by hour of their start, each hour in span
-/// file order: what one flush writes. Only the sort columns are
-/// concatenated; every row is copied once, straight into its hour's sorted
-/// batch, so a flush holds one copy of the buffer, not three.
-pub fn sorted_hours(batches: &[RecordBatch]) -> Result<Vec<(DateTime<Utc>, RecordBatch)>, ArrowError> {
+/// What one flush writes.
+#[derive(Debug)]
+pub struct FlushRows {
+    /// The spans, hour by hour of their start, each hour in span file order.
+    pub hours: Vec<(DateTime<Utc>, RecordBatch)>,
+    /// Rows left out as equal to the one before them in every sort column:
+    /// copies of a retried export that arrived before the flush.
+    pub repeats: u64,
+}
+
+/// The spans of `batches` as one flush writes them. Only the sort columns
+/// are concatenated; every row is copied once, straight into its hour's
+/// sorted batch, so a flush holds one copy of the buffer, not three.
+pub fn sorted_hours(batches: &[RecordBatch]) -> Result<FlushRows, ArrowError> {
     let keys = sort_keys(batches, &schema::SORT_COLUMNS)?;
+    let same: Vec<DynComparator> = keys
+        .iter()
+        .map(|k| make_comparator(k.values.as_ref(), k.values.as_ref(), k.options.unwrap_or_default()))
+        .collect::<Result<_, _>>()?;
     let start = concat_column(batches, schema::START_TIME)?;
     let start = start.as_primitive::<TimestampNanosecondType>();
     let positions: Vec<(usize, usize)> =
         batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |row| (b, row))).collect();
     let mut hours: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+    let (mut last, mut repeats) = (None, 0);
     for i in lexsort_to_indices(&keys, None)?.values() {
         let i = *i as usize;
+        if last.is_some_and(|last| same.iter().all(|cmp| cmp(last, i).is_eq())) {
+            repeats += 1;
+            continue;
+        }
+        last = Some(i);
         hours.entry(start.value(i).div_euclid(NANOS_PER_HOUR)).or_default().push(positions[i]);
     }
     let batches: Vec<&RecordBatch> = batches.iter().collect();
-    hours
+    let hours = hours
         .into_iter()
         .map(|(hour, rows)| {
             Ok((DateTime::from_timestamp_nanos(hour * NANOS_PER_HOUR), interleave_record_batch(&batches, &rows)?))
         })
-        .collect()
+        .collect::<Result<_, ArrowError>>()?;
+    Ok(FlushRows { hours, repeats })
 }
 
 impl FileKind {
@@ -112,23 +136,35 @@ fn concat_column(batches: &[RecordBatch], name: &str) -> Result<ArrayRef, ArrowE
     arrow::compute::concat(&parts)
 }
 
-/// Writer settings for files of `kind`.
-pub fn writer_properties(kind: FileKind) -> WriterProperties {
+/// The sort order declared in the footers of `kind`'s files.
+fn sorting_columns(kind: FileKind) -> Vec<SortingColumn> {
     let schema = kind.schema();
-    let sorting = kind
-        .sort_columns()
+    kind.sort_columns()
         .iter()
         .map(|name| SortingColumn {
             column_idx: schema.index_of(name).expect("sort column in schema") as i32,
             descending: false,
             nulls_first: true,
         })
-        .collect();
+        .collect()
+}
+
+/// Whether a file of `kind` declares the current sort order. Span files
+/// written before the layout study (service, span name, start, trace)
+/// do not, and must be re-sorted before they can be merged.
+pub fn in_current_order(kind: FileKind, metadata: &ParquetMetaData) -> bool {
+    let expected = sorting_columns(kind);
+    metadata.row_groups().iter().all(|group| group.sorting_columns() == Some(&expected))
+}
+
+/// Writer settings for files of `kind`.
+pub fn writer_properties(kind: FileKind) -> WriterProperties {
+    let schema = kind.schema();
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_sorting_columns(Some(sorting))
+        .set_sorting_columns(Some(sorting_columns(kind)))
         .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]))
         .set_column_bloom_filter_enabled(ColumnPath::from(schema::TRACE_ID), true)
         .set_column_bloom_filter_fpp(ColumnPath::from(schema::TRACE_ID), 0.01)
@@ -187,72 +223,62 @@ impl FileStats {
     }
 }
 
-/// Writes sorted batches of one tenant, kind and hour as files of about
-/// `target_bytes` each (a new file starts at a row-group boundary past it).
-/// Returns the catalog entries of the files written.
+/// Writes sorted batches of one kind as one data file at `path`.
 pub struct FileSink {
     store: Arc<dyn ObjectStore>,
-    tenant: TenantId,
-    kind: FileKind,
-    hour: DateTime<Utc>,
+    path: DataFilePath,
     level: u8,
-    target_bytes: usize,
-    open: Option<(object_store::path::Path, AsyncArrowWriter<BufWriter>, FileStats)>,
-    done: Vec<DataFile>,
+    open: Option<(AsyncArrowWriter<BufWriter>, FileStats)>,
 }
 
 impl std::fmt::Debug for FileSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSink").field("kind", &self.kind).field("done", &self.done.len()).finish_non_exhaustive()
+        f.debug_struct("FileSink").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
 impl FileSink {
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
-        tenant: TenantId,
-        kind: FileKind,
-        hour: DateTime<Utc>,
-        level: u8,
-        target_bytes: usize,
-    ) -> Self {
-        Self { store, tenant, kind, hour, level, target_bytes, open: None, done: Vec::new() }
+    pub fn new(store: Arc<dyn ObjectStore>, path: DataFilePath, level: u8) -> Self {
+        Self { store, path, level, open: None }
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let kind = self.path.kind;
         if self.open.is_none() {
-            let path = DataFilePath::new(self.tenant.clone(), self.kind, self.hour).to_path();
             let writer = AsyncArrowWriter::try_new(
-                BufWriter::new(Arc::clone(&self.store), path.clone()),
-                self.kind.schema(),
-                Some(writer_properties(self.kind)),
+                BufWriter::new(Arc::clone(&self.store), self.path.to_path()),
+                kind.schema(),
+                Some(writer_properties(kind)),
             )?;
-            let tags = (self.kind == FileKind::Spans).then(TagSummary::default);
-            self.open = Some((path, writer, FileStats { tags, ..FileStats::default() }));
+            let tags = (kind == FileKind::Spans).then(TagSummary::default);
+            self.open = Some((writer, FileStats { tags, ..FileStats::default() }));
         }
-        let (_, writer, stats) = self.open.as_mut().expect("opened above");
+        let (writer, stats) = self.open.as_mut().expect("opened above");
         writer.write(batch).await?;
-        stats.add(batch).map_err(|e| ParquetError::External(Box::new(e)))?;
-        if writer.bytes_written() >= self.target_bytes {
-            self.close_file().await?;
-        }
-        Ok(())
+        stats.add(batch).map_err(|e| ParquetError::External(Box::new(e)))
     }
 
-    async fn close_file(&mut self) -> Result<(), ParquetError> {
-        let Some((path, mut writer, stats)) = self.open.take() else { return Ok(()) };
+    /// Bytes of the row groups written so far.
+    pub fn bytes_written(&self) -> usize {
+        self.open.as_ref().map_or(0, |(writer, _)| writer.bytes_written())
+    }
+
+    /// Closes the file; `None` if no row was written.
+    pub async fn finish(self) -> Result<Option<DataFile>, ParquetError> {
+        let Some((mut writer, stats)) = self.open else { return Ok(None) };
         if let Some(tags) = &stats.tags {
             writer.append_key_value_metadata(KeyValue::new(tag_summary::FOOTER_KEY.to_owned(), tags.to_json()));
         }
         writer.close().await?;
+        let path = self.path.to_path();
         let size = self.store.head(&path).await.map_err(|e| ParquetError::External(Box::new(e)))?.size;
-        self.done.push(DataFile {
+        Ok(Some(DataFile {
             path: path.to_string(),
-            kind: self.kind,
-            hour: self.hour.timestamp(),
+            kind: self.path.kind,
+            hour: self.path.hour.timestamp(),
             size,
             rows: stats.rows,
             min_time: stats.min_time.unwrap_or_default(),
@@ -260,19 +286,99 @@ impl FileSink {
             services: stats.services.into_iter().collect(),
             schema_version: SCHEMA_VERSION,
             level: self.level,
+            trace_index: None,
+        }))
+    }
+
+    /// The file, if writing began (to delete it when the work is abandoned).
+    pub fn written(&self) -> Option<String> {
+        self.open.as_ref().map(|_| self.path.to_path().to_string())
+    }
+}
+
+/// One span file being written and the fragment file of its rows.
+struct Pair {
+    spans: FileSink,
+    fragments: FileSink,
+    run: SortedFragments,
+}
+
+/// Writes span rows of one tenant and hour, in span file order, as span
+/// files of about `target_bytes` (a new one starts at the first row group
+/// past it), each with a fragment file computed from its own rows. Returns
+/// the catalog entries, each span file naming its fragment file.
+pub struct PairedSink {
+    store: Arc<dyn ObjectStore>,
+    tenant: TenantId,
+    hour: DateTime<Utc>,
+    level: u8,
+    target_bytes: usize,
+    open: Option<Pair>,
+    done: Vec<DataFile>,
+}
+
+impl std::fmt::Debug for PairedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairedSink").field("hour", &self.hour).field("done", &self.done.len()).finish_non_exhaustive()
+    }
+}
+
+impl PairedSink {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        tenant: TenantId,
+        hour: DateTime<Utc>,
+        level: u8,
+        target_bytes: usize,
+    ) -> Self {
+        Self { store, tenant, hour, level, target_bytes, open: None, done: Vec::new() }
+    }
+
+    pub async fn write(&mut self, spans: &RecordBatch) -> Result<(), StorageError> {
+        if spans.num_rows() == 0 {
+            return Ok(());
+        }
+        let pair = self.open.get_or_insert_with(|| {
+            let (span_path, fragment_path) = DataFilePath::pair(self.tenant.clone(), self.hour);
+            Pair {
+                spans: FileSink::new(Arc::clone(&self.store), span_path, self.level),
+                fragments: FileSink::new(Arc::clone(&self.store), fragment_path, self.level),
+                run: SortedFragments::default(),
+            }
         });
+        pair.spans.write(spans).await?;
+        let done = pair.run.add(spans)?;
+        if !done.is_empty() {
+            pair.fragments.write(&trace_index::to_batch(done)?).await?;
+        }
+        if pair.spans.bytes_written() >= self.target_bytes {
+            self.close_pair().await?;
+        }
         Ok(())
     }
 
-    /// Closes the last file; returns every file written.
-    pub async fn finish(mut self) -> Result<Vec<DataFile>, ParquetError> {
-        self.close_file().await?;
+    async fn close_pair(&mut self) -> Result<(), StorageError> {
+        let Some(mut pair) = self.open.take() else { return Ok(()) };
+        if let Some(last) = pair.run.finish() {
+            pair.fragments.write(&trace_index::to_batch(vec![last])?).await?;
+        }
+        let Some(mut spans) = pair.spans.finish().await? else { return Ok(()) };
+        let fragments = pair.fragments.finish().await?.expect("a span file has fragments");
+        spans.trace_index = Some(fragments.path.clone());
+        self.done.extend([spans, fragments]);
+        Ok(())
+    }
+
+    /// Closes the last pair; returns every file written.
+    pub async fn finish(mut self) -> Result<Vec<DataFile>, StorageError> {
+        self.close_pair().await?;
         Ok(self.done)
     }
 
     /// Files written so far (to delete them when the work is abandoned).
     pub fn written(&self) -> Vec<String> {
-        self.done.iter().map(|f| f.path.clone()).chain(self.open.as_ref().map(|(p, _, _)| p.to_string())).collect()
+        let open = self.open.iter().flat_map(|p| p.spans.written().into_iter().chain(p.fragments.written()));
+        self.done.iter().map(|f| f.path.clone()).chain(open).collect()
     }
 }
 
@@ -371,9 +477,12 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_gets_each_hour_sorted_from_several_batches() {
+    fn a_flush_gets_each_hour_sorted_from_several_batches_without_repeats() {
         let (first, second) = (batch(&[480_001, 480_000, 480_001]), batch(&[480_000]));
-        let hours = sorted_hours(&[first, second]).unwrap();
+        // A retried export: the first batch once more.
+        let flush = sorted_hours(&[first.clone(), second, first]).unwrap();
+        assert_eq!(flush.repeats, 3);
+        let hours = flush.hours;
         let ids = |b: &RecordBatch| {
             let ids = b.column_by_name(schema::TRACE_ID).unwrap().as_fixed_size_binary();
             ids.iter().map(|id| id.unwrap()[0]).collect::<Vec<_>>()
@@ -411,18 +520,19 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let spans = batch(&[480_000, 480_000]);
         let hour = DateTime::from_timestamp(480_000 * 3600, 0).unwrap();
-        let mut sink = FileSink::new(Arc::clone(&store), TenantId::default(), FileKind::Spans, hour, 0, usize::MAX);
+        let mut sink =
+            FileSink::new(Arc::clone(&store), DataFilePath::new(TenantId::default(), FileKind::Spans, hour), 0);
         sink.write(&spans).await.unwrap();
-        let files = sink.finish().await.unwrap();
+        let file = sink.finish().await.unwrap().unwrap();
 
         let mut expected = TagSummary::default();
         expected.add(&spans).unwrap();
         assert!(!expected.keys(None).is_empty());
-        assert_eq!(tag_summary(Arc::clone(&store), &files[0]).await.unwrap(), expected);
+        assert_eq!(tag_summary(Arc::clone(&store), &file).await.unwrap(), expected);
 
         // A file from before footers held summaries is summarized from its columns.
         let bare = encode(FileKind::Spans, &sort(FileKind::Spans, &spans).unwrap()).unwrap();
-        let old = DataFile { path: "old.parquet".into(), size: bare.len() as u64, ..files[0].clone() };
+        let old = DataFile { path: "old.parquet".into(), size: bare.len() as u64, ..file };
         store.put(&Path::from("old.parquet"), bare.into()).await.unwrap();
         assert_eq!(tag_summary(store, &old).await.unwrap(), expected);
     }

@@ -14,12 +14,11 @@ use tracing::{debug, warn};
 
 use crate::buffer::Buffered;
 use crate::catalog::DataFile;
-use crate::data_file::{self, FileSink};
+use crate::data_file::{self, PairedSink};
 use crate::engine::Storage;
 use crate::error::StorageError;
 use crate::metrics::TenantLabel;
-use crate::paths::{FileKind, TenantId};
-use crate::trace_index;
+use crate::paths::TenantId;
 
 /// Runs a future on the blocking pool: encoding Parquet is CPU work that
 /// must not hold up the runtime's workers.
@@ -90,8 +89,9 @@ impl Storage {
     async fn flush_chunk(&self, tenant: &TenantId, chunk: Vec<Buffered>) -> Result<(), StorageError> {
         let Some(through) = chunk.last().map(|b| b.seq) else { return Ok(()) };
         let batches: Vec<_> = chunk.into_iter().map(|b| b.batch).collect();
-        let files = match on_blocking_pool(write_hours(self.object_store(), tenant.clone(), batches)).await? {
-            Ok(files) => files,
+        let (files, repeats) = match on_blocking_pool(write_hours(self.object_store(), tenant.clone(), batches)).await?
+        {
+            Ok(written) => written,
             Err((error, partial)) => {
                 self.delete_quietly(partial).await;
                 return Err(error);
@@ -117,6 +117,9 @@ impl Storage {
         .await;
         match published {
             Ok(manifest) => {
+                let label = TenantLabel::new(tenant);
+                self.metrics.flush_bytes_written.get_or_create(&label).inc_by(files.iter().map(|f| f.size).sum());
+                self.metrics.duplicate_spans_removed.get_or_create(&label).inc_by(repeats);
                 self.buffer.remove_through(tenant, through, &self.metrics);
                 self.update_file_metrics(tenant, &manifest);
                 debug!(%tenant, files = files.len(), through, "flushed");
@@ -160,36 +163,27 @@ impl Storage {
     }
 }
 
-/// Sorts and writes the spans of each hour, and their trace-index
-/// fragments. On failure returns the error and the files already written.
+/// Sorts and writes the spans of each hour as a span file and its
+/// fragment file; returns them and how many repeats were left out. On
+/// failure returns the error and the files already written.
 async fn write_hours(
     store: Arc<dyn object_store::ObjectStore>,
     tenant: TenantId,
     batches: Vec<arrow::array::RecordBatch>,
-) -> Result<Vec<DataFile>, (StorageError, Vec<String>)> {
+) -> Result<(Vec<DataFile>, u64), (StorageError, Vec<String>)> {
     let mut done: Vec<DataFile> = Vec::new();
     let paths = |done: &[DataFile], more: Vec<String>| done.iter().map(|f| f.path.clone()).chain(more).collect();
-    let hours = data_file::sorted_hours(&batches).map_err(|e| (e.into(), vec![]))?;
-    for (hour, rows) in hours {
-        for kind in [FileKind::Spans, FileKind::TraceIndex] {
-            let mut sink = FileSink::new(Arc::clone(&store), tenant.clone(), kind, hour, 0, usize::MAX);
-            let result = async {
-                let batch = match kind {
-                    FileKind::Spans => rows.clone(),
-                    FileKind::TraceIndex => trace_index::fragments_of_spans(&rows)?,
-                };
-                sink.write(&batch).await?;
-                Ok::<_, StorageError>(())
-            }
-            .await;
-            match result {
-                Ok(()) => match sink.finish().await {
-                    Ok(files) => done.extend(files),
-                    Err(e) => return Err((e.into(), paths(&done, vec![]))),
-                },
-                Err(e) => return Err((e, paths(&done, sink.written()))),
-            }
+    let flush = data_file::sorted_hours(&batches).map_err(|e| (e.into(), vec![]))?;
+    for (hour, rows) in flush.hours {
+        let mut sink = PairedSink::new(Arc::clone(&store), tenant.clone(), hour, 0, usize::MAX);
+        if let Err(e) = sink.write(&rows).await {
+            return Err((e, paths(&done, sink.written())));
+        }
+        let written = sink.written();
+        match sink.finish().await {
+            Ok(files) => done.extend(files),
+            Err(e) => return Err((e, paths(&done, written))),
         }
     }
-    Ok(done)
+    Ok((done, flush.repeats))
 }

@@ -2,8 +2,8 @@
 //!
 //! 1. **Retention** drops whole hours older than the retention period from
 //!    the manifest.
-//! 2. **Compaction** replaces the files of busy or finished hours with
-//!    larger ones (see `compaction.rs`).
+//! 2. **Compaction** merges small span files of an hour into larger ones,
+//!    level by level (see `compaction.rs`).
 //! 3. **Deletion** removes files that left the manifest more than the grace
 //!    period ago, so a query planned on an older manifest still finds them.
 //!
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::CatalogError;
-use crate::compaction::{self, HourPlan};
+use crate::compaction::{self, Job};
 use crate::engine::{Storage, now_ms};
 use crate::error::StorageError;
 use crate::flush::on_blocking_pool;
@@ -82,9 +82,9 @@ impl Storage {
 
     async fn compact(&self, tenant: &TenantId) -> Result<(), StorageError> {
         let manifest = self.catalog.manifest(tenant);
-        for plan in compaction::plan(&manifest.files, now_ms() / 1000, &self.config.compaction) {
+        for job in compaction::plan(&manifest.files, now_ms() / 1000, &self.config.compaction) {
             let started = Instant::now();
-            match self.compact_hour(tenant, plan).await {
+            match self.run_compaction(tenant, job).await {
                 Ok(()) => {
                     self.metrics.compactions.get_or_create(&TenantLabel::new(tenant)).inc();
                     self.metrics.compaction_seconds.observe(started.elapsed().as_secs_f64());
@@ -98,16 +98,12 @@ impl Storage {
         Ok(())
     }
 
-    async fn compact_hour(&self, tenant: &TenantId, plan: HourPlan) -> Result<(), StorageError> {
-        let inputs = plan.inputs();
-        let hour = plan.hour;
-        let job = compaction::compact_hour(
-            self.object_store(),
-            tenant.clone(),
-            plan,
-            self.config.compaction.target_file_bytes,
-        );
-        let output = on_blocking_pool(job).await??;
+    async fn run_compaction(&self, tenant: &TenantId, job: Job) -> Result<(), StorageError> {
+        let inputs = job.inputs();
+        let hour = job.hour;
+        let work =
+            compaction::compact(self.object_store(), tenant.clone(), job, self.config.compaction.target_file_bytes);
+        let output = on_blocking_pool(work).await??;
         let outputs: Vec<String> = output.files.iter().map(|f| f.path.clone()).collect();
         self.sync_local(&outputs).await?;
         let committed = self
@@ -120,9 +116,12 @@ impl Storage {
             .await;
         match committed {
             Ok(manifest) => {
-                self.metrics.duplicate_spans_removed.get_or_create(&TenantLabel::new(tenant)).inc_by(output.duplicates);
+                let label = TenantLabel::new(tenant);
+                self.metrics.duplicate_spans_removed.get_or_create(&label).inc_by(output.duplicates);
+                let bytes = output.files.iter().map(|f| f.size).sum();
+                self.metrics.compaction_bytes_written.get_or_create(&label).inc_by(bytes);
                 self.update_file_metrics(tenant, &manifest);
-                info!(%tenant, hour, inputs = inputs.len(), outputs = outputs.len(), duplicates = output.duplicates, "compacted hour");
+                info!(%tenant, hour, inputs = inputs.len(), outputs = outputs.len(), duplicates = output.duplicates, "compacted");
                 Ok(())
             }
             Err(error) => {

@@ -35,9 +35,11 @@ pub struct StorageMetrics {
     pub flushes: Family<TenantLabel, Counter>,
     pub flush_errors: Counter,
     pub flush_seconds: Histogram,
+    pub flush_bytes_written: Family<TenantLabel, Counter>,
     pub compactions: Family<TenantLabel, Counter>,
     pub compaction_errors: Counter,
     pub compaction_seconds: Histogram,
+    pub compaction_bytes_written: Family<TenantLabel, Counter>,
     pub duplicate_spans_removed: Family<TenantLabel, Counter>,
     pub retention_removed_files: Family<TenantLabel, Counter>,
     pub files: Family<TenantLabel, Gauge>,
@@ -56,9 +58,11 @@ impl Default for StorageMetrics {
             flushes: Family::default(),
             flush_errors: Counter::default(),
             flush_seconds: seconds_histogram(),
+            flush_bytes_written: Family::default(),
             compactions: Family::default(),
             compaction_errors: Counter::default(),
             compaction_seconds: seconds_histogram(),
+            compaction_bytes_written: Family::default(),
             duplicate_spans_removed: Family::default(),
             retention_removed_files: Family::default(),
             files: Family::default(),
@@ -83,12 +87,22 @@ impl StorageMetrics {
         r.register("flushes", "Flushes of buffered spans into files", self.flushes.clone());
         r.register("flush_errors", "Flushes that failed and will be retried", self.flush_errors.clone());
         r.register("flush_seconds", "Duration of one flush", self.flush_seconds.clone());
-        r.register("compactions", "Hours compacted into larger files", self.compactions.clone());
+        r.register(
+            "flush_bytes_written",
+            "Bytes of span and trace-index files written by flushes",
+            self.flush_bytes_written.clone(),
+        );
+        r.register("compactions", "Merges of span files into larger ones", self.compactions.clone());
         r.register("compaction_errors", "Compactions that failed", self.compaction_errors.clone());
         r.register("compaction_seconds", "Duration of one compaction", self.compaction_seconds.clone());
         r.register(
+            "compaction_bytes_written",
+            "Bytes of span and trace-index files written by compaction (over flush bytes: the write amplification)",
+            self.compaction_bytes_written.clone(),
+        );
+        r.register(
             "duplicate_spans_removed",
-            "Spans dropped by compaction as repeats of a (trace_id, span_id)",
+            "Spans dropped by flushes and compaction as repeats (same service, trace, start and span id)",
             self.duplicate_spans_removed.clone(),
         );
         r.register(

@@ -153,6 +153,13 @@ impl DataFilePath {
         Self { tenant, kind, hour: truncate_to_hour(hour), id: Uuid::now_v7() }
     }
 
+    /// The paths of a span file and of its fragment file: one id, two kinds.
+    pub fn pair(tenant: TenantId, hour: DateTime<Utc>) -> (Self, Self) {
+        let spans = Self::new(tenant, FileKind::Spans, hour);
+        let fragments = Self { kind: FileKind::TraceIndex, ..spans.clone() };
+        (spans, fragments)
+    }
+
     pub fn to_path(&self) -> Path {
         Path::from_iter([
             self.tenant.as_str(),

@@ -165,8 +165,8 @@ pub mod trace_index {
     pub const ERROR_COUNT: &str = "error_count";
     /// The root span's name, in the fragment of the service that has it.
     pub const ROOT_SPAN_NAME: &str = "root_span_name";
-    /// Fragment files are sorted by these.
-    pub const SORT_COLUMNS: [&str; 2] = [TRACE_ID, SERVICE_NAME];
+    /// Fragment files are sorted by these, as their span files are.
+    pub const SORT_COLUMNS: [&str; 2] = [SERVICE_NAME, TRACE_ID];
 }
 
 pub fn label_type() -> DataType {

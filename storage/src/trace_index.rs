@@ -2,13 +2,15 @@
 //! bounds, span and error counts and, in the fragment that holds it, the
 //! root span's name.
 //!
-//! Fragments are built for every flush, from the spans of that flush, and
-//! written beside its span files, sorted by trace id. A trace whose spans
-//! arrive in several flushes (or hours) has several fragments for a
-//! service; compaction merges those of one hour, and readers sum whatever
-//! is left (the `trace_index` view), so the totals are right at any time.
-//! A trace lookup reads the trace's fragments first, and then only the span
-//! files of the hours they name.
+//! Every span file has a fragment file of its own, written with it from the
+//! same rows and in the same order (service, then trace), and named in its
+//! catalog entry. A trace whose spans arrive in several flushes (or hours)
+//! has several fragments for a service; readers sum whatever is live (the
+//! `trace_index` view), so the totals are right at any time, and
+//! compaction, which rewrites span files, recomputes the fragments of its
+//! outputs from their rows instead of merging fragment files. A trace
+//! lookup reads the trace's fragments first, and then only the span files
+//! of the hours they name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,8 +58,14 @@ impl Fragment {
     }
 }
 
-/// The fragments of a batch of spans, sorted by trace id and service.
+/// The fragments of a batch of spans, as a batch in fragment file order.
 pub fn fragments_of_spans(spans: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    to_batch(fragments(spans)?)
+}
+
+/// The fragments of a batch of spans in any order, sorted by service and
+/// trace id (the span file order, nulls first).
+pub fn fragments(spans: &RecordBatch) -> Result<Vec<Fragment>, ArrowError> {
     let trace_id = column(spans, schema::TRACE_ID)?.as_fixed_size_binary();
     let parent = column(spans, schema::PARENT_SPAN_ID)?;
     let start = column(spans, schema::START_TIME)?.as_primitive::<TimestampNanosecondType>();
@@ -87,8 +95,31 @@ pub fn fragments_of_spans(spans: &RecordBatch) -> Result<RecordBatch, ArrowError
         }
     }
     let mut fragments: Vec<Fragment> = by_key.into_values().collect();
-    fragments.sort_by(|a, b| (a.trace_id, &a.service).cmp(&(b.trace_id, &b.service)));
-    to_batch(fragments)
+    fragments.sort_by(|a, b| (&a.service, a.trace_id).cmp(&(&b.service, b.trace_id)));
+    Ok(fragments)
+}
+
+/// The fragments of spans that arrive in span file order, batch by batch:
+/// a trace's spans of one service may straddle two batches, so the last
+/// fragment of each batch is held back until the next one shows whether it
+/// goes on.
+#[derive(Debug, Default)]
+pub struct SortedFragments {
+    open: Option<Fragment>,
+}
+
+impl SortedFragments {
+    /// The fragments that `spans` completes.
+    pub fn add(&mut self, spans: &RecordBatch) -> Result<Vec<Fragment>, ArrowError> {
+        let mut done = combine_sorted(self.open.take().into_iter().chain(fragments(spans)?));
+        self.open = done.pop();
+        Ok(done)
+    }
+
+    /// The fragment still open, when no more spans follow.
+    pub fn finish(&mut self) -> Option<Fragment> {
+        self.open.take()
+    }
 }
 
 /// Reads fragment rows back.
@@ -113,8 +144,8 @@ pub fn read_fragments(batch: &RecordBatch) -> Result<Vec<Fragment>, ArrowError> 
         .collect())
 }
 
-/// Sums runs of fragments with the same trace and service. `fragments`
-/// must be sorted by them, as fragment files are.
+/// Sums runs of fragments with the same trace and service: `fragments`
+/// must hold each pair's fragments side by side, as in any sorted order.
 pub fn combine_sorted(fragments: impl IntoIterator<Item = Fragment>) -> Vec<Fragment> {
     let mut out: Vec<Fragment> = Vec::new();
     for fragment in fragments {
@@ -203,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_gives_one_fragment_per_trace_and_service() {
+    fn a_flush_gives_one_fragment_per_trace_and_service_in_span_file_order() {
         let spans = batch(&[
             service("web", vec![span(1, 1, None, 100, 900, false), span(1, 2, Some(1), 200, 300, true)]),
             service("db", vec![span(1, 3, Some(2), 210, 290, false), span(2, 4, Some(9), 50, 60, false)]),
@@ -219,8 +250,8 @@ mod tests {
             summary,
             [
                 (1, Some("db"), 210, 290, 1, 0, None),
-                (1, Some("web"), 100, 900, 2, 1, Some("op-1")),
                 (2, Some("db"), 50, 60, 1, 0, None),
+                (1, Some("web"), 100, 900, 2, 1, Some("op-1")),
             ]
         );
     }
@@ -235,5 +266,28 @@ mod tests {
         assert_eq!(combined.len(), 1);
         let f = &combined[0];
         assert_eq!((f.start, f.end, f.spans, f.errors, f.root_span_name.as_deref()), (100, 900, 2, 1, Some("op-1")));
+    }
+
+    #[test]
+    fn fragments_of_sorted_batches_carry_a_trace_across_batch_boundaries() {
+        let spans = crate::data_file::sort(
+            crate::paths::FileKind::Spans,
+            &batch(&[
+                service(
+                    "web",
+                    (1..=4).map(|id| span(1, id, (id > 1).then_some(1), 100 * u64::from(id), 1000, id == 3)).collect(),
+                ),
+                service("db", vec![span(1, 9, Some(2), 150, 160, false), span(2, 8, None, 10, 20, false)]),
+            ]),
+        )
+        .unwrap();
+        let whole = fragments(&spans).unwrap();
+        for cut in 0..=spans.num_rows() {
+            let mut run = SortedFragments::default();
+            let mut parts = run.add(&spans.slice(0, cut)).unwrap();
+            parts.extend(run.add(&spans.slice(cut, spans.num_rows() - cut)).unwrap());
+            parts.extend(run.finish());
+            assert_eq!(parts, whole, "cut at {cut}");
+        }
     }
 }

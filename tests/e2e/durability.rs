@@ -58,7 +58,14 @@ async fn stored_span_ids(server: &TestServer) -> Vec<(u64, i64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_spans_survive_sigkill_exactly_once() {
     let rounds: usize = std::env::var("SPANLAKE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let mut server = TestServer::start_with(ServerOptions::default().arg("--flush-interval", "150ms")).await;
+    // Compaction runs all the time too, so some crashes land in a merge.
+    let mut server = TestServer::start_with(
+        ServerOptions::default()
+            .arg("--flush-interval", "150ms")
+            .arg("--compaction-interval", "200ms")
+            .arg("--compaction-min-files", "2"),
+    )
+    .await;
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let next_id = Arc::new(AtomicU64::new(1));
     const SPANS_PER_EXPORT: u64 = 20;

@@ -15,6 +15,7 @@ fn file(path: &str) -> DataFile {
         services: vec![],
         schema_version: 1,
         level: 0,
+        trace_index: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! are compared in Arrow's row format, and a heap picks the next one, so a
 //! merge costs O(rows · log inputs) and holds one batch per input. With
 //! `dedup`, a row equal to the one emitted before it in every sort column
-//! is set aside as a duplicate instead of emitted.
+//! is dropped and counted as a duplicate.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -24,11 +24,11 @@ const OUTPUT_ROWS: usize = 8192;
 
 pub(crate) type BatchStream = BoxStream<'static, Result<RecordBatch, ArrowError>>;
 
-/// One output batch, and the duplicates found while making it.
+/// One output batch, and how many duplicates were dropped making it.
 #[derive(Debug)]
 pub(crate) struct Merged {
     pub(crate) rows: RecordBatch,
-    pub(crate) duplicates: Option<RecordBatch>,
+    pub(crate) duplicates: usize,
 }
 
 struct Cursor {
@@ -49,7 +49,7 @@ pub(crate) struct SortedMerge {
     /// Batches that pending indices point into.
     loaded: Vec<RecordBatch>,
     out: Vec<(usize, usize)>,
-    dups: Vec<(usize, usize)>,
+    dups: usize,
     last: Option<OwnedRow>,
     started: bool,
 }
@@ -80,7 +80,7 @@ impl SortedMerge {
             heap: BinaryHeap::new(),
             loaded: Vec::new(),
             out: Vec::new(),
-            dups: Vec::new(),
+            dups: 0,
             last: None,
             started: false,
         })
@@ -119,7 +119,7 @@ impl SortedMerge {
             let cursor = self.cursors[i].as_mut().expect("queued inputs have a cursor");
             let at = (cursor.loaded, cursor.pos);
             if self.dedup && self.last.as_ref().is_some_and(|last| last.row() == row.row()) {
-                self.dups.push(at);
+                self.dups += 1;
             } else {
                 self.out.push(at);
                 self.last = Some(row);
@@ -131,19 +131,16 @@ impl SortedMerge {
                 self.advance_input(i).await?;
             }
         }
-        if self.out.is_empty() && self.dups.is_empty() {
+        if self.out.is_empty() && self.dups == 0 {
             return Ok(None);
         }
-        let merged = Merged {
-            rows: self.take(false)?,
-            duplicates: (!self.dups.is_empty()).then(|| self.take(true)).transpose()?,
-        };
+        let merged = Merged { rows: self.take()?, duplicates: std::mem::take(&mut self.dups) };
         self.compact_loaded();
         Ok(Some(merged))
     }
 
-    fn take(&mut self, dups: bool) -> Result<RecordBatch, ArrowError> {
-        let indices = std::mem::take(if dups { &mut self.dups } else { &mut self.out });
+    fn take(&mut self) -> Result<RecordBatch, ArrowError> {
+        let indices = std::mem::take(&mut self.out);
         if indices.is_empty() {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         }
@@ -197,7 +194,7 @@ mod tests {
             let k = merged.rows.column(0).as_primitive::<Int64Type>();
             let v = merged.rows.column(1).as_primitive::<Int64Type>();
             rows.extend(k.values().iter().copied().zip(v.values().iter().copied()));
-            dups += merged.duplicates.map_or(0, |d| d.num_rows());
+            dups += merged.duplicates;
         }
         (rows, dups)
     }

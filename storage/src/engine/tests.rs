@@ -240,3 +240,109 @@ async fn read_only_storage_sees_the_files_and_refuses_writes() {
     let (body, batch) = export(2, 1, 0);
     assert!(matches!(reader.write(&TenantId::default(), body, batch).await, Err(StorageError::ReadOnly)));
 }
+
+/// Every (trace, span) key in a snapshot's files and buffer, with its count.
+async fn keys_seen(store: &Arc<dyn ObjectStore>, snapshot: &Snapshot) -> HashMap<Vec<u8>, usize> {
+    use arrow::array::AsArray;
+    use object_store::ObjectStoreExt;
+
+    let mut batches = snapshot.batches.clone();
+    for file in snapshot.files(FileKind::Spans) {
+        let bytes =
+            store.get(&object_store::path::Path::from(file.path.as_str())).await.unwrap().bytes().await.unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+        batches.extend(reader.map(Result::unwrap));
+    }
+    let mut seen = HashMap::new();
+    for batch in &batches {
+        let trace = batch.column_by_name(schema::TRACE_ID).unwrap().as_fixed_size_binary();
+        let span = batch.column_by_name(schema::SPAN_ID).unwrap().as_fixed_size_binary();
+        for row in 0..batch.num_rows() {
+            *seen.entry([trace.value(row), span.value(row)].concat()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// A live hour through many flushes and upkeep rounds: files at the top
+/// level stay as they are (that files at the target size do too is
+/// `compaction::tests`' part: outputs are cut at row groups of 128Ki rows), the spans any snapshot sees
+/// are exactly those written (repeats only until a merge meets them),
+/// every span is accounted for as a row or a dropped repeat, and
+/// compaction writes at most `MAX_LEVEL` times what flushes wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_hour_compacts_level_by_level_without_rewriting_final_files() {
+    use crate::compaction::MAX_LEVEL;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut config = config(dir.path());
+    config.compaction.min_files = 3;
+    let metrics = Arc::new(StorageMetrics::default());
+    let storage = Storage::open(Arc::clone(&store), config.clone(), Arc::clone(&metrics)).await.unwrap();
+    let tenant = TenantId::default();
+    let label = TenantLabel::new(&tenant);
+    let is_final = |f: &DataFile| f.level == MAX_LEVEL;
+
+    let (mut written, mut repeated) = (0u64, std::collections::HashSet::new());
+    let mut finals: Vec<DataFile> = Vec::new();
+    let mut exports = Vec::new();
+    for trace in 1..=40u8 {
+        exports.push(export(trace, 200, 0));
+        write(&storage, exports.last().unwrap().clone()).await;
+        written += 200;
+        if trace % 5 == 0 {
+            // A client retried the export of an earlier trace.
+            write(&storage, exports[usize::from(trace) - 3].clone()).await;
+            written += 200;
+            repeated.insert(trace - 2);
+        }
+        storage.flush().await.unwrap();
+        for round in [false, true] {
+            if round {
+                storage.maintain().await.unwrap();
+            }
+            let snapshot = storage.snapshot(&tenant);
+            let live: Vec<&DataFile> = snapshot.files(FileKind::Spans).collect();
+            for file in &finals {
+                assert!(live.contains(&file), "a final file was rewritten: {}", file.path);
+            }
+            assert!(live.iter().all(|f| f.level <= MAX_LEVEL));
+            let new: Vec<DataFile> =
+                live.iter().filter(|f| is_final(f) && !finals.contains(f)).map(|f| (*f).clone()).collect();
+            finals.extend(new);
+            let seen = keys_seen(&store, &snapshot).await;
+            assert_eq!(seen.len(), usize::from(trace) * 200, "every span written is seen");
+            for (key, count) in &seen {
+                assert!(*count == 1 || repeated.contains(&key[0]), "trace {} seen {count} times", key[0]);
+            }
+            let rows: usize = seen.values().sum();
+            let dropped = metrics.duplicate_spans_removed.get_or_create(&label).get();
+            assert_eq!(rows as u64 + dropped, written, "rows and dropped repeats add up");
+        }
+    }
+    assert!(finals.len() >= 3, "the hour reached the top level several times: {finals:?}");
+    // A merge's output may complete a level: upkeep until nothing changes.
+    loop {
+        let version = storage.snapshot(&tenant).manifest.version;
+        storage.maintain().await.unwrap();
+        if storage.snapshot(&tenant).manifest.version == version {
+            break;
+        }
+    }
+    let spans: Vec<_> = storage.snapshot(&tenant).files(FileKind::Spans).cloned().collect();
+    for level in 0..MAX_LEVEL {
+        let open = spans.iter().filter(|f| f.level == level && !is_final(f)).count();
+        assert!(open < config.compaction.min_files, "{open} files left at level {level}");
+    }
+    assert!(spans.iter().all(|f| f.trace_index.is_some()), "every span file has its own fragment file");
+    let fragments = storage.snapshot(&tenant).files(FileKind::TraceIndex).count();
+    assert_eq!(fragments, spans.len());
+    let flushed = metrics.flush_bytes_written.get_or_create(&label).get();
+    let compacted = metrics.compaction_bytes_written.get_or_create(&label).get();
+    assert!(
+        compacted > 0 && compacted <= u64::from(MAX_LEVEL) * flushed,
+        "flush {flushed}, compaction {compacted} bytes"
+    );
+}
