@@ -6,7 +6,9 @@
 //! how many merges its rows have been through: flushes write level 0, and a
 //! merge of files of level L writes level L + 1. Within an hour:
 //!
-//! - `min_files` (F) files of one level below [`MAX_LEVEL`] are merged;
+//! - once a level below [`MAX_LEVEL`] has `min_files` (F) files, all of
+//!   them are merged (up to [`MAX_INPUTS`]; more than F collect between
+//!   rounds at high rates);
 //!   once the hour is finished (past its end and the settle time) two are
 //!   enough, so a finished hour keeps at most one file below the top level
 //!   per level, and late spans make a small file that merges with the other
@@ -20,9 +22,9 @@
 //!
 //! So a byte is rewritten at most [`MAX_LEVEL`] times, whatever the size
 //! or the rate of the hour: compaction writes at most twice what flushes
-//! wrote. With flushes every few seconds a top-level file holds F² of them
-//! (about 11 files an hour at the default 5 s and F = 8; at high rates the
-//! target size cuts them first). Repeats are rows equal in every sort
+//! wrote. A top-level file holds F² flushes or more (at most 11 files an
+//! hour at the default 5 s and F = 8; at high rates the target size cuts
+//! them). Repeats are rows equal in every sort
 //! column (service, trace, start, span id): a client that retries an
 //! export sends the same span twice, and the two copies sort side by side
 //! when they meet in a merge. Fragment files are not merged: the outputs'
