@@ -9,9 +9,9 @@
 //! - once a level below [`MAX_LEVEL`] has `min_files` (F) files, all of
 //!   them are merged (up to [`MAX_INPUTS`]; more than F collect between
 //!   rounds at high rates);
-//!   once the hour is finished (past its end and the settle time) two are
-//!   enough, so a finished hour keeps at most one file below the top level
-//!   per level, and late spans make a small file that merges with the other
+//! - once the hour is finished (past its end and the settle time) two are
+//!   enough, so a finished hour keeps at most one file per level below the
+//!   top, and late spans make a small file that merges with the other
 //!   small ones, never with the files at the top;
 //! - files at [`MAX_LEVEL`] or at the target size are never rewritten.
 //!
@@ -24,10 +24,10 @@
 //! or the rate of the hour: compaction writes at most twice what flushes
 //! wrote. A top-level file holds F² flushes or more (at most 11 files an
 //! hour at the default 5 s and F = 8; at high rates the target size cuts
-//! them). Repeats are rows equal in every sort
-//! column (service, trace, start, span id): a client that retries an
-//! export sends the same span twice, and the two copies sort side by side
-//! when they meet in a merge. Fragment files are not merged: the outputs'
+//! them). Repeats are rows equal in every sort column (service, trace,
+//! start, span id): a client that retries an export sends the same span
+//! twice, and the two copies sort side by side when a flush or a merge
+//! holds both. Fragment files are not merged: the outputs'
 //! fragments are computed from their rows, so repeats dropped are gone from
 //! the trace index too.
 //!

@@ -4,8 +4,7 @@
 //! Rows are sorted (spans by [`schema::SORT_COLUMNS`], service then trace;
 //! fragments by service then trace too) and the order is declared in the
 //! footer. Span files are written in pairs with their fragment files
-//! ([`PairedSink`]). zstd
-//! everywhere; ids without dictionaries (random bytes do not repeat); times
+//! ([`PairedSink`]). zstd everywhere; ids without dictionaries (random bytes do not repeat); times
 //! delta-encoded; a bloom filter on `trace_id`, sized by the writer to the
 //! ids it saw, answers trace lookups; the page index lets readers skip
 //! pages by min/max.
