@@ -220,13 +220,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let limits = IngestLimits { max_attribute_value_bytes: args.ingest.max_attribute_bytes };
     let store = open_store(args.storage.storage.as_ref(), &args.storage.data_dir, &args.storage.s3)?;
-    let storage = Storage::open(store, args.storage.config(limits.clone()), storage_metrics).await?;
+    let storage = Storage::open(store, args.storage.config(limits), storage_metrics).await?;
     let replay = storage.replay_report();
     info!(records = replay.records, damaged_segments = replay.damaged_segments, "storage is ready");
     let engine = Arc::new(QueryEngine::new(Arc::clone(&storage), args.query.limits())?);
     let ingest = Ingest::new(
         Arc::clone(&storage),
-        CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, limits, ..CollectorConfig::default() },
+        CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, ..CollectorConfig::default() },
         collector_metrics,
     );
     let token = args.query.auth_token.as_deref().and_then(AuthToken::new);

@@ -1,7 +1,7 @@
 //! The ingest path piece by piece: OTLP protobuf and JSON into an Arrow
 //! batch, and a batch into a sorted Parquet span file.
 //!
-//! cargo bench -p spanlake-benches --bench ingest
+//! cargo bench --workspace --bench ingest
 
 use arrow::array::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

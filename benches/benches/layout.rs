@@ -4,7 +4,7 @@
 //! favours or hurts: trace by id, search by service and operation, and one
 //! operation's latency series.
 //!
-//! cargo bench -p spanlake-benches --bench layout
+//! cargo bench --workspace --bench layout
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! The read path on compacted files: trace by id (no time range) and the
 //! analytic SQL users run most, over 524k spans of `spanlake load`'s shape.
 //!
-//! cargo bench -p spanlake-benches --bench query
+//! cargo bench --workspace --bench query
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use prost::Message;
 use spanlake_benches::{FOUR_ROW_GROUPS, load_requests};
 use spanlake_query::{QueryEngine, QueryLimits};
 use spanlake_storage::ids::TraceId;
-use spanlake_storage::{IngestLimits, SpanBatchBuilder, Storage, StorageConfig, TenantId, WalSync};
+use spanlake_storage::{Storage, StorageConfig, TenantId, WalSync};
 
 const QUERIES: [(&str, &str); 4] = [
     ("spans_per_service", "SELECT service_name, count(*) AS n FROM spans GROUP BY service_name ORDER BY n DESC"),
@@ -53,9 +53,7 @@ async fn stored(dir: &std::path::Path) -> (QueryEngine, Vec<TraceId>) {
                 request.resource_spans[0].scope_spans[0].spans[0].trace_id.as_slice().try_into().expect("16 bytes"),
             );
         }
-        let mut builder = SpanBatchBuilder::new(IngestLimits::default());
-        builder.append(&request.resource_spans);
-        storage.write(&tenant, body.into(), builder.finish().expect("a batch")).await.expect("written");
+        storage.write(&tenant, storage.decode(body.into()).expect("decodes")).await.expect("written");
     }
     storage.flush().await.expect("flushed");
     storage.maintain().await.expect("compacted");

@@ -1,7 +1,7 @@
 //! The write path after decoding: WAL appends with group commit (fsync),
 //! and a flush of buffered spans into Parquet files.
 //!
-//! cargo bench -p spanlake-benches --bench storage
+//! cargo bench --workspace --bench storage
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,18 +11,16 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use object_store::local::LocalFileSystem;
 use prost::Message;
 use spanlake_benches::{demo_request, span_count};
-use spanlake_storage::{IngestLimits, SpanBatchBuilder, Storage, StorageConfig, TenantId, WalSync};
+use spanlake_storage::{Storage, StorageConfig, TenantId, WalSync};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime")
 }
 
-/// One export as the receivers hand it to storage: protobuf and its batch.
-fn export(traces: usize) -> (Bytes, arrow::array::RecordBatch, usize) {
+/// One export as the receivers hand it to storage: its protobuf and span count.
+fn export(traces: usize) -> (Bytes, usize) {
     let request = demo_request(traces);
-    let mut builder = SpanBatchBuilder::new(IngestLimits::default());
-    builder.append(&request.resource_spans);
-    (Bytes::from(request.encode_to_vec()), builder.finish().expect("a batch"), span_count(&request))
+    (Bytes::from(request.encode_to_vec()), span_count(&request))
 }
 
 async fn open(dir: &std::path::Path, sync: WalSync) -> Arc<Storage> {
@@ -39,7 +37,7 @@ async fn open(dir: &std::path::Path, sync: WalSync) -> Arc<Storage> {
 /// `writers` concurrent exports of ~100 spans each, durable before each returns.
 fn wal_append(c: &mut Criterion) {
     let rt = runtime();
-    let (body, batch, spans) = export(20);
+    let (body, spans) = export(20);
     let mut group = c.benchmark_group("wal_append");
     group.sample_size(10);
     for writers in [1usize, 8, 64] {
@@ -52,10 +50,11 @@ fn wal_append(c: &mut Criterion) {
                     rt.block_on(async {
                         let dir = tempfile::tempdir().expect("temp dir");
                         let storage = open(dir.path(), WalSync::Fsync).await;
+                        let decoded = storage.decode(body.clone()).expect("decodes");
                         let tenant = TenantId::default();
                         let started = Instant::now();
                         for _ in 0..iters {
-                            let appends = (0..writers).map(|_| storage.write(&tenant, body.clone(), batch.clone()));
+                            let appends = (0..writers).map(|_| storage.write(&tenant, decoded.clone()));
                             for result in futures::future::join_all(appends).await {
                                 result.expect("appended");
                             }
@@ -73,7 +72,7 @@ fn wal_append(c: &mut Criterion) {
 fn flush(c: &mut Criterion) {
     let rt = runtime();
     let exports: Vec<_> = (0..50).map(|_| export(500)).collect();
-    let spans: usize = exports.iter().map(|e| e.2).sum();
+    let spans: usize = exports.iter().map(|e| e.1).sum();
     let mut group = c.benchmark_group("flush");
     group.sample_size(10);
     group.throughput(Throughput::Elements(spans as u64));
@@ -84,8 +83,9 @@ fn flush(c: &mut Criterion) {
                 for _ in 0..iters {
                     let dir = tempfile::tempdir().expect("temp dir");
                     let storage = open(dir.path(), WalSync::None).await;
-                    for (body, batch, _) in &exports {
-                        storage.write(&TenantId::default(), body.clone(), batch.clone()).await.expect("written");
+                    for (body, _) in &exports {
+                        let decoded = storage.decode(body.clone()).expect("decodes");
+                        storage.write(&TenantId::default(), decoded).await.expect("written");
                     }
                     let started = Instant::now();
                     storage.flush().await.expect("flushed");

@@ -41,7 +41,7 @@ impl IngestError {
     /// A short label for metrics.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
-            Self::InvalidRequest(_) | Self::InvalidTenant(_) => "invalid",
+            Self::InvalidRequest(_) | Self::InvalidTenant(_) | Self::Storage(StorageError::Decode(_)) => "invalid",
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedContentType(_) | Self::UnsupportedEncoding(_) => "unsupported_media_type",
             Self::Storage(StorageError::Overloaded) => "overloaded",
@@ -54,6 +54,7 @@ impl IngestError {
         match self {
             Self::InvalidRequest(_)
             | Self::InvalidTenant(_)
+            | Self::Storage(StorageError::Decode(_))
             | Self::UnsupportedContentType(_)
             | Self::UnsupportedEncoding(_) => Code::InvalidArgument,
             Self::TooLarge { .. } => Code::ResourceExhausted,
@@ -64,7 +65,9 @@ impl IngestError {
 
     pub(crate) fn http_status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) | Self::InvalidTenant(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest(_) | Self::InvalidTenant(_) | Self::Storage(StorageError::Decode(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedContentType(_) | Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,

@@ -15,7 +15,7 @@ use spanlake_storage::{TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
 use crate::error::IngestError;
-use crate::ingest::{Decoded, Ingest, decode_json, decode_protobuf};
+use crate::ingest::{Ingest, json_to_protobuf};
 use crate::metrics::Protocol;
 
 pub fn router(ingest: Ingest) -> Router {
@@ -46,10 +46,10 @@ impl Format {
         })
     }
 
-    fn decode(self, bytes: Bytes) -> Result<Decoded, IngestError> {
+    fn to_protobuf(self, bytes: Bytes) -> Result<Bytes, IngestError> {
         match self {
-            Self::Protobuf => decode_protobuf(bytes),
-            Self::Json => decode_json(&bytes),
+            Self::Protobuf => Ok(bytes),
+            Self::Json => json_to_protobuf(&bytes),
         }
     }
 
@@ -104,7 +104,7 @@ async fn receive(
     ingest
         .export(&tenant, format.protocol(), move || {
             let bytes = body::decompress(raw, encoding, limit)?;
-            format.decode(bytes)
+            format.to_protobuf(bytes)
         })
         .await
 }

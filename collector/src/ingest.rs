@@ -1,5 +1,6 @@
-//! The path every receiver shares: admission, decoding on the blocking
-//! pool, one Arrow batch per request, the WAL, and OTLP partial success.
+//! The path every receiver shares: admission, the request turned into
+//! OTLP protobuf and decoded by storage on the blocking pool, the WAL, and
+//! OTLP partial success.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use spanlake_storage::{AppendSummary, IngestLimits, SpanBatchBuilder, Storage, TenantId};
+use spanlake_storage::{AppendSummary, Storage, TenantId};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
@@ -24,12 +25,11 @@ pub struct CollectorConfig {
     /// Requests decoded at once; more wait. Bounds the memory of bodies in
     /// flight to about this many times `max_request_bytes`.
     pub max_concurrent_requests: usize,
-    pub limits: IngestLimits,
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 16 * 1024 * 1024, max_concurrent_requests: 16, limits: IngestLimits::default() }
+        Self { max_request_bytes: 16 * 1024 * 1024, max_concurrent_requests: 16 }
     }
 }
 
@@ -42,9 +42,6 @@ pub struct Ingest {
     permits: Arc<Semaphore>,
 }
 
-/// A decoded request and its protobuf form, for the WAL.
-pub(crate) type Decoded = (ExportTraceServiceRequest, Bytes);
-
 impl Ingest {
     pub fn new(storage: Arc<Storage>, config: CollectorConfig, metrics: Arc<CollectorMetrics>) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
@@ -55,19 +52,19 @@ impl Ingest {
         &self.config
     }
 
-    /// Runs `decode` and the Arrow build on the blocking pool (both are CPU
-    /// work), then logs and buffers the batch. Returns once the spans are
-    /// durable and queryable.
+    /// Runs `to_protobuf` (decompression, other formats into OTLP protobuf)
+    /// and storage's decoding on the blocking pool (both are CPU work), then
+    /// stores the spans. Returns once they are durable and queryable.
     pub async fn export<F>(
         &self,
         tenant: &TenantId,
         protocol: Protocol,
-        decode: F,
+        to_protobuf: F,
     ) -> Result<ExportTraceServiceResponse, IngestError>
     where
-        F: FnOnce() -> Result<Decoded, IngestError> + Send + 'static,
+        F: FnOnce() -> Result<Bytes, IngestError> + Send + 'static,
     {
-        let result = self.store(tenant, protocol, decode).await;
+        let result = self.store(tenant, protocol, to_protobuf).await;
         if let Err(error) = &result {
             self.metrics.refused(protocol, error);
         }
@@ -78,45 +75,32 @@ impl Ingest {
         &self,
         tenant: &TenantId,
         protocol: Protocol,
-        decode: F,
+        to_protobuf: F,
     ) -> Result<ExportTraceServiceResponse, IngestError>
     where
-        F: FnOnce() -> Result<Decoded, IngestError> + Send + 'static,
+        F: FnOnce() -> Result<Bytes, IngestError> + Send + 'static,
     {
         let _permit = self.permits.acquire().await.map_err(|_| IngestError::Internal("ingest is closed".into()))?;
         // Refuse before paying for the decode when the buffer is full.
         self.storage.check_room()?;
-        let limits = self.config.limits.clone();
-        let (batch, body, summary) = tokio::task::spawn_blocking(move || {
-            let (request, body) = decode()?;
-            let mut builder = SpanBatchBuilder::new(limits);
-            let summary = builder.append(&request.resource_spans);
-            let batch = builder.finish().map_err(|e| IngestError::Internal(e.to_string()))?;
-            Ok::<_, IngestError>((batch, body, summary))
-        })
-        .await
-        .map_err(|e| IngestError::Internal(format!("decoding task failed: {e}")))??;
+        let storage = Arc::clone(&self.storage);
+        let export = tokio::task::spawn_blocking(move || Ok::<_, IngestError>(storage.decode(to_protobuf()?)?))
+            .await
+            .map_err(|e| IngestError::Internal(format!("decoding task failed: {e}")))??;
+        let summary = export.summary().clone();
         self.metrics.received(protocol, tenant, (summary.accepted + summary.rejected) as u64);
-        self.storage.write(tenant, body, batch).await?;
+        self.storage.write(tenant, export).await?;
         self.metrics.stored(protocol, tenant, summary.accepted as u64, summary.rejected as u64);
         debug!(%tenant, accepted = summary.accepted, rejected = summary.rejected, "export stored");
-        Ok(response(&summary, self.config.limits.max_attribute_value_bytes))
+        Ok(response(&summary, self.storage.limits().max_attribute_value_bytes))
     }
 }
 
-/// Decodes an OTLP protobuf request; a malformed one is the client's error.
-pub(crate) fn decode_protobuf(bytes: Bytes) -> Result<Decoded, IngestError> {
-    let request = ExportTraceServiceRequest::decode(bytes.as_ref())
-        .map_err(|e| IngestError::InvalidRequest(format!("protobuf does not decode: {e}")))?;
-    Ok((request, bytes))
-}
-
-/// Decodes an OTLP/JSON request; the WAL keeps it as protobuf.
-pub(crate) fn decode_json(bytes: &[u8]) -> Result<Decoded, IngestError> {
+/// An OTLP/JSON request as protobuf, the form the WAL keeps.
+pub(crate) fn json_to_protobuf(bytes: &[u8]) -> Result<Bytes, IngestError> {
     let request: ExportTraceServiceRequest =
         serde_json::from_slice(bytes).map_err(|e| IngestError::InvalidRequest(format!("JSON does not decode: {e}")))?;
-    let protobuf = Bytes::from(request.encode_to_vec());
-    Ok((request, protobuf))
+    Ok(Bytes::from(request.encode_to_vec()))
 }
 
 /// OTLP partial success: rejected spans with the first reason, and a

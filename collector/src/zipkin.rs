@@ -17,7 +17,7 @@ use spanlake_storage::{TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
 use crate::error::IngestError;
-use crate::ingest::{Decoded, Ingest};
+use crate::ingest::Ingest;
 use crate::metrics::Protocol;
 
 mod proto3;
@@ -50,11 +50,11 @@ async fn store(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<(), I
     let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
     let limit = ingest.config().max_request_bytes;
     let raw = body::read_limited(body, limit).await?;
-    ingest.export(&tenant, protocol, move || decode(protocol, &body::decompress(raw, encoding, limit)?)).await?;
+    ingest.export(&tenant, protocol, move || to_protobuf(protocol, &body::decompress(raw, encoding, limit)?)).await?;
     Ok(())
 }
 
-fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Decoded, IngestError> {
+fn to_protobuf(protocol: Protocol, bytes: &[u8]) -> Result<Bytes, IngestError> {
     let spans: Vec<ZipkinSpan> = if protocol == Protocol::ZipkinProto3 {
         let list = proto3::ListOfSpans::decode(bytes)
             .map_err(|e| IngestError::InvalidRequest(format!("expected a Zipkin proto3 ListOfSpans: {e}")))?;
@@ -64,7 +64,5 @@ fn decode(protocol: Protocol, bytes: &[u8]) -> Result<Decoded, IngestError> {
             .map_err(|e| IngestError::InvalidRequest(format!("expected a JSON list of Zipkin v2 spans: {e}")))?
     };
     let resource_spans = zipkin::to_otlp(spans).map_err(|e| IngestError::InvalidRequest(e.to_string()))?;
-    let request = ExportTraceServiceRequest { resource_spans };
-    let protobuf = Bytes::from(request.encode_to_vec());
-    Ok((request, protobuf))
+    Ok(Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec()))
 }

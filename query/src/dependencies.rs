@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::params::{NANOS_PER_MILLI, Window, now_ns};
+use crate::params::{NANOS_PER_MILLI, Window};
 use calls::{BUCKETS_PER_OCTAVE, EdgeCalls};
 pub(crate) use hourly::HourlyEdges;
 use hourly::Part;
@@ -101,7 +101,7 @@ impl QueryEngine {
                 edges.entry((c.parent.clone(), c.child.clone())).or_default().add(c);
             }
         };
-        for part in hourly::plan(&snapshot, window, now_ns()) {
+        for part in hourly::plan(&snapshot, window, self.storage().clock().now_ns()) {
             match part {
                 Part::Hour { start_ns, files } => add(&self.hour_edges(tenant, start_ns, files).await?.calls),
                 Part::Range { start_ns, end_ns } => add(&self.edge_calls(tenant, start_ns, end_ns).await?),

@@ -16,25 +16,24 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use object_store::ObjectStore;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::batch::{IngestLimits, SpanBatchBuilder};
+use crate::batch::IngestLimits;
 use crate::buffer::Buffer;
 use crate::catalog::{Catalog, DataFile, Manifest};
+use crate::clock::{Clock, SystemClock};
 use crate::compaction::CompactionConfig;
 use crate::error::StorageError;
+use crate::export::{self, DecodedExport};
 use crate::metrics::{StorageMetrics, TenantLabel};
 use crate::paths::{FileKind, TenantId};
-use crate::schema;
 use crate::wal::{self, Durable, Record, ReplayReport, Wal, WalConfig};
 
 /// When buffered spans become files.
@@ -67,11 +66,13 @@ pub struct StorageConfig {
     pub compaction: CompactionConfig,
     /// Hours older than this are removed; `None` keeps everything.
     pub retention: Option<Duration>,
-    /// Applied again when the WAL is replayed.
+    /// Applied to every export, live and when the WAL is replayed.
     pub limits: IngestLimits,
     /// For a store on local disk, its directory: files are fsynced there
     /// before the WAL records they hold are deleted.
     pub local_root: Option<PathBuf>,
+    /// What retention, compaction and deletions take as now.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl StorageConfig {
@@ -84,6 +85,7 @@ impl StorageConfig {
             retention: None,
             limits: IngestLimits::default(),
             local_root: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -101,10 +103,6 @@ impl Snapshot {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Spans of all tenants: logged, buffered, flushed, compacted, expired.
 #[derive(Debug)]
 pub struct Storage {
@@ -118,7 +116,7 @@ pub struct Storage {
     pub(crate) flush_lock: tokio::sync::Mutex<()>,
     pub(crate) flush_wanted: Arc<Notify>,
     /// Bytes of writes waiting for the WAL, counted against the buffer limit.
-    in_flight: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
     replay: ReplayReport,
 }
 
@@ -134,24 +132,25 @@ impl Storage {
         let writer_id = wal::writer_id(&config.wal.dir)?;
         let buffer = Arc::new(Buffer::default());
         let flush_wanted = Arc::new(Notify::new());
-        let flushed_through = catalog
+        let flushed: HashMap<TenantId, u64> = catalog
             .tenants()
-            .iter()
-            .filter_map(|tenant| catalog.manifest(tenant).wal_through.get(&writer_id).copied())
-            .max()
-            .unwrap_or(0);
+            .into_iter()
+            .filter_map(|tenant| {
+                let through = catalog.manifest(&tenant).wal_through.get(&writer_id).copied()?;
+                Some((tenant, through))
+            })
+            .collect();
+        let flushed_through = flushed.values().copied().max().unwrap_or(0);
 
         let replay = {
             let (buffer, metrics, limits) = (Arc::clone(&buffer), Arc::clone(&metrics), config.limits.clone());
-            let catalog = &catalog;
             move |record: Record| {
-                let flushed = catalog.manifest(&record.tenant).wal_through.get(&writer_id).copied().unwrap_or(0);
-                if record.seq <= flushed {
+                if record.seq <= flushed.get(&record.tenant).copied().unwrap_or(0) {
                     return;
                 }
-                match decode(&record.body, &limits) {
-                    Ok(batch) => {
-                        buffer.insert(record.tenant, record.seq, batch, &metrics);
+                match export::decode(record.body, &limits) {
+                    Ok(export) => {
+                        buffer.insert(record.tenant, record.seq, export.batch, &metrics);
                     }
                     Err(error) => warn!(seq = record.seq, %error, "WAL record does not decode; skipped"),
                 }
@@ -170,7 +169,13 @@ impl Storage {
                 }
             })
         };
-        let (wal, report) = Wal::open(config.wal.clone(), Arc::clone(&metrics), flushed_through, replay, on_durable)?;
+        // Replay reads and decodes every segment: CPU and disk work, off the runtime.
+        let (wal_config, wal_metrics) = (config.wal.clone(), Arc::clone(&metrics));
+        let (wal, report) = tokio::task::spawn_blocking(move || {
+            Wal::open(wal_config, wal_metrics, flushed_through, replay, on_durable)
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("WAL replay failed: {e}")))??;
         let storage = Arc::new(Self {
             store,
             catalog,
@@ -220,21 +225,33 @@ impl Storage {
         &self.replay
     }
 
-    /// Logs and buffers a batch of the span schema decoded from `body` (an
-    /// OTLP protobuf request). Returns once the WAL has it on disk and the
-    /// batch is queryable; refuses with [`StorageError::Overloaded`] while
-    /// the buffer is full.
-    pub async fn write(&self, tenant: &TenantId, body: Bytes, batch: RecordBatch) -> Result<(), StorageError> {
-        if batch.schema_ref() != &schema::span_schema() {
-            return Err(StorageError::Schema);
-        }
-        if batch.num_rows() == 0 {
+    /// Decodes an OTLP protobuf export request into a span batch under the
+    /// ingest limits, each invalid span rejected alone. CPU work: callers
+    /// on an async runtime run it on the blocking pool.
+    pub fn decode(&self, body: Bytes) -> Result<DecodedExport, StorageError> {
+        Ok(export::decode(body, &self.config.limits)?)
+    }
+
+    /// Logs and buffers a decoded export. Returns once the WAL has it on
+    /// disk and its spans are queryable; refuses with
+    /// [`StorageError::Overloaded`] while the buffer is full.
+    pub async fn write(&self, tenant: &TenantId, export: DecodedExport) -> Result<(), StorageError> {
+        if export.batch.num_rows() == 0 {
             return Ok(());
         }
         let wal = self.wal()?;
-        let _room = self.reserve(batch.get_array_memory_size() + body.len())?;
-        wal.append(tenant.clone(), body, batch).await?;
+        let _room = self.reserve(export.room())?;
+        wal.append(tenant.clone(), export.body, export.batch).await?;
         Ok(())
+    }
+
+    pub fn limits(&self) -> &IngestLimits {
+        &self.config.limits
+    }
+
+    /// What retention, compaction and deletions take as now.
+    pub fn clock(&self) -> &dyn Clock {
+        self.config.clock.as_ref()
     }
 
     /// Counts `bytes` against the buffer budget until the returned guard is
@@ -346,14 +363,6 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(self.bytes, Ordering::AcqRel);
     }
-}
-
-/// An OTLP protobuf request as a span batch, as the receivers made it.
-pub(crate) fn decode(body: &[u8], limits: &IngestLimits) -> Result<RecordBatch, StorageError> {
-    let request = ExportTraceServiceRequest::decode(body).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let mut builder = SpanBatchBuilder::new(limits.clone());
-    builder.append(&request.resource_spans);
-    Ok(builder.finish()?)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ use parquet::errors::ParquetError;
 use thiserror::Error;
 
 use crate::catalog::CatalogError;
+use crate::export::DecodeError;
 use crate::wal::WalError;
 
 #[derive(Debug, Error)]
@@ -19,12 +20,11 @@ pub enum StorageError {
     Wal(#[from] WalError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    #[error("batch does not have the span schema")]
-    Schema,
+    /// The client's request: not OTLP protobuf.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("the write buffer is full; retry shortly")]
     Overloaded,
-    #[error("stored data is unreadable: {0}")]
-    Corrupt(String),
     #[error("storage was opened read-only")]
     ReadOnly,
     #[error("{0}")]

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::catalog::CatalogError;
 use crate::compaction::{self, Job};
-use crate::engine::{Storage, now_ms};
+use crate::engine::Storage;
 use crate::error::StorageError;
 use crate::flush::on_blocking_pool;
 use crate::metrics::TenantLabel;
@@ -54,7 +54,7 @@ impl Storage {
 
     async fn apply_retention(&self, tenant: &TenantId) -> Result<(), StorageError> {
         let Some(retention) = self.config.retention else { return Ok(()) };
-        let cutoff_secs = now_ms() / 1000 - retention.as_secs() as i64;
+        let cutoff_secs = self.clock().now_secs() - retention.as_secs() as i64;
         let expired: Vec<String> = self
             .catalog
             .manifest(tenant)
@@ -71,7 +71,7 @@ impl Storage {
             .commit(tenant, |base| {
                 let still_live: Vec<String> =
                     expired.iter().filter(|p| base.files.iter().any(|f| &f.path == *p)).cloned().collect();
-                base.without(&still_live, now_ms())
+                base.without(&still_live, self.clock().now_ms())
             })
             .await?;
         self.metrics.retention_removed_files.get_or_create(&TenantLabel::new(tenant)).inc_by(expired.len() as u64);
@@ -82,7 +82,7 @@ impl Storage {
 
     async fn compact(&self, tenant: &TenantId) -> Result<(), StorageError> {
         let manifest = self.catalog.manifest(tenant);
-        for job in compaction::plan(&manifest.files, now_ms() / 1000, &self.config.compaction) {
+        for job in compaction::plan(&manifest.files, self.clock().now_secs(), &self.config.compaction) {
             let started = Instant::now();
             match self.run_compaction(tenant, job).await {
                 Ok(()) => {
@@ -109,7 +109,7 @@ impl Storage {
         let committed = self
             .catalog
             .commit(tenant, |base| {
-                let mut next = base.without(&inputs, now_ms())?;
+                let mut next = base.without(&inputs, self.clock().now_ms())?;
                 next.files.extend(output.files.iter().cloned());
                 Ok(next)
             })
@@ -133,12 +133,13 @@ impl Storage {
 
     async fn delete_tombstones(&self, tenant: &TenantId) -> Result<(), StorageError> {
         let grace_ms = self.config.compaction.tombstone_grace.as_millis() as i64;
+        let now_ms = self.clock().now_ms();
         let due: Vec<String> = self
             .catalog
             .manifest(tenant)
             .tombstones
             .iter()
-            .filter(|t| t.removed_at_ms + grace_ms <= now_ms())
+            .filter(|t| t.removed_at_ms + grace_ms <= now_ms)
             .map(|t| t.path.clone())
             .collect();
         if due.is_empty() {

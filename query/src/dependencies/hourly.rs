@@ -29,7 +29,7 @@ use tracing::{debug, warn};
 use super::calls::{EdgeCalls, MARGIN_NS};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::params::{HOUR_NS, Window, now_ns};
+use crate::params::{HOUR_NS, Window};
 
 /// One hour's calls and the files they were counted from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,7 +160,7 @@ impl QueryEngine {
     /// Computes the tables of finished hours that lack a current one and
     /// drops those of hours no file covers any more, for every tenant.
     pub async fn maintain_edge_tables(&self) -> Result<(), QueryError> {
-        let now = now_ns();
+        let now = self.storage().clock().now_ns();
         for tenant in self.storage().tenants() {
             let snapshot = self.storage().snapshot(&tenant);
             let inputs = Inputs::new(&snapshot, now);

@@ -1,13 +1,17 @@
 use object_store::memory::InMemory;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 
 use super::*;
+use crate::clock::ManualClock;
+use crate::schema;
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 
 /// An export of `n` spans of trace `trace`, starting `hours_ago` hours back.
-fn export(trace: u8, n: u8, hours_ago: u64) -> (Bytes, RecordBatch) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+fn export(trace: u8, n: u8, hours_ago: u64) -> Bytes {
+    let now = SystemClock.now_ns() as u64;
     let start = now - hours_ago * HOUR_NS;
     let spans = (1..=n)
         .map(|i| Span {
@@ -25,9 +29,7 @@ fn export(trace: u8, n: u8, hours_ago: u64) -> (Bytes, RecordBatch) {
             ..Default::default()
         }],
     };
-    let body = Bytes::from(request.encode_to_vec());
-    let batch = decode(&body, &IngestLimits::default()).unwrap();
-    (body, batch)
+    Bytes::from(request.encode_to_vec())
 }
 
 fn config(dir: &std::path::Path) -> StorageConfig {
@@ -46,8 +48,8 @@ fn rows(snapshot: &Snapshot) -> (u64, usize) {
 }
 
 /// Buffer room a write of `export` takes.
-fn room((body, batch): &(Bytes, RecordBatch)) -> usize {
-    batch.get_array_memory_size() + body.len()
+fn room(body: &Bytes) -> usize {
+    export::decode(body.clone(), &IngestLimits::default()).unwrap().room()
 }
 
 /// Storage with a buffer budget of `max_buffer_bytes`, flushed only on demand.
@@ -61,8 +63,12 @@ async fn with_budget(max_buffer_bytes: usize) -> (tempfile::TempDir, Arc<Storage
     (dir, storage)
 }
 
-async fn write(storage: &Storage, (body, batch): (Bytes, RecordBatch)) {
-    storage.write(&TenantId::default(), body, batch).await.unwrap();
+async fn try_write(storage: &Storage, body: &Bytes) -> Result<(), StorageError> {
+    storage.write(&TenantId::default(), storage.decode(body.clone())?).await
+}
+
+async fn write(storage: &Storage, body: Bytes) {
+    try_write(storage, &body).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,13 +133,13 @@ async fn a_large_buffer_is_flushed_about_a_row_group_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_buffer_refuses_writes_until_a_flush_frees_it() {
-    let (body, batch) = export(1, 50, 0);
-    let (_dir, storage) = with_budget(room(&(body.clone(), batch.clone())) + 1).await;
-    write(&storage, (body.clone(), batch.clone())).await;
-    let refused = storage.write(&TenantId::default(), body.clone(), batch.clone()).await;
+    let body = export(1, 50, 0);
+    let (_dir, storage) = with_budget(room(&body) + 1).await;
+    write(&storage, body.clone()).await;
+    let refused = try_write(&storage, &body).await;
     assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
     storage.flush().await.unwrap();
-    storage.write(&TenantId::default(), body, batch).await.unwrap();
+    write(&storage, body).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,10 +154,10 @@ async fn a_refused_write_wakes_the_flusher_and_gets_in_on_retry() {
     let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop.clone()));
 
     write(&storage, small).await;
-    let refused = storage.write(&TenantId::default(), big.0.clone(), big.1.clone()).await;
+    let refused = try_write(&storage, &big).await;
     assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
     let retried = tokio::time::timeout(Duration::from_secs(30), async {
-        while storage.write(&TenantId::default(), big.0.clone(), big.1.clone()).await.is_err() {
+        while try_write(&storage, &big).await.is_err() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -163,28 +169,39 @@ async fn a_refused_write_wakes_the_flusher_and_gets_in_on_retry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_write_gives_its_room_back() {
-    let (body, batch) = export(1, 50, 0);
-    let (_dir, storage) = with_budget(room(&(body.clone(), batch.clone())) + 1).await;
+    let body = export(1, 50, 0);
+    let (_dir, storage) = with_budget(room(&body) + 1).await;
     let tenant = TenantId::default();
+    let mut cancelled = 0;
     for _ in 0..20 {
-        // Polled once: room reserved, WAL append pending, then dropped.
-        let write = storage.write(&tenant, body.clone(), batch.clone());
-        let _ = futures::poll!(Box::pin(write));
+        // Dropped while it waits for the WAL, with its room reserved.
+        let mut write = Box::pin(storage.write(&tenant, storage.decode(body.clone()).unwrap()));
+        if futures::poll!(&mut write).is_pending() && storage.in_flight.load(Ordering::Acquire) > 0 {
+            cancelled += 1;
+        }
     }
+    assert!(cancelled > 0, "no write was caught waiting for the WAL");
     storage.flush().await.unwrap();
     assert!(storage.check_room().is_ok(), "cancelled writes still hold buffer room");
-    write(&storage, (body, batch)).await;
+    write(&storage, body).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_larger_than_the_budget_gets_in_alone() {
     let (_dir, storage) = with_budget(1024).await;
     write(&storage, export(1, 50, 0)).await;
-    let (body, batch) = export(2, 1, 0);
-    let refused = storage.write(&TenantId::default(), body, batch).await;
+    let refused = try_write(&storage, &export(2, 1, 0)).await;
     assert!(matches!(refused, Err(StorageError::Overloaded)), "{refused:?}");
     storage.flush().await.unwrap();
     write(&storage, export(3, 50, 0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_that_is_not_otlp_is_the_clients_error() {
+    let (_dir, storage) = with_budget(DEFAULT_MAX_BUFFER_BYTES).await;
+    let refused = storage.decode(Bytes::from_static(b"\xff\xff not protobuf"));
+    assert!(matches!(refused, Err(StorageError::Decode(_))), "{refused:?}");
+    assert!(!refused.unwrap_err().is_retryable());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,8 +210,10 @@ async fn upkeep_compacts_hours_expires_old_ones_and_deletes_replaced_files() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let mut config = config(dir.path());
     config.retention = Some(Duration::from_secs(48 * 3600));
-    let grace = Duration::from_secs(2);
+    let grace = Duration::from_secs(600);
     config.compaction.tombstone_grace = grace;
+    let clock = Arc::new(ManualClock::starting_now());
+    config.clock = Arc::clone(&clock) as Arc<dyn Clock>;
     let tenant = TenantId::default();
     let storage = open(&store, &config).await;
     for trace in 1..=3 {
@@ -218,7 +237,7 @@ async fn upkeep_compacts_hours_expires_old_ones_and_deletes_replaced_files() {
         "kept for the grace period"
     );
 
-    tokio::time::sleep(grace).await;
+    clock.advance(grace);
     storage.maintain().await.unwrap();
     assert!(storage.snapshot(&tenant).manifest.tombstones.is_empty());
     let objects: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
@@ -237,8 +256,7 @@ async fn read_only_storage_sees_the_files_and_refuses_writes() {
 
     let reader = Storage::open_read_only(Arc::clone(&store), config).await.unwrap();
     assert_eq!(rows(&reader.snapshot(&TenantId::default())), (3, 0));
-    let (body, batch) = export(2, 1, 0);
-    assert!(matches!(reader.write(&TenantId::default(), body, batch).await, Err(StorageError::ReadOnly)));
+    assert!(matches!(try_write(&reader, &export(2, 1, 0)).await, Err(StorageError::ReadOnly)));
 }
 
 /// Every (trace, span) key in a snapshot's files and buffer, with its count.
