@@ -154,6 +154,7 @@ impl QueryArgs {
             concurrency: self.query_concurrency,
             timeout: self.query_timeout,
             max_rows: self.query_max_rows,
+            ..QueryLimits::default()
         }
     }
 }
@@ -250,8 +251,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stop_background = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone()));
     let maintenance = tokio::spawn(Arc::clone(&storage).run_maintenance(stop_background.clone()));
-    let edge_tables =
-        tokio::spawn(Arc::clone(&engine).run_edge_tables(args.storage.compaction_interval, stop_background.clone()));
+    let query_upkeep =
+        tokio::spawn(Arc::clone(&engine).run_upkeep(args.storage.compaction_interval, stop_background.clone()));
 
     let grpc = tonic::transport::Server::builder()
         .add_service(spanlake_collector::grpc_service(ingest.clone()))
@@ -277,7 +278,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     pg.await?;
     stop_background.cancel();
     maintenance.await?;
-    edge_tables.await?;
+    query_upkeep.await?;
     flusher.await?;
     grpc.context("OTLP/gRPC server")?;
     otlp_http.context("OTLP/HTTP server")?;

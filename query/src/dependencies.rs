@@ -1,40 +1,37 @@
-//! The service dependency graph, with Zipkin's linker semantics.
+//! The service dependency graph, with Zipkin's linking rules, summed from
+//! the dependency edge files storage writes (`spanlake_storage::edges`,
+//! where the rules are).
 //!
-//! An edge is a call from one service to another:
-//! - a SERVER span that shares its id with a CLIENT span (Zipkin's shared
-//!   spans): client service → server service;
-//! - else a SERVER or CONSUMER span whose parent is a CLIENT or PRODUCER span
-//!   (any service, so a service calling itself is an edge too), or a span of
-//!   another service (a caller that made no client span): parent service →
-//!   span service. Messaging gives producer → consumer edges this way;
-//! - a root SERVER or CONSUMER span that names its caller
-//!   (`remote_service_name`, e.g. from a Zipkin remote endpoint);
-//! - a CLIENT or PRODUCER span with a `remote_service_name` and no SERVER or
-//!   CONSUMER child or sharer: a leaf edge to a database, a queue or an uninstrumented
-//!   peer. A client span whose server side is missing counts here too.
+//! A graph over a window adds up three parts, none of which reads spans
+//! from disk:
 //!
-//! A call is an error when either side's status is ERROR. Its latency is
-//! the client's duration when there is a client span, else the server's.
+//! - the merged edge files (level 1 and up) that overlap the window: whole
+//!   hours from sums kept in memory (`hourly.rs`), ragged ends from the
+//!   files' slots;
+//! - the edge files of the flushes since the last upkeep round and the open
+//!   ends still waiting, with the buffered spans' own partial: their open
+//!   ends are matched on the spot, as the next upkeep round will match them.
 //!
-//! Calls are counted per edge and log-sized duration bucket (`calls.rs`),
-//! which adds up across ranges: whole finished hours come from hourly edge
-//! tables (`hourly.rs`), the rest from the spans.
+//! Memory is bounded by the number of edges, duration buckets and slots,
+//! and by the open ends of about a minute of spans, whatever the size of
+//! the window. The window is whole slots of 10 s: ragged ends are rounded
+//! inwards, but for an end in the slot still filling, which takes it in.
 
-mod calls;
 mod hourly;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use spanlake_storage::TenantId;
+use spanlake_storage::edges::{self, BUCKETS_PER_OCTAVE, CallStats, Partial, SLOT_NS};
+use spanlake_storage::{DataFile, FileKind, Storage, TenantId};
 use utoipa::ToSchema;
 
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::params::{NANOS_PER_MILLI, Window};
-use calls::{BUCKETS_PER_OCTAVE, EdgeCalls};
+use crate::params::{HOUR_NS, NANOS_PER_MILLI, Window};
+use hourly::HourCalls;
 pub(crate) use hourly::HourlyEdges;
-use hourly::Part;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -58,91 +55,166 @@ pub struct Edge {
     pub p99_ms: Option<f64>,
 }
 
-/// One edge's calls per duration bucket: calls, errors, shortest, longest.
+/// One edge's calls per duration bucket.
 #[derive(Debug, Default)]
 struct EdgeSketch {
-    calls: i64,
-    errors: i64,
-    buckets: BTreeMap<i32, (i64, i64, i64)>,
+    buckets: BTreeMap<i32, CallStats>,
 }
 
 impl EdgeSketch {
-    fn add(&mut self, c: &EdgeCalls) {
-        self.calls += c.calls;
-        self.errors += c.errors;
-        let (calls, min, max) = self.buckets.entry(c.bucket).or_insert((0, i64::MAX, i64::MIN));
-        *calls += c.calls;
-        *min = (*min).min(c.min_ns);
-        *max = (*max).max(c.max_ns);
+    fn add(&mut self, bucket: i32, stats: &CallStats) {
+        self.buckets.entry(bucket).or_default().add(stats);
+    }
+
+    fn calls(&self) -> i64 {
+        self.buckets.values().map(|b| b.calls).sum()
+    }
+
+    fn errors(&self) -> i64 {
+        self.buckets.values().map(|b| b.errors).sum()
     }
 
     /// The duration at quantile `q`: the middle of the bucket that holds
     /// it, kept within the bucket's shortest and longest call.
     fn quantile_ms(&self, q: f64) -> Option<f64> {
-        let rank = ((q * self.calls as f64).ceil() as i64).max(1);
+        let rank = ((q * self.calls() as f64).ceil() as i64).max(1);
         let mut seen = 0;
-        for (bucket, (calls, min, max)) in &self.buckets {
-            seen += calls;
+        for (bucket, stats) in self.buckets.iter().filter(|(_, s)| s.calls > 0) {
+            seen += stats.calls;
             if seen >= rank {
                 let middle = 2f64.powf((*bucket as f64 + 0.5) / BUCKETS_PER_OCTAVE);
-                return Some(middle.clamp(*min as f64, *max as f64) / NANOS_PER_MILLI as f64);
+                let middle = if stats.min_ns <= stats.max_ns {
+                    middle.clamp(stats.min_ns as f64, stats.max_ns as f64)
+                } else {
+                    middle
+                };
+                return Some(middle / NANOS_PER_MILLI as f64);
             }
         }
         None
     }
 }
 
-impl QueryEngine {
-    pub async fn dependencies(&self, tenant: &TenantId, window: &Window) -> Result<DependencyGraph, QueryError> {
-        let snapshot = self.storage().snapshot(tenant);
-        let mut edges: BTreeMap<(String, String), EdgeSketch> = BTreeMap::new();
-        let mut add = |calls: &[EdgeCalls]| {
-            for c in calls {
-                edges.entry((c.parent.clone(), c.child.clone())).or_default().add(c);
-            }
-        };
-        for part in hourly::plan(&snapshot, window, self.storage().clock().now_ns()) {
-            match part {
-                Part::Hour { start_ns, files } => add(&self.hour_edges(tenant, start_ns, files).await?.calls),
-                Part::Range { start_ns, end_ns } => add(&self.edge_calls(tenant, start_ns, end_ns).await?),
-            }
+/// Calls per edge, as they are added up.
+#[derive(Debug, Default)]
+struct Edges(BTreeMap<(String, String), EdgeSketch>);
+
+impl Edges {
+    fn add(&mut self, parent: &str, child: &str, bucket: i32, stats: &CallStats) {
+        self.0.entry((parent.to_owned(), child.to_owned())).or_default().add(bucket, stats);
+    }
+
+    fn add_partial(&mut self, partial: &Partial, start_ns: i64, end_ns: i64) {
+        for (key, stats) in partial.calls_in(start_ns, end_ns) {
+            self.add(&key.parent, &key.child, key.bucket, stats);
         }
-        let mut nodes: Vec<String> = edges.keys().flat_map(|(p, c)| [p.clone(), c.clone()]).collect();
-        nodes.sort();
-        nodes.dedup();
-        let edges = edges
+    }
+
+    fn graph(self) -> DependencyGraph {
+        let edges: Vec<Edge> = self
+            .0
             .into_iter()
+            .filter(|(_, sketch)| sketch.calls() > 0)
             .map(|((parent, child), sketch)| Edge {
                 parent,
                 child,
-                call_count: sketch.calls,
-                error_count: sketch.errors,
+                call_count: sketch.calls(),
+                error_count: sketch.errors(),
                 p50_ms: sketch.quantile_ms(0.5),
                 p99_ms: sketch.quantile_ms(0.99),
             })
             .collect();
-        Ok(DependencyGraph { nodes, edges })
+        let mut nodes: Vec<String> = edges.iter().flat_map(|e| [e.parent.clone(), e.child.clone()]).collect();
+        nodes.sort();
+        nodes.dedup();
+        DependencyGraph { nodes, edges }
     }
 }
 
+impl QueryEngine {
+    pub async fn dependencies(&self, tenant: &TenantId, window: &Window) -> Result<DependencyGraph, QueryError> {
+        let (storage, hours) = (Arc::clone(self.storage()), Arc::clone(self.hourly_edges()));
+        self.bounded(graph(storage, hours, tenant.clone(), *window)).await
+    }
+}
+
+/// The graph of `window` (see the module comment).
+async fn graph(
+    storage: Arc<Storage>,
+    hours: Arc<HourlyEdges>,
+    tenant: TenantId,
+    window: Window,
+) -> Result<DependencyGraph, QueryError> {
+    let now = storage.clock().now_ns();
+    let slot_after = |t: i64| t.div_euclid(SLOT_NS) * SLOT_NS + if t.rem_euclid(SLOT_NS) == 0 { 0 } else { SLOT_NS };
+    let start = slot_after(window.start_ns);
+    // A window that ends in the slot still filling (up to now) takes it in.
+    let end =
+        if window.end_ns >= edges::slot_of(now) { slot_after(window.end_ns) } else { edges::slot_of(window.end_ns) };
+    let mut edges = Edges::default();
+    if start >= end {
+        return Ok(edges.graph());
+    }
+    let snapshot = storage.snapshot(&tenant);
+    let store = storage.object_store();
+
+    let mut live = Partial::default();
+    for file in snapshot.files(FileKind::Edges).filter(|f| f.level == 0) {
+        live.absorb(edges::read(Arc::clone(&store), file).await?);
+    }
+    live.absorb(edges::of_spans(&snapshot.batches, now).map_err(|e| QueryError::DataFusion(e.into()))?);
+    live.resolve();
+    edges.add_partial(&live, start, end);
+
+    let merged: Vec<&DataFile> = snapshot.files(FileKind::Edges).filter(|f| f.level > 0).collect();
+    let overlapping = |from: i64, until: i64| -> Vec<&DataFile> {
+        merged.iter().copied().filter(|f| f.min_time < until && f.max_time >= from).collect()
+    };
+    let (whole, ragged) = hourly::split(start, end);
+    for hour in whole {
+        let files = overlapping(hour, hour + HOUR_NS);
+        let calls = match hours.get(&tenant, hour, &files) {
+            Some(calls) => calls,
+            None => {
+                let mut calls = HourCalls::new();
+                for file in &files {
+                    let partial = edges::read(Arc::clone(&store), file).await?;
+                    for (key, stats) in partial.calls_in(hour, hour + HOUR_NS) {
+                        calls.entry((key.parent.clone(), key.child.clone(), key.bucket)).or_default().add(stats);
+                    }
+                }
+                let calls = Arc::new(calls);
+                hours.put(&tenant, hour, &files, Arc::clone(&calls));
+                calls
+            }
+        };
+        for ((parent, child, bucket), stats) in calls.iter() {
+            edges.add(parent, child, *bucket, stats);
+        }
+    }
+    let mut read: BTreeMap<&str, Partial> = BTreeMap::new();
+    for (from, until) in ragged {
+        for file in overlapping(from, until) {
+            if !read.contains_key(file.path.as_str()) {
+                read.insert(&file.path, edges::read(Arc::clone(&store), file).await?);
+            }
+            edges.add_partial(&read[file.path.as_str()], from, until);
+        }
+    }
+    Ok(edges.graph())
+}
+
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod sketch_tests {
     use super::*;
 
     fn sketch_of(durations_ns: &[i64]) -> EdgeSketch {
         let mut sketch = EdgeSketch::default();
         for &ns in durations_ns {
-            let bucket = ((ns as f64).log2() * BUCKETS_PER_OCTAVE).floor() as i32;
-            let c = EdgeCalls {
-                parent: "a".into(),
-                child: "b".into(),
-                bucket,
-                calls: 1,
-                errors: 0,
-                min_ns: ns,
-                max_ns: ns,
-            };
-            sketch.add(&c);
+            sketch.add(edges::bucket_of(ns), &CallStats { calls: 1, errors: 0, min_ns: ns, max_ns: ns });
         }
         sketch
     }

@@ -16,6 +16,8 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use spanlake_storage::{FileKind, Storage, TenantId};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use crate::dependencies::HourlyEdges;
 use crate::error::QueryError;
@@ -26,6 +28,7 @@ use crate::runtime::{QueryRuntime, YieldingJoins};
 use crate::sql::QueryResult;
 use crate::table::DataTable;
 use crate::tag_summaries::TagSummaries;
+use crate::trace_files::TraceFiles;
 
 /// One row per span.
 pub const SPANS_TABLE: &str = "spans";
@@ -79,11 +82,20 @@ pub struct QueryLimits {
     /// Most rows an answer may have; a query that yields more is stopped
     /// as soon as it does, before the rows pile up in memory.
     pub max_rows: usize,
+    /// Memory of the trace → file map (`trace_files.rs`). 64 MiB holds the
+    /// filters of about 300M spans.
+    pub trace_files_bytes: usize,
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { memory_bytes: 1024 * 1024 * 1024, concurrency: 4, timeout: Duration::from_secs(60), max_rows: 1_000_000 }
+        Self {
+            memory_bytes: 1024 * 1024 * 1024,
+            concurrency: 4,
+            timeout: Duration::from_secs(60),
+            max_rows: 1_000_000,
+            trace_files_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -99,7 +111,8 @@ pub struct QueryEngine {
     max_rows: usize,
     queries: QueryRuntime,
     tag_summaries: TagSummaries,
-    hourly_edges: HourlyEdges,
+    hourly_edges: Arc<HourlyEdges>,
+    trace_files: Arc<TraceFiles>,
 }
 
 impl QueryEngine {
@@ -117,8 +130,32 @@ impl QueryEngine {
             max_rows: limits.max_rows,
             queries,
             tag_summaries: TagSummaries::default(),
-            hourly_edges: HourlyEdges::default(),
+            hourly_edges: Arc::default(),
+            trace_files: Arc::new(TraceFiles::new(limits.trace_files_bytes)),
         })
+    }
+
+    /// What the query side keeps up to date for every tenant: the trace →
+    /// file map.
+    pub async fn upkeep(&self) -> Result<(), QueryError> {
+        for tenant in self.storage.tenants() {
+            let built = self.trace_files.load(&self.storage, &tenant).await?;
+            debug!(%tenant, built, bytes = self.trace_files.bytes(), "trace file filters");
+        }
+        Ok(())
+    }
+
+    /// Runs [`Self::upkeep`] now and then every `interval` until `stop`.
+    pub async fn run_upkeep(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
+        loop {
+            if let Err(error) = self.upkeep().await {
+                warn!(%error, "query upkeep failed; retrying next interval");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
     }
 
     /// Runs `frame` to the end on the query threads, within the time and
@@ -126,7 +163,7 @@ impl QueryEngine {
     /// on timeout or on one row too many cancels the query.
     pub(crate) async fn collect(&self, frame: DataFrame) -> Result<Vec<RecordBatch>, QueryError> {
         let max_rows = self.max_rows;
-        let run = self.queries.run(async move {
+        self.bounded(async move {
             let mut stream = frame.execute_stream().await?;
             let (mut batches, mut rows) = (Vec::new(), 0);
             while let Some(batch) = stream.next().await {
@@ -138,15 +175,24 @@ impl QueryEngine {
                 batches.push(batch);
             }
             Ok(batches)
-        });
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok(Some(batches)) => batches,
+        })
+        .await
+    }
+
+    /// Runs `work` on the query threads, after its turn and within the
+    /// time limit: every query does, DataFusion's or spanlake's own.
+    pub(crate) async fn bounded<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        match tokio::time::timeout(self.timeout, self.queries.run(work)).await {
+            Ok(Some(answer)) => answer,
             Ok(None) => Err(QueryError::Cancelled("spanlake is shutting down")),
             Err(_) => Err(QueryError::Timeout(self.timeout)),
         }
     }
 
-    pub(crate) fn storage(&self) -> &Storage {
+    pub(crate) fn storage(&self) -> &Arc<Storage> {
         &self.storage
     }
 
@@ -154,7 +200,7 @@ impl QueryEngine {
         &self.tag_summaries
     }
 
-    pub(crate) fn hourly_edges(&self) -> &HourlyEdges {
+    pub(crate) fn hourly_edges(&self) -> &Arc<HourlyEdges> {
         &self.hourly_edges
     }
 
@@ -177,13 +223,32 @@ impl QueryEngine {
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
         for (name, kind) in [(SPANS_TABLE, FileKind::Spans), (TRACE_FRAGMENTS_TABLE, FileKind::TraceIndex)] {
-            let table = DataTable::new(Arc::clone(&self.storage), tenant.clone(), kind, self.store_url.clone());
+            let table = DataTable::new(
+                Arc::clone(&self.storage),
+                tenant.clone(),
+                kind,
+                self.store_url.clone(),
+                Arc::clone(&self.trace_files),
+            );
             ctx.register_table(name, Arc::new(table))?;
         }
         let view_sql = trace_summary_sql(TRACE_FRAGMENTS_TABLE);
         let view = ctx.state().create_logical_plan(&view_sql).await?;
         ctx.register_table(TRACE_INDEX_VIEW, Arc::new(ViewTable::new(view, Some(view_sql))))?;
         Ok(ctx)
+    }
+
+    /// Runs spanlake's own `sql` with named `params`: the Arrow batches,
+    /// for domain code that reads its columns directly.
+    pub(crate) async fn batches(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Params,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let ctx = self.session(tenant).await?;
+        let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
+        self.collect(frame).await
     }
 
     /// Runs spanlake's own `sql` with named `params` and reads each row

@@ -17,6 +17,8 @@ pub enum QueryError {
     DataFusion(#[from] DataFusionError),
     #[error("stored spans could not be read back: {0}")]
     Otlp(#[from] ToOtlpError),
+    #[error("storage: {0}")]
+    Storage(#[from] spanlake_storage::StorageError),
     #[error("rendering the result failed: {0}")]
     Render(String),
     #[error(
@@ -54,7 +56,7 @@ impl QueryError {
                     | DataFusionError::NotImplemented(_)
                     | DataFusionError::ResourcesExhausted(_)
             ),
-            Self::Otlp(_) | Self::Render(_) | Self::Timeout(_) | Self::Cancelled(_) => false,
+            Self::Otlp(_) | Self::Storage(_) | Self::Render(_) | Self::Timeout(_) | Self::Cancelled(_) => false,
         }
     }
 }

@@ -21,6 +21,7 @@ mod sql;
 mod table;
 mod tag_summaries;
 mod trace;
+mod trace_files;
 pub mod tree;
 pub mod zipkin;
 

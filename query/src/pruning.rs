@@ -1,9 +1,12 @@
-//! File pruning from the catalog alone: a file whose span start times lie
-//! outside a query's `start_time` bounds, or whose services do not include
-//! the one asked for, is not opened at all.
+//! File pruning before any file is opened: a file whose span start times
+//! lie outside a query's `start_time` bounds, whose services do not include
+//! the one asked for (both from the catalog), or whose trace filter rules
+//! out the trace ids asked for (`trace_files.rs`) is left out.
 
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use spanlake_storage::ids::TraceId;
 use spanlake_storage::{DataFile, schema};
 
 /// What the filters require of `start_time` and `service_name`.
@@ -13,6 +16,8 @@ pub(crate) struct FileFilter {
     pub(crate) min_start: Option<i64>,
     pub(crate) max_start: Option<i64>,
     pub(crate) service: Option<String>,
+    /// The trace ids one of which each row must have.
+    pub(crate) trace_ids: Option<Vec<TraceId>>,
 }
 
 fn column_name(expr: &Expr) -> Option<&str> {
@@ -42,6 +47,13 @@ fn text(value: &ScalarValue) -> Option<&str> {
     }
 }
 
+fn trace_id(value: &ScalarValue) -> Option<TraceId> {
+    match value {
+        ScalarValue::FixedSizeBinary(16, Some(bytes)) => bytes.as_slice().try_into().ok(),
+        _ => None,
+    }
+}
+
 fn flip(op: Operator) -> Operator {
     match op {
         Operator::Lt => Operator::Gt,
@@ -62,6 +74,16 @@ impl FileFilter {
     }
 
     fn absorb(&mut self, expr: &Expr) {
+        if let Expr::InList(InList { expr, list, negated: false }) = expr
+            && column_name(expr) == Some(schema::TRACE_ID)
+        {
+            let ids: Option<Vec<TraceId>> =
+                list.iter().map(|e| if let Expr::Literal(v, _) = e { trace_id(v) } else { None }).collect();
+            if let Some(ids) = ids {
+                self.trace_ids = Some(ids);
+            }
+            return;
+        }
         let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return };
         if *op == Operator::And {
             self.absorb(left);
@@ -86,6 +108,8 @@ impl FileFilter {
             }
         } else if column == schema::SERVICE_NAME && op == Operator::Eq {
             self.service = text(value).map(str::to_owned);
+        } else if column == schema::TRACE_ID && op == Operator::Eq {
+            self.trace_ids = trace_id(value).map(|id| vec![id]);
         }
     }
 
@@ -130,11 +154,25 @@ mod tests {
             col("start_time").gt_eq(ts(100)).and(ts(200).gt(col("start_time"))),
             col("service_name").eq(lit("web")),
         ]);
-        assert_eq!(filter, FileFilter { min_start: Some(100), max_start: Some(200), service: Some("web".into()) });
+        assert_eq!(
+            filter,
+            FileFilter { min_start: Some(100), max_start: Some(200), service: Some("web".into()), trace_ids: None }
+        );
         assert!(filter.may_match(&file(50, 150, &["db", "web"])));
         assert!(!filter.may_match(&file(0, 99, &["web"])));
         assert!(!filter.may_match(&file(201, 300, &["web"])));
         assert!(!filter.may_match(&file(100, 200, &["db"])));
         assert!(FileFilter::default().may_match(&file(0, 0, &[])));
+    }
+
+    #[test]
+    fn trace_ids_asked_for_are_found_in_equalities_and_lists() {
+        let id = |b: u8| lit(ScalarValue::FixedSizeBinary(16, Some(vec![b; 16])));
+        let one = FileFilter::from_filters(&[col("trace_id").eq(id(1))]);
+        assert_eq!(one.trace_ids, Some(vec![[1; 16]]));
+        let list = FileFilter::from_filters(&[col("trace_id").in_list(vec![id(1), id(2)], false)]);
+        assert_eq!(list.trace_ids, Some(vec![[1; 16], [2; 16]]));
+        let negated = FileFilter::from_filters(&[col("trace_id").in_list(vec![id(1)], true)]);
+        assert_eq!(negated.trace_ids, None, "NOT IN pins nothing");
     }
 }

@@ -1,13 +1,21 @@
 //! Trace search: the traces with a span that passes every span-level filter
 //! in a time window, as summaries from the trace index, one page at a time.
-//! Two queries: the page's trace keys (id, start, duration) out of all
-//! matching traces, then the summaries of those traces alone.
+//!
+//! Newest first (the default) walks the window from its newest spans back
+//! and stops once the page is decided (`newest.rs`). Sorted by duration,
+//! every matching trace in the window is ranked: its keys (id, start,
+//! duration) from its fragments, then the summaries of the page's traces
+//! alone (`summary.rs`).
 //!
 //! Pages are cut by key, not by offset: a cursor holds the window, the sort,
 //! a hash of the filters and the sort key and id of the last trace sent;
 //! the next page starts strictly after it. The window's end is fixed by the
 //! first page, so spans arriving while a client pages (new traces after
 //! that end) neither push traces onto the next page nor pull them back.
+
+mod matching;
+mod newest;
+mod summary;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -17,12 +25,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 use spanlake_storage::TenantId;
-use spanlake_storage::ids::parse_trace_id;
+use spanlake_storage::ids::{TraceId, parse_trace_id};
 use utoipa::ToSchema;
 
-use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, trace_summary_sql};
+use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::error::QueryError;
 use crate::params::{Params, SpanFilter, Window, bad};
+use matching::Matching;
+use summary::{Columns, Summary};
 
 /// A trace's fragments are read this far either side of the window: the
 /// summary of a trace longer than that counts only its spans inside.
@@ -46,15 +56,6 @@ impl SearchOrder {
             Some("duration_desc") => Ok(Self::DurationDesc),
             Some("duration_asc") => Ok(Self::DurationAsc),
             Some(other) => Err(bad("sort", format!("{other:?}: use start_desc, duration_desc or duration_asc"))),
-        }
-    }
-
-    /// The sort key column and whether it runs descending.
-    fn key(self) -> (&'static str, bool) {
-        match self {
-            Self::StartDesc => ("start_ns", true),
-            Self::DurationDesc => ("duration_ns", true),
-            Self::DurationAsc => ("duration_ns", false),
         }
     }
 }
@@ -128,67 +129,48 @@ impl Cursor {
     }
 }
 
-/// A trace's place in the order.
-#[derive(Debug, Deserialize)]
-struct Key {
-    trace_id: String,
-    start_ns: i64,
-    duration_ns: i64,
+/// Where the previous page ended: its last trace's sort key and id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct After {
+    pub(crate) key: i64,
+    pub(crate) trace_id: TraceId,
 }
 
-#[derive(Debug, Deserialize)]
-struct Row {
-    trace_id: String,
-    start_ns: i64,
-    duration_ns: i64,
-    root_service_name: Option<String>,
-    root_span_name: Option<String>,
-    span_count: i64,
-    error_count: i64,
-    services: serde_json::Map<String, serde_json::Value>,
+impl From<Summary> for TraceSummary {
+    fn from(s: Summary) -> Self {
+        Self {
+            trace_id: const_hex::encode(s.trace_id),
+            root_service_name: s.root_service_name,
+            root_span_name: s.root_span_name,
+            start_time_unix_nano: s.start_ns,
+            duration_ns: s.duration_ns,
+            span_count: s.span_count,
+            error_count: s.error_count,
+            services: s.services,
+        }
+    }
 }
 
-/// The traces of one page, in order, before their summaries are read.
+/// The traces of one page, in order, and the cursor to the next.
 struct Page {
-    keys: Vec<Key>,
+    traces: Vec<Summary>,
     next_cursor: Option<String>,
-    /// The fragments' time range.
-    fragments: (i64, i64),
 }
 
 impl QueryEngine {
     pub async fn search(&self, tenant: &TenantId, request: &SearchRequest) -> Result<SearchPage, QueryError> {
-        let Page { keys, next_cursor, fragments: (lo, hi) } = self.page(tenant, request).await?;
-        let mut summaries = self.summaries(tenant, &keys, lo, hi).await?;
-        let traces = keys
-            .iter()
-            .filter_map(|k| summaries.remove(&k.trace_id))
-            .map(|row| TraceSummary {
-                trace_id: row.trace_id,
-                root_service_name: row.root_service_name,
-                root_span_name: row.root_span_name,
-                start_time_unix_nano: row.start_ns,
-                duration_ns: row.duration_ns,
-                span_count: row.span_count,
-                error_count: row.error_count,
-                services: row
-                    .services
-                    .into_iter()
-                    .map(|(name, count)| ServiceSpans { name, span_count: count.as_i64().unwrap_or(0) })
-                    .collect(),
-            })
-            .collect();
-        Ok(SearchPage { traces, next_cursor })
+        let Page { traces, next_cursor } = self.page(tenant, request).await?;
+        Ok(SearchPage { traces: traces.into_iter().map(TraceSummary::from).collect(), next_cursor })
     }
 
-    /// The ids of a search's traces, in order, without their summaries
-    /// (Zipkin's `/traces` reads the whole traces instead).
+    /// The ids of a search's traces, in order (Zipkin's `/traces` reads the
+    /// whole traces next).
     pub(crate) async fn search_trace_ids(
         &self,
         tenant: &TenantId,
         request: &SearchRequest,
     ) -> Result<Vec<String>, QueryError> {
-        Ok(self.page(tenant, request).await?.keys.into_iter().map(|k| k.trace_id).collect())
+        Ok(self.page(tenant, request).await?.traces.into_iter().map(|t| const_hex::encode(t.trace_id)).collect())
     }
 
     async fn page(&self, tenant: &TenantId, request: &SearchRequest) -> Result<Page, QueryError> {
@@ -200,90 +182,114 @@ impl QueryEngine {
                 return Err(bad("cursor", "belongs to a search with other filters or another sort"));
             }
             window = Window { start_ns: cursor.start_ns, end_ns: cursor.end_ns };
-            after = Some((cursor.key, cursor.trace_id));
+            let trace_id =
+                parse_trace_id(&cursor.trace_id).map_err(|_| bad("cursor", "not a cursor from a previous page"))?;
+            after = Some(After { key: cursor.key, trace_id });
         }
-
-        let mut params = Params::default();
-        let matching = request.filter.where_sql(&window, &mut params);
-        let (key, descending) = request.order.key();
-        let direction = if descending { "DESC" } else { "ASC" };
-        let keyset = match &after {
-            Some((last_key, last_id)) => {
-                let id = parse_trace_id(last_id).map_err(|_| bad("cursor", "not a cursor from a previous page"))?;
-                let (last_key, last_id) =
-                    (params.int(*last_key), params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))));
-                let beyond = if descending { "<" } else { ">" };
-                format!("WHERE {key} {beyond} {last_key} OR ({key} = {last_key} AND trace_id {beyond} {last_id})")
+        let mut traces = match request.order {
+            SearchOrder::StartDesc => {
+                self.newest_first(tenant, &request.filter, window, after.as_ref(), request.limit).await?
             }
-            None => String::new(),
+            order => self.by_duration(tenant, &request.filter, window, order, after.as_ref(), request.limit).await?,
         };
-        let (lo, hi) =
-            (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
-        let (lo_param, hi_param) = (params.time(lo), params.time(hi));
-        // First the page's keys: only trace ids and time bounds per trace,
-        // so that millions of matching traces cost little; then the
-        // summaries of the page's traces alone.
-        let sql = format!(
-            "WITH matched AS (SELECT DISTINCT trace_id FROM {SPANS_TABLE} WHERE {matching}),
-                  keyed AS (SELECT trace_id, CAST(min(start_time) AS BIGINT) AS start_ns,
-                                   CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
-                            FROM {TRACE_FRAGMENTS_TABLE}
-                            WHERE start_time >= {lo_param} AND start_time < {hi_param}
-                              AND trace_id IN (SELECT trace_id FROM matched)
-                            GROUP BY trace_id)
-             SELECT trace_id, start_ns, duration_ns FROM keyed {keyset}
-             ORDER BY {key} {direction}, trace_id {direction}
-             LIMIT {}",
-            request.limit + 1
-        );
-        let mut keys: Vec<Key> = self.rows(tenant, &sql, params).await?;
-        let next_cursor = (keys.len() > request.limit).then(|| {
-            keys.truncate(request.limit);
-            let last = keys.last().expect("a full page");
+        let next_cursor = (traces.len() > request.limit).then(|| {
+            traces.truncate(request.limit);
+            let last = traces.last().expect("a full page");
             Cursor {
                 start_ns: window.start_ns,
                 end_ns: window.end_ns,
                 order: request.order,
                 filter: filter_hash(&request.filter),
-                key: if key == "start_ns" { last.start_ns } else { last.duration_ns },
-                trace_id: last.trace_id.clone(),
+                key: if request.order == SearchOrder::StartDesc { last.start_ns } else { last.duration_ns },
+                trace_id: const_hex::encode(last.trace_id),
             }
             .encode()
         });
-        Ok(Page { keys, next_cursor, fragments: (lo, hi) })
+        Ok(Page { traces, next_cursor })
     }
 
-    /// Summaries of the traces `keys` names, from their fragments in `[lo, hi)`.
-    async fn summaries(
+    /// The `limit + 1` traces after `after` in a duration order, with their
+    /// summaries: the keys of every matching trace, ranked, then the
+    /// summaries of the page's traces alone.
+    async fn by_duration(
         &self,
         tenant: &TenantId,
-        keys: &[Key],
-        lo: i64,
-        hi: i64,
-    ) -> Result<HashMap<String, Row>, QueryError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
+        filter: &SpanFilter,
+        window: Window,
+        order: SearchOrder,
+        after: Option<&After>,
+        limit: usize,
+    ) -> Result<Vec<Summary>, QueryError> {
         let mut params = Params::default();
-        let ids: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                let id = parse_trace_id(&k.trace_id).map_err(|e| QueryError::Render(e.to_string()))?;
-                Ok(params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
-            })
-            .collect::<Result<_, QueryError>>()?;
-        let (lo, hi) = (params.time(lo), params.time(hi));
-        let summaries = trace_summary_sql("fragments");
+        let direction = if order == SearchOrder::DurationAsc { "ASC" } else { "DESC" };
+        let keyset = match after {
+            Some(after) => {
+                let key = params.int(after.key);
+                let id = params.add(ScalarValue::FixedSizeBinary(16, Some(after.trace_id.to_vec())));
+                let beyond = if order == SearchOrder::DurationAsc { ">" } else { "<" };
+                format!("WHERE duration_ns {beyond} {key} OR (duration_ns = {key} AND trace_id {beyond} {id})")
+            }
+            None => String::new(),
+        };
+        let fragments =
+            (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
+        let (lo, hi) = (params.time(fragments.0), params.time(fragments.1));
+        // Keys only (trace ids and time bounds), so that millions of
+        // matching traces cost little; from the trace index alone when it
+        // can tell which traces match, in the same pass that sums them up.
+        let keyed = match Matching::of(filter) {
+            Matching::Spans(filter) => {
+                let matching = filter.where_sql(&window, &mut params);
+                format!(
+                    "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
+                     FROM {TRACE_FRAGMENTS_TABLE}
+                     WHERE start_time >= {lo} AND start_time < {hi}
+                       AND trace_id IN (SELECT trace_id FROM {SPANS_TABLE} WHERE {matching})
+                     GROUP BY trace_id"
+                )
+            }
+            Matching::Fragments { service } => {
+                let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
+                let mut inside = format!("start_time >= {start} AND start_time < {end}");
+                if let Some(service) = service {
+                    inside = format!("{inside} AND service_name = {}", params.text(service));
+                }
+                let early: Vec<String> = self
+                    .matched_before(tenant, service, &window)
+                    .await?
+                    .iter()
+                    .map(|id| params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
+                    .collect();
+                let early =
+                    if early.is_empty() { String::new() } else { format!("OR trace_id IN ({})", early.join(", ")) };
+                format!(
+                    "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
+                     FROM {TRACE_FRAGMENTS_TABLE}
+                     WHERE start_time >= {lo} AND start_time < {hi}
+                     GROUP BY trace_id
+                     HAVING bool_or({inside}) {early}"
+                )
+            }
+        };
         let sql = format!(
-            "WITH fragments AS (SELECT * FROM {TRACE_FRAGMENTS_TABLE}
-                                WHERE start_time >= {lo} AND start_time < {hi} AND trace_id IN ({})),
-                  summaries AS ({summaries})
-             SELECT trace_id, CAST(start_time AS BIGINT) AS start_ns, duration_ns, root_service_name, root_span_name,
-                    span_count, error_count, services
-             FROM summaries",
-            ids.join(", ")
+            "WITH keyed AS ({keyed})
+             SELECT trace_id, duration_ns FROM keyed {keyset}
+             ORDER BY duration_ns {direction}, trace_id {direction}
+             LIMIT {}",
+            limit + 1
         );
-        let rows: Vec<Row> = self.rows(tenant, &sql, params).await?;
-        Ok(rows.into_iter().map(|r| (r.trace_id.clone(), r)).collect())
+        let mut ids: Vec<TraceId> = Vec::new();
+        for batch in self.batches(tenant, &sql, params).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                ids.push(c.trace_id("trace_id", row)?);
+            }
+        }
+        let mut summaries: HashMap<TraceId, Summary> =
+            self.summaries(tenant, &ids, fragments).await?.into_iter().map(|s| (s.trace_id, s)).collect();
+        Ok(ids.iter().filter_map(|id| summaries.remove(id)).collect())
     }
 }
+
+#[cfg(test)]
+mod tests;

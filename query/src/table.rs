@@ -4,15 +4,18 @@
 //!
 //! Each scan takes one storage snapshot, so a query sees every span exactly
 //! once even while a flush moves rows from the buffer into files or
-//! compaction replaces files. Files are pruned from the catalog first (time
-//! range, service); the rest go to the Parquet reader with the filters
+//! compaction replaces files. Files are pruned first (time range and
+//! service from the catalog, trace ids from the trace → file map); the
+//! rest go to the Parquet reader with the filters
 //! (row-group statistics, page index, the `trace_id` bloom filter, row-level
 //! pushdown). Filters are inexact: DataFusion re-applies them above the
 //! scan, which also covers the in-memory rows.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -28,9 +31,10 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use spanlake_storage::{DataFile, FileKind, Storage, TenantId, trace_index};
+use spanlake_storage::{DataFile, FileKind, Snapshot, Storage, TenantId, schema, trace_index};
 
 use crate::pruning::FileFilter;
+use crate::trace_files::TraceFiles;
 
 #[derive(Debug)]
 pub(crate) struct DataTable {
@@ -38,11 +42,37 @@ pub(crate) struct DataTable {
     tenant: TenantId,
     kind: FileKind,
     store_url: ObjectStoreUrl,
+    trace_files: Arc<TraceFiles>,
 }
 
 impl DataTable {
-    pub(crate) fn new(storage: Arc<Storage>, tenant: TenantId, kind: FileKind, store_url: ObjectStoreUrl) -> Self {
-        Self { storage, tenant, kind, store_url }
+    pub(crate) fn new(
+        storage: Arc<Storage>,
+        tenant: TenantId,
+        kind: FileKind,
+        store_url: ObjectStoreUrl,
+        trace_files: Arc<TraceFiles>,
+    ) -> Self {
+        Self { storage, tenant, kind, store_url, trace_files }
+    }
+
+    /// The files of this table the filter leaves; a fragment file goes
+    /// with its span file's trace filter.
+    fn files<'a>(&self, snapshot: &'a Snapshot, filter: &FileFilter) -> Vec<&'a DataFile> {
+        let candidates = snapshot.files(self.kind).filter(|f| filter.may_match(f));
+        let Some(ids) = &filter.trace_ids else { return candidates.collect() };
+        match self.kind {
+            FileKind::Spans => candidates.filter(|f| self.trace_files.may_hold(f, ids)).collect(),
+            FileKind::Edges => candidates.collect(),
+            FileKind::TraceIndex => {
+                let ruled_out: HashSet<&str> = snapshot
+                    .files(FileKind::Spans)
+                    .filter(|span| !self.trace_files.may_hold(span, ids))
+                    .filter_map(|span| span.trace_index.as_deref())
+                    .collect();
+                candidates.filter(|f| !ruled_out.contains(f.path.as_str())).collect()
+            }
+        }
     }
 
     fn scan_files(
@@ -72,11 +102,23 @@ impl DataTable {
         Ok(DataSourceExec::from_data_source(config))
     }
 
-    /// The in-memory rows of this table for buffered spans.
-    fn buffered(&self, spans: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    /// The in-memory rows of this table for buffered spans: only those of
+    /// the trace ids asked for, when the filter pins some, so that
+    /// fragments are computed for them alone.
+    fn buffered(&self, spans: &[RecordBatch], filter: &FileFilter) -> Result<Vec<RecordBatch>> {
+        let spans: Vec<RecordBatch> = match &filter.trace_ids {
+            Some(ids) => {
+                let ids: HashSet<&[u8]> = ids.iter().map(|id| id.as_slice()).collect();
+                let kept: Vec<RecordBatch> = spans.iter().map(|b| of_traces(b, &ids)).collect::<Result<_>>()?;
+                kept.into_iter().filter(|b| b.num_rows() > 0).collect()
+            }
+            None => spans.to_vec(),
+        };
         match self.kind {
             FileKind::Spans => Ok(spans),
             FileKind::TraceIndex => Ok(spans.iter().map(trace_index::fragments_of_spans).collect::<Result<_, _>>()?),
+            // Edges of buffered spans are made where the graph is summed.
+            FileKind::Edges => Ok(Vec::new()),
         }
     }
 }
@@ -104,12 +146,12 @@ impl TableProvider for DataTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.storage.snapshot(&self.tenant);
         let file_filter = FileFilter::from_filters(filters);
-        let files: Vec<&DataFile> = snapshot.files(self.kind).filter(|f| file_filter.may_match(f)).collect();
+        let files = self.files(&snapshot, &file_filter);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
             inputs.push(self.scan_files(state, files, projection, filters, limit)?);
         }
-        let buffered = self.buffered(snapshot.batches.clone())?;
+        let buffered = self.buffered(&snapshot.batches, &file_filter)?;
         if !buffered.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(&[buffered], self.kind.schema(), projection.cloned())?);
         }
@@ -122,4 +164,12 @@ impl TableProvider for DataTable {
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// The spans of `batch` whose trace is one of `ids`.
+fn of_traces(batch: &RecordBatch, ids: &HashSet<&[u8]>) -> Result<RecordBatch> {
+    let Some(column) = batch.column_by_name(schema::TRACE_ID) else { return Ok(batch.clone()) };
+    let keep: BooleanArray =
+        column.as_fixed_size_binary().iter().map(|id| Some(id.is_some_and(|id| ids.contains(id)))).collect();
+    Ok(filter_record_batch(batch, &keep)?)
 }

@@ -1,32 +1,24 @@
-//! Trace lookup by id, without a time range: the trace index names the
-//! trace's time bounds, and only span files of those hours are opened.
+//! Trace lookup by id, without a time range, in one query: the trace →
+//! file map (`trace_files.rs`) leaves the span files that hold the trace,
+//! the Parquet bloom filters and page index the row groups and pages, and
+//! the buffer is filtered in memory.
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::TimestampNanosecondType;
 use datafusion::common::ScalarValue;
-use datafusion::functions_aggregate::expr_fn::{max, min};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use spanlake_storage::ids::TraceId;
-use spanlake_storage::schema::{self, trace_index as ti};
+use spanlake_storage::schema;
 use spanlake_storage::{TenantId, spans_to_otlp};
 
-use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
+use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
-
-fn timestamp(nanos: i64) -> Expr {
-    lit(ScalarValue::TimestampNanosecond(Some(nanos), Some("UTC".into())))
-}
 
 impl QueryEngine {
     /// Every span of a trace as OTLP, in start-time order; `None` when no
     /// span of it is stored.
     pub async fn trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Result<Option<Vec<ResourceSpans>>, QueryError> {
         let ctx = self.session(tenant).await?;
-        let lookup = TraceLookup::new(trace_id);
-        let bounds = self.collect(lookup.bounds(&ctx).await?).await?;
-        let Some(spans) = lookup.spans(&ctx, &bounds).await? else { return Ok(None) };
-        let batches = self.collect(spans).await?;
+        let batches = self.collect(trace_spans(&ctx, trace_id).await?).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(None);
         }
@@ -34,49 +26,81 @@ impl QueryEngine {
     }
 }
 
-/// Finding a trace's spans in two queries: its time bounds from the trace
-/// index, then its spans within them, so only files of those hours open.
-pub(crate) struct TraceLookup {
-    id: Expr,
+fn id_literal(trace_id: &[u8]) -> Expr {
+    lit(ScalarValue::FixedSizeBinary(trace_id.len() as i32, Some(trace_id.to_vec())))
 }
 
-impl TraceLookup {
-    pub(crate) fn new(trace_id: &[u8]) -> Self {
-        Self { id: lit(ScalarValue::FixedSizeBinary(trace_id.len() as i32, Some(trace_id.to_vec()))) }
+/// SELECT * FROM spans WHERE trace_id = <id> ORDER BY start_time
+pub(crate) async fn trace_spans(ctx: &SessionContext, trace_id: &[u8]) -> datafusion::common::Result<DataFrame> {
+    ctx.table(SPANS_TABLE)
+        .await?
+        .filter(col(schema::TRACE_ID).eq(id_literal(trace_id)))?
+        .sort(vec![col(schema::START_TIME).sort(true, true)])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use datafusion::physical_plan::displayable;
+    use object_store::memory::InMemory;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    use spanlake_storage::{Storage, StorageConfig};
+
+    use super::*;
+    use crate::engine::QueryLimits;
+
+    fn export(trace: u8) -> Bytes {
+        let spans = (1..=3u8)
+            .map(|i| Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![i; 8],
+                name: "op".into(),
+                start_time_unix_nano: 1_750_000_000_000_000_000 + u64::from(trace) * 1000,
+                end_time_unix_nano: 1_750_000_000_000_000_000 + u64::from(trace) * 1000 + 500,
+                ..Default::default()
+            })
+            .collect();
+        let scope_spans = vec![ScopeSpans { spans, ..Default::default() }];
+        let request =
+            ExportTraceServiceRequest { resource_spans: vec![ResourceSpans { scope_spans, ..Default::default() }] };
+        Bytes::from(request.encode_to_vec())
     }
 
-    /// SELECT min(start_time), max(end_time) FROM trace_fragments WHERE trace_id = <id>
-    pub(crate) async fn bounds(&self, ctx: &SessionContext) -> datafusion::common::Result<DataFrame> {
-        ctx.table(TRACE_FRAGMENTS_TABLE)
-            .await?
-            .filter(col(ti::TRACE_ID).eq(self.id.clone()))?
-            .aggregate(vec![], vec![min(col(ti::START_TIME)), max(col(ti::END_TIME))])
+    /// Span files a lookup of `trace` would open.
+    async fn files_opened(engine: &QueryEngine, trace: u8) -> usize {
+        let ctx = engine.session(&TenantId::default()).await.unwrap();
+        let plan = trace_spans(&ctx, &[trace; 16]).await.unwrap().create_physical_plan().await.unwrap();
+        displayable(plan.as_ref()).indent(true).to_string().matches(".parquet").count()
     }
 
-    /// SELECT * FROM spans WHERE trace_id = <id> AND start_time BETWEEN <first> AND <last> ORDER BY start_time;
-    /// `None` when the bounds found no trace.
-    pub(crate) async fn spans(
-        &self,
-        ctx: &SessionContext,
-        bounds: &[RecordBatch],
-    ) -> datafusion::common::Result<Option<DataFrame>> {
-        let Some(row) = bounds.iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
-        let (first, last) = (row.column(0), row.column(1));
-        if first.is_null(0) {
-            return Ok(None);
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lookup_opens_only_the_files_that_hold_the_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StorageConfig::new(dir.path().join("wal"));
+        config.flush.interval = Duration::from_secs(3600);
+        let storage = Storage::open(Arc::new(InMemory::new()), config, Arc::default()).await.unwrap();
+        let tenant = TenantId::default();
+        for trace in 1..=5 {
+            storage.write(&tenant, storage.decode(export(trace)).unwrap()).await.unwrap();
+            storage.flush().await.unwrap();
         }
-        let first = first.as_primitive::<TimestampNanosecondType>().value(0);
-        let last = last.as_primitive::<TimestampNanosecondType>().value(0);
-        let spans = ctx
-            .table(SPANS_TABLE)
-            .await?
-            .filter(
-                col(schema::TRACE_ID)
-                    .eq(self.id.clone())
-                    .and(col(schema::START_TIME).gt_eq(timestamp(first)))
-                    .and(col(schema::START_TIME).lt_eq(timestamp(last))),
-            )?
-            .sort(vec![col(schema::START_TIME).sort(true, true)])?;
-        Ok(Some(spans))
+        // Trace 6 is only in the buffer.
+        storage.write(&tenant, storage.decode(export(6)).unwrap()).await.unwrap();
+        let engine = QueryEngine::new(storage, QueryLimits::default()).unwrap();
+
+        assert_eq!(files_opened(&engine, 3).await, 5, "without the map every file's blooms are read");
+        engine.upkeep().await.unwrap();
+        assert_eq!(files_opened(&engine, 3).await, 1);
+        assert_eq!(files_opened(&engine, 6).await, 0, "a buffered trace opens no file");
+        for trace in [3, 6] {
+            let spans = engine.trace(&tenant, &[trace; 16]).await.unwrap().expect("found");
+            assert_eq!(spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).count(), 3);
+        }
+        assert!(engine.trace(&tenant, &[9; 16]).await.unwrap().is_none());
     }
 }

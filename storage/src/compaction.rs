@@ -39,7 +39,8 @@
 //! beside them, so the merge only ever reads sorted inputs.
 //!
 //! The merges stream: memory holds one batch per input plus the row groups
-//! being written. The outputs replace the inputs in one manifest version
+//! being written. The outputs' tag summaries are merged from the inputs'
+//! footers, not summarized again from the rows. The outputs replace the inputs in one manifest version
 //! (see `maintenance.rs`).
 
 pub(crate) mod merge;
@@ -59,6 +60,7 @@ use crate::data_file::{self, FileReader, FileSink, PairedSink};
 use crate::error::StorageError;
 use crate::paths::{DataFilePath, FileKind, TenantId};
 use crate::schema;
+use crate::tag_summary::TagSummary;
 use merge::{BatchStream, SortedMerge};
 
 /// When and how big.
@@ -76,6 +78,10 @@ pub struct CompactionConfig {
     /// Replaced files are deleted this long after the manifest stopped
     /// naming them, so queries planned before can still read them.
     pub tombstone_grace: std::time::Duration,
+    /// The open ends of dependency calls (`edges.rs`) wait this long after
+    /// they arrive for their other half. SDKs export every few seconds, so
+    /// the two halves of a call arrive seconds apart.
+    pub edges_wait: std::time::Duration,
 }
 
 impl Default for CompactionConfig {
@@ -86,6 +92,7 @@ impl Default for CompactionConfig {
             target_file_bytes: 256 * 1024 * 1024,
             settle: std::time::Duration::from_secs(120),
             tombstone_grace: std::time::Duration::from_secs(600),
+            edges_wait: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -126,6 +133,8 @@ pub(crate) fn plan(files: &[DataFile], now_secs: i64, config: &CompactionConfig)
         match file.kind {
             FileKind::Spans => spans.push(file),
             FileKind::TraceIndex => fragments.push(file),
+            // Edge files merge their own way (`maintenance.rs`).
+            FileKind::Edges => {}
         }
     }
     let mut jobs = Vec::new();
@@ -190,17 +199,23 @@ fn stream_of(
 
 /// The span files to merge, with legacy files in the old sort order
 /// replaced by sorted runs of their rows (written as files not in the
-/// catalog, listed in `scratch` for deletion).
+/// catalog, listed in `scratch` for deletion), and their tags merged from
+/// their footers (`None` if one has no summary there).
 async fn sorted_inputs(
     store: &Arc<dyn ObjectStore>,
     tenant: &TenantId,
     job: &Job,
     scratch: &mut Vec<String>,
-) -> Result<Vec<BatchStream>, StorageError> {
+) -> Result<(Vec<BatchStream>, Option<TagSummary>), StorageError> {
     let mut inputs = Vec::with_capacity(job.spans.len());
+    let mut tags = Some(TagSummary::default());
     let hour = DateTime::<Utc>::from_timestamp(job.hour, 0).unwrap_or_default();
     for file in &job.spans {
         let builder = ParquetRecordBatchStreamBuilder::new(FileReader::new(Arc::clone(store), file)).await?;
+        match (&mut tags, data_file::footer_tags(builder.metadata())?) {
+            (Some(merged), Some(summary)) => merged.merge(&summary),
+            _ => tags = None,
+        }
         if data_file::in_current_order(FileKind::Spans, builder.metadata()) {
             inputs.push(stream_of(builder.with_batch_size(MERGE_BATCH_ROWS).build()?, FileKind::Spans));
             continue;
@@ -216,7 +231,7 @@ async fn sorted_inputs(
             }
         }
     }
-    Ok(inputs)
+    Ok((inputs, tags))
 }
 
 /// Runs one job of one tenant; on failure deletes what it wrote.
@@ -230,7 +245,8 @@ pub(crate) async fn compact(
     let mut sink = PairedSink::new(Arc::clone(&store), tenant.clone(), hour, job.level, target_bytes);
     let mut scratch = Vec::new();
     let merged = async {
-        let inputs = sorted_inputs(&store, &tenant, &job, &mut scratch).await?;
+        let (inputs, tags) = sorted_inputs(&store, &tenant, &job, &mut scratch).await?;
+        sink.set_tags(tags.map(Arc::new));
         let mut merge = SortedMerge::new(FileKind::Spans.schema(), FileKind::Spans.sort_columns(), true, inputs)?;
         let mut duplicates = 0;
         while let Some(merged) = merge.next().await? {

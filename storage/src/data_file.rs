@@ -97,6 +97,7 @@ impl FileKind {
         match self {
             Self::Spans => schema::span_schema(),
             Self::TraceIndex => schema::trace_index_schema(),
+            Self::Edges => schema::edges_schema(),
         }
     }
 
@@ -104,6 +105,7 @@ impl FileKind {
         match self {
             Self::Spans => &schema::SORT_COLUMNS,
             Self::TraceIndex => &schema::trace_index::SORT_COLUMNS,
+            Self::Edges => &schema::edges::SORT_COLUMNS,
         }
     }
 }
@@ -227,6 +229,9 @@ pub struct FileSink {
     store: Arc<dyn ObjectStore>,
     path: DataFilePath,
     level: u8,
+    /// Span files: the tags of the rows, known before they are written
+    /// (compaction's inputs); otherwise summarized from the rows.
+    tags: Option<Arc<TagSummary>>,
     open: Option<(AsyncArrowWriter<BufWriter>, FileStats)>,
 }
 
@@ -238,7 +243,14 @@ impl std::fmt::Debug for FileSink {
 
 impl FileSink {
     pub fn new(store: Arc<dyn ObjectStore>, path: DataFilePath, level: u8) -> Self {
-        Self { store, path, level, open: None }
+        Self { store, path, level, tags: None, open: None }
+    }
+
+    /// Span files: `tags` holds the tags of every row to be written (and
+    /// may hold more services, which are left out).
+    pub fn with_tags(mut self, tags: Option<Arc<TagSummary>>) -> Self {
+        self.tags = tags;
+        self
     }
 
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
@@ -252,7 +264,7 @@ impl FileSink {
                 kind.schema(),
                 Some(writer_properties(kind)),
             )?;
-            let tags = (kind == FileKind::Spans).then(TagSummary::default);
+            let tags = (kind == FileKind::Spans && self.tags.is_none()).then(TagSummary::default);
             self.open = Some((writer, FileStats { tags, ..FileStats::default() }));
         }
         let (writer, stats) = self.open.as_mut().expect("opened above");
@@ -268,7 +280,11 @@ impl FileSink {
     /// Closes the file; `None` if no row was written.
     pub async fn finish(self) -> Result<Option<DataFile>, ParquetError> {
         let Some((mut writer, stats)) = self.open else { return Ok(None) };
-        if let Some(tags) = &stats.tags {
+        let tags = match (&self.tags, &stats.tags) {
+            (Some(given), _) => Some(given.of_services(&stats.services)),
+            (None, summarized) => summarized.clone(),
+        };
+        if let Some(tags) = tags {
             writer.append_key_value_metadata(KeyValue::new(tag_summary::FOOTER_KEY.to_owned(), tags.to_json()));
         }
         writer.close().await?;
@@ -312,6 +328,7 @@ pub struct PairedSink {
     hour: DateTime<Utc>,
     level: u8,
     target_bytes: usize,
+    tags: Option<Arc<TagSummary>>,
     open: Option<Pair>,
     done: Vec<DataFile>,
 }
@@ -330,7 +347,13 @@ impl PairedSink {
         level: u8,
         target_bytes: usize,
     ) -> Self {
-        Self { store, tenant, hour, level, target_bytes, open: None, done: Vec::new() }
+        Self { store, tenant, hour, level, target_bytes, tags: None, open: None, done: Vec::new() }
+    }
+
+    /// The tags of every span to be written, for the span files' footers;
+    /// before the first write.
+    pub fn set_tags(&mut self, tags: Option<Arc<TagSummary>>) {
+        self.tags = tags;
     }
 
     pub async fn write(&mut self, spans: &RecordBatch) -> Result<(), StorageError> {
@@ -340,7 +363,7 @@ impl PairedSink {
         let pair = self.open.get_or_insert_with(|| {
             let (span_path, fragment_path) = DataFilePath::pair(self.tenant.clone(), self.hour);
             Pair {
-                spans: FileSink::new(Arc::clone(&self.store), span_path, self.level),
+                spans: FileSink::new(Arc::clone(&self.store), span_path, self.level).with_tags(self.tags.clone()),
                 fragments: FileSink::new(Arc::clone(&self.store), fragment_path, self.level),
                 run: SortedFragments::default(),
             }
@@ -423,17 +446,22 @@ impl AsyncFileReader for FileReader {
     }
 }
 
+/// The tag summary in a span file's footer; `None` for files written
+/// before footers held one.
+pub fn footer_tags(metadata: &ParquetMetaData) -> Result<Option<TagSummary>, ParquetError> {
+    let footer = metadata
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == tag_summary::FOOTER_KEY).and_then(|e| e.value.as_deref()));
+    footer.map(|json| TagSummary::from_json(json).map_err(|e| ParquetError::External(Box::new(e)))).transpose()
+}
+
 /// The tag summary of a span file: from its footer, or, for files written
 /// before footers held one, from its tag columns.
 pub async fn tag_summary(store: Arc<dyn ObjectStore>, file: &DataFile) -> Result<TagSummary, ParquetError> {
     let builder = ParquetRecordBatchStreamBuilder::new(FileReader::new(store, file)).await?;
-    let footer = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|e| e.key == tag_summary::FOOTER_KEY).and_then(|e| e.value.clone()));
-    if let Some(json) = footer {
-        return TagSummary::from_json(&json).map_err(|e| ParquetError::External(Box::new(e)));
+    if let Some(summary) = footer_tags(builder.metadata())? {
+        return Ok(summary);
     }
     let roots: Vec<usize> = tag_summary::columns().filter_map(|name| builder.schema().index_of(name).ok()).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);

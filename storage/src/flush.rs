@@ -1,6 +1,6 @@
 //! Flush: buffered spans of a tenant become span and trace-index files, one
-//! of each per hour, published in one manifest version together with the
-//! WAL watermark they reach. A tenant's flush is all or nothing: if any
+//! of each per hour, and an edge file of their dependency calls, published
+//! in one manifest version together with the WAL watermark they reach. A tenant's flush is all or nothing: if any
 //! file fails, none is published and the spans stay buffered (and logged).
 
 use std::collections::BTreeSet;
@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use crate::buffer::Buffered;
 use crate::catalog::DataFile;
 use crate::data_file::{self, PairedSink};
+use crate::edges;
 use crate::engine::Storage;
 use crate::error::StorageError;
 use crate::metrics::TenantLabel;
@@ -89,8 +90,9 @@ impl Storage {
     async fn flush_chunk(&self, tenant: &TenantId, chunk: Vec<Buffered>) -> Result<(), StorageError> {
         let Some(through) = chunk.last().map(|b| b.seq) else { return Ok(()) };
         let batches: Vec<_> = chunk.into_iter().map(|b| b.batch).collect();
-        let (files, repeats) = match on_blocking_pool(write_hours(self.object_store(), tenant.clone(), batches)).await?
-        {
+        let arrived = self.clock().now_ns();
+        let written = write_hours(self.object_store(), tenant.clone(), batches, arrived);
+        let (files, repeats) = match on_blocking_pool(written).await? {
             Ok(written) => written,
             Err((error, partial)) => {
                 self.delete_quietly(partial).await;
@@ -164,19 +166,22 @@ impl Storage {
 }
 
 /// Sorts and writes the spans of each hour as a span file and its
-/// fragment file; returns them and how many repeats were left out. On
+/// fragment file, and the dependency edges of them all as one edge file
+/// (`edges.rs`); returns them and how many repeats were left out. On
 /// failure returns the error and the files already written.
 async fn write_hours(
     store: Arc<dyn object_store::ObjectStore>,
     tenant: TenantId,
     batches: Vec<arrow::array::RecordBatch>,
+    arrived_ns: i64,
 ) -> Result<(Vec<DataFile>, u64), (StorageError, Vec<String>)> {
     let mut done: Vec<DataFile> = Vec::new();
     let paths = |done: &[DataFile], more: Vec<String>| done.iter().map(|f| f.path.clone()).chain(more).collect();
     let flush = data_file::sorted_hours(&batches).map_err(|e| (e.into(), vec![]))?;
-    for (hour, rows) in flush.hours {
+    for (hour, rows) in &flush.hours {
+        let hour = *hour;
         let mut sink = PairedSink::new(Arc::clone(&store), tenant.clone(), hour, 0, usize::MAX);
-        if let Err(e) = sink.write(&rows).await {
+        if let Err(e) = sink.write(rows).await {
             return Err((e, paths(&done, sink.written())));
         }
         let written = sink.written();
@@ -184,6 +189,12 @@ async fn write_hours(
             Ok(files) => done.extend(files),
             Err(e) => return Err((e, paths(&done, written))),
         }
+    }
+    let rows: Vec<_> = flush.hours.iter().map(|(_, rows)| rows.clone()).collect();
+    let partial = edges::of_spans(&rows, arrived_ns).map_err(|e| (e.into(), paths(&done, vec![])))?;
+    match edges::write(store, &tenant, &partial, 0).await {
+        Ok(file) => done.extend(file),
+        Err(e) => return Err((e, paths(&done, vec![]))),
     }
     Ok((done, flush.repeats))
 }

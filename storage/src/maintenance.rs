@@ -4,7 +4,10 @@
 //!    the manifest.
 //! 2. **Compaction** merges small span files of an hour into larger ones,
 //!    level by level (see `compaction.rs`).
-//! 3. **Deletion** removes files that left the manifest more than the grace
+//! 3. **Edges** match the open ends of the dependency edge files flushed
+//!    since the last round with those still waiting, and merge edge files
+//!    by level (see `edges.rs`).
+//! 4. **Deletion** removes files that left the manifest more than the grace
 //!    period ago, so a query planned on an older manifest still finds them.
 //!
 //! Every change is a manifest commit; a compaction that lost its inputs to
@@ -17,13 +20,14 @@ use object_store::path::Path;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, DataFile};
 use crate::compaction::{self, Job};
+use crate::edges::{self, Partial};
 use crate::engine::Storage;
 use crate::error::StorageError;
 use crate::flush::on_blocking_pool;
 use crate::metrics::TenantLabel;
-use crate::paths::TenantId;
+use crate::paths::{FileKind, TenantId};
 
 impl Storage {
     /// Runs upkeep every compaction interval until `stop`.
@@ -47,6 +51,10 @@ impl Storage {
         for tenant in self.catalog.tenants() {
             self.apply_retention(&tenant).await?;
             self.compact(&tenant).await?;
+            if let Err(error) = self.maintain_edges(&tenant).await {
+                self.metrics.compaction_errors.inc();
+                warn!(%tenant, %error, "edge upkeep failed");
+            }
             self.delete_tombstones(&tenant).await?;
         }
         Ok(())
@@ -160,5 +168,87 @@ impl Storage {
             })
             .await?;
         Ok(())
+    }
+}
+
+impl Storage {
+    /// Resolves the open ends of the edge files at level 0 (flushed since
+    /// the last round, and those still waiting) into a file of calls and one
+    /// of the ends that go on waiting; merges files of calls by level.
+    async fn maintain_edges(&self, tenant: &TenantId) -> Result<(), StorageError> {
+        let manifest = self.catalog.manifest(tenant);
+        let open: Vec<DataFile> = manifest.files_of(FileKind::Edges).filter(|f| f.level == 0).cloned().collect();
+        if !open.is_empty() {
+            let mut partial = Partial::default();
+            for file in &open {
+                partial.absorb(edges::read(self.object_store(), file).await?);
+            }
+            let ends = partial.servers.len() + partial.clients.len();
+            partial.resolve();
+            partial.close(self.clock().now_ns() - self.config.compaction.edges_wait.as_nanos() as i64);
+            let unchanged =
+                open.len() == 1 && partial.calls.is_empty() && partial.servers.len() + partial.clients.len() == ends;
+            if !unchanged {
+                let calls = Partial { calls: std::mem::take(&mut partial.calls), ..Partial::default() };
+                self.replace_edges(tenant, &open, [(calls, 1), (partial, 0)]).await?;
+            }
+        }
+        let manifest = self.catalog.manifest(tenant);
+        for level in 1..edges::MAX_LEVEL {
+            let files: Vec<DataFile> =
+                manifest.files_of(FileKind::Edges).filter(|f| f.level == level).take(64).cloned().collect();
+            if files.len() < self.config.compaction.min_files.max(2) {
+                continue;
+            }
+            let mut merged = Partial::default();
+            for file in &files {
+                merged.absorb(edges::read(self.object_store(), file).await?);
+            }
+            self.replace_edges(tenant, &files, [(merged, level + 1)]).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `outputs` (partials, each at its level) and publishes them in
+    /// place of `inputs`.
+    async fn replace_edges<const N: usize>(
+        &self,
+        tenant: &TenantId,
+        inputs: &[DataFile],
+        outputs: [(Partial, u8); N],
+    ) -> Result<(), StorageError> {
+        let mut written = Vec::new();
+        for (partial, level) in &outputs {
+            match edges::write(self.object_store(), tenant, partial, *level).await {
+                Ok(file) => written.extend(file),
+                Err(error) => {
+                    self.delete_quietly(written.iter().map(|f: &DataFile| f.path.clone()).collect()).await;
+                    return Err(error);
+                }
+            }
+        }
+        let paths: Vec<String> = written.iter().map(|f| f.path.clone()).collect();
+        let removed: Vec<String> = inputs.iter().map(|f| f.path.clone()).collect();
+        self.sync_local(&paths).await?;
+        let committed = self
+            .catalog
+            .commit(tenant, |base| {
+                let mut next = base.without(&removed, self.clock().now_ms())?;
+                next.files.extend(written.iter().cloned());
+                Ok(next)
+            })
+            .await;
+        match committed {
+            Ok(manifest) => {
+                let bytes = written.iter().map(|f| f.size).sum();
+                self.metrics.compaction_bytes_written.get_or_create(&TenantLabel::new(tenant)).inc_by(bytes);
+                self.update_file_metrics(tenant, &manifest);
+                Ok(())
+            }
+            Err(error) => {
+                self.delete_quietly(paths).await;
+                Err(error.into())
+            }
+        }
     }
 }

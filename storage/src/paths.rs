@@ -123,6 +123,8 @@ pub enum FileKind {
     Spans,
     /// Per-trace, per-service summaries: the trace index.
     TraceIndex,
+    /// Dependency calls and the open ends of calls (`edges.rs`).
+    Edges,
 }
 
 impl FileKind {
@@ -130,11 +132,12 @@ impl FileKind {
         match self {
             Self::Spans => "spans",
             Self::TraceIndex => "trace_index",
+            Self::Edges => "edges",
         }
     }
 
     fn from_dir(dir: &str) -> Option<Self> {
-        [Self::Spans, Self::TraceIndex].into_iter().find(|k| k.dir() == dir)
+        [Self::Spans, Self::TraceIndex, Self::Edges].into_iter().find(|k| k.dir() == dir)
     }
 }
 

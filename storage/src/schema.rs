@@ -63,6 +63,37 @@ pub mod nested {
     pub const DROPPED_ATTRIBUTES_COUNT: &str = "dropped_attributes_count";
 }
 
+/// Columns of dependency edge files (`edges.rs`): rows of calls per edge,
+/// time slot and duration bucket, and the open ends of calls whose other
+/// half was not in the same flush.
+pub mod edges {
+    /// What the row is: one of `ROW_*`.
+    pub const ROW: &str = "row";
+    /// Calls: the start of the slot of their anchor span; open ends: the span's start.
+    pub const TIME: &str = "time";
+    pub const PARENT: &str = "parent";
+    pub const CHILD: &str = "child";
+    pub const BUCKET: &str = "bucket";
+    pub const CALLS: &str = "calls";
+    pub const ERRORS: &str = "errors";
+    pub const MIN_NS: &str = "min_ns";
+    pub const MAX_NS: &str = "max_ns";
+    pub const TRACE_ID: &str = "trace_id";
+    pub const SPAN_ID: &str = "span_id";
+    pub const PARENT_SPAN_ID: &str = "parent_span_id";
+    /// Open clients: counted as a leaf call until a server claims them.
+    pub const LEAF: &str = "leaf";
+    /// Open clients: a producer, whose consumers may be many.
+    pub const PRODUCER: &str = "producer";
+    /// Open ends: when the flush that wrote them ran, by the storage clock.
+    pub const ARRIVED: &str = "arrived";
+
+    pub const ROW_CALLS: i8 = 0;
+    pub const ROW_OPEN_SERVER: i8 = 1;
+    pub const ROW_OPEN_CLIENT: i8 = 2;
+    pub const SORT_COLUMNS: [&str; 2] = [TIME, ROW];
+}
+
 /// The id columns: stored as fixed-size binary, shown and compared as hex.
 pub const ID_COLUMNS: [(&str, usize); 3] = [(TRACE_ID, 16), (SPAN_ID, 8), (PARENT_SPAN_ID, 8)];
 
@@ -304,6 +335,32 @@ static TRACE_INDEX_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The schema of trace-index files.
 pub fn trace_index_schema() -> SchemaRef {
     Arc::clone(&TRACE_INDEX_SCHEMA)
+}
+
+static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use edges::*;
+    Arc::new(Schema::new(vec![
+        Field::new(ROW, DataType::Int8, false),
+        Field::new(TIME, timestamp_type(), false),
+        Field::new(PARENT, label_type(), true),
+        Field::new(CHILD, label_type(), true),
+        Field::new(BUCKET, DataType::Int32, false),
+        Field::new(CALLS, DataType::Int64, false),
+        Field::new(ERRORS, DataType::Int64, false),
+        Field::new(MIN_NS, DataType::Int64, false),
+        Field::new(MAX_NS, DataType::Int64, false),
+        Field::new(TRACE_ID, id_type(16), true),
+        Field::new(SPAN_ID, id_type(8), true),
+        Field::new(PARENT_SPAN_ID, id_type(8), true),
+        Field::new(LEAF, DataType::Boolean, false),
+        Field::new(PRODUCER, DataType::Boolean, false),
+        Field::new(ARRIVED, timestamp_type(), false),
+    ]))
+});
+
+/// The schema of dependency edge files.
+pub fn edges_schema() -> SchemaRef {
+    Arc::clone(&EDGES_SCHEMA)
 }
 
 /// Casts a batch's columns to `schema`'s types (a reader may hand back plain

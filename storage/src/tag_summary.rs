@@ -8,6 +8,11 @@
 //!
 //! A key with more values than [`MAX_VALUES`] (ids, URLs) keeps the first
 //! ones seen and is marked `more`: its suggestions are a sample.
+//!
+//! Flushes summarize their rows; compaction merges its inputs' summaries
+//! instead (per service, so each output keeps the part about the services
+//! it holds; a service split across outputs keeps its whole summary in
+//! each), which costs nothing per span.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -167,6 +172,15 @@ impl TagSummary {
                 }
             }
         }
+    }
+
+    /// The part of this summary about `services`.
+    pub fn of_services<'a>(&self, services: impl IntoIterator<Item = &'a String>) -> TagSummary {
+        let services = services
+            .into_iter()
+            .filter_map(|service| Some((service.clone(), self.services.get(service)?.clone())))
+            .collect();
+        TagSummary { services }
     }
 
     /// The tag keys (of `service`, if given).

@@ -25,7 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use spanlake_storage::{FileKind, ids, schema};
 
-use crate::trace::TraceLookup;
+use crate::trace::trace_spans;
 use crate::tree::{self, Node};
 
 pub(super) fn functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
@@ -127,12 +127,7 @@ impl TableProvider for TreeTable {
             return exec_err!("{} needs a spanlake session", self.name);
         };
         let ctx = SessionContext::new_with_state(state.clone());
-        let lookup = TraceLookup::new(&self.trace_id);
-        let bounds = lookup.bounds(&ctx).await?.collect().await?;
-        let batches = match lookup.spans(&ctx, &bounds).await? {
-            Some(spans) => spans.collect().await?,
-            None => Vec::new(),
-        };
+        let batches = trace_spans(&ctx, &self.trace_id).await?.collect().await?;
         let spans = concat_batches(&FileKind::Spans.schema(), &batches)?;
         let rows = self.rows(&spans)?;
         MemorySourceConfig::try_new_exec(&[vec![rows]], Arc::clone(&self.schema), projection.cloned())

@@ -216,7 +216,7 @@ fn sqlstate(e: &QueryError) -> &'static str {
         QueryError::Timeout(_) | QueryError::Cancelled(_) => "57014", // query_canceled
         QueryError::TooManyRows(_) => "54000", // program_limit_exceeded
         QueryError::DataFusion(e) => datafusion_sqlstate(e),
-        QueryError::Otlp(_) | QueryError::Render(_) => "XX000",
+        QueryError::Otlp(_) | QueryError::Storage(_) | QueryError::Render(_) => "XX000",
     }
 }
 

@@ -268,3 +268,61 @@ async fn legacy_files_in_the_old_sort_order_are_re_sorted_before_the_merge() {
     let after: Vec<_> = store.list(None).map_ok(|o| o.location).try_collect().await.unwrap();
     assert_eq!(after.len(), before.len() + output.files.len(), "the sorted runs were deleted");
 }
+
+#[tokio::test]
+async fn outputs_carry_the_inputs_tags_of_their_own_services() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+        ..Default::default()
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut files = Vec::new();
+    for (flush, service) in ["api", "db", "api"].iter().enumerate() {
+        let flush = flush as u8;
+        let spans = (0..30u8)
+            .flat_map(|t| (1..=200u8).map(move |id| (flush * 40 + t + 1, id)))
+            .map(|(trace, id)| Span { attributes: vec![kv("flush", &flush.to_string())], ..span(trace, id, false) })
+            .collect();
+        let resource = Resource { attributes: vec![kv("service.name", service)], ..Default::default() };
+        let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+        builder.append(&[ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }]);
+        let rows = data_file::sort(FileKind::Spans, &builder.finish().unwrap()).unwrap();
+        let mut sink = PairedSink::new(Arc::clone(&store), TenantId::default(), hour(), 0, usize::MAX);
+        sink.write(&rows).await.unwrap();
+        files.extend(sink.finish().await.unwrap());
+    }
+    let job = Job {
+        hour: HOUR,
+        level: 1,
+        spans: of_kind(&files, FileKind::Spans),
+        fragments: of_kind(&files, FileKind::TraceIndex),
+    };
+    // A tiny target: each merged batch of 8192 rows makes a file, so the
+    // 12000 rows of api and the 6000 of db part.
+    let output = compact(Arc::clone(&store), TenantId::default(), job, 1).await.unwrap();
+    let spans = of_kind(&output.files, FileKind::Spans);
+    assert!(spans.len() > 1);
+    let mut inputs = TagSummary::default();
+    for file in of_kind(&files, FileKind::Spans) {
+        inputs.merge(&data_file::tag_summary(Arc::clone(&store), &file).await.unwrap());
+    }
+    for file in &spans {
+        let in_footer = data_file::tag_summary(Arc::clone(&store), file).await.unwrap();
+        assert_eq!(in_footer, inputs.of_services(&file.services), "{:?}", file.services);
+        // What the rows hold is all there (a service split across outputs
+        // keeps its whole summary in each).
+        let mut from_rows = TagSummary::default();
+        from_rows.add(&read(&store, std::slice::from_ref(file)).await).unwrap();
+        let mut both = in_footer.clone();
+        both.merge(&from_rows);
+        assert_eq!(both, in_footer);
+    }
+}

@@ -1,0 +1,178 @@
+//! Search against brute force: random traces in files and in the buffer,
+//! random filters, windows, sorts and page sizes; every page of the fast
+//! search must be the same page of one SQL query that ranks every match.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use spanlake_storage::{CompactionConfig, Storage, StorageConfig};
+
+use super::*;
+use crate::engine::{QueryLimits, trace_summary_sql};
+use crate::params::TagFilter;
+
+const SERVICES: [&str; 4] = ["web", "cart", "pay", "db"];
+const OPERATIONS: [&str; 3] = ["GET /", "charge", "query"];
+const SECOND: i64 = 1_000_000_000;
+/// The traces start within two hours after this.
+const BASE: i64 = 1_750_000_000 * SECOND;
+
+fn attribute(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+/// One export per trace: 1 to 6 spans over up to 3 services; some traces
+/// last half an hour, so their start is far from their later spans.
+fn random_trace(rng: &mut StdRng, trace: u32) -> Bytes {
+    let start = BASE + rng.random_range(0..7200) * SECOND + rng.random_range(0..1000) * 1_000_000;
+    let long = rng.random_bool(0.15);
+    let mut resource_spans = Vec::new();
+    let spans = rng.random_range(1..=6u8);
+    for i in 0..spans {
+        let offset = if long { rng.random_range(0..1800) * SECOND } else { i64::from(i) * 1_000_000 };
+        let begin = (start + offset) as u64;
+        let span = Span {
+            trace_id: [trace.to_be_bytes().as_slice(), &[7; 12]].concat(),
+            span_id: vec![i + 1; 8],
+            parent_span_id: if i == 0 { vec![] } else { vec![rng.random_range(1..=i); 8] },
+            name: OPERATIONS.choose(rng).expect("operations").to_string(),
+            start_time_unix_nano: begin,
+            end_time_unix_nano: begin + rng.random_range(1..200) as u64 * 1_000_000,
+            attributes: vec![attribute("tier", ["gold", "free"].choose(rng).expect("tiers"))],
+            status: Some(Status { code: if rng.random_bool(0.2) { 2 } else { 0 }, message: String::new() }),
+            ..Default::default()
+        };
+        let service = if i == 0 { SERVICES[0] } else { SERVICES.choose(rng).expect("services") };
+        resource_spans.push(ResourceSpans {
+            resource: Some(Resource { attributes: vec![attribute("service.name", service)], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+            ..Default::default()
+        });
+    }
+    Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec())
+}
+
+fn random_filter(rng: &mut StdRng) -> SpanFilter {
+    let mut filter = SpanFilter::default();
+    if rng.random_bool(0.5) {
+        filter.service = Some(SERVICES.choose(rng).expect("services").to_string());
+    }
+    if rng.random_bool(0.2) {
+        filter.operation = Some(OPERATIONS.choose(rng).expect("operations").to_string());
+    }
+    if rng.random_bool(0.3) {
+        let tier = ["gold", "free"].choose(rng).expect("tiers").to_string();
+        filter.tags.push(if rng.random_bool(0.5) {
+            TagFilter::Equals("tier".into(), tier)
+        } else {
+            TagFilter::NotEquals("tier".into(), tier)
+        });
+    }
+    if rng.random_bool(0.2) {
+        filter.min_duration_ns = Some(rng.random_range(0..150) * 1_000_000);
+    }
+    filter.errors_only = rng.random_bool(0.15);
+    filter
+}
+
+/// Every trace the search should find, in order, by one SQL query.
+async fn brute_force(engine: &QueryEngine, request: &SearchRequest) -> Vec<Summary> {
+    let mut params = Params::default();
+    let matching = request.filter.where_sql(&request.window, &mut params);
+    let (lo, hi) = (
+        params.time(request.window.start_ns - SUMMARY_MARGIN_NS),
+        params.time(request.window.end_ns + SUMMARY_MARGIN_NS),
+    );
+    let summaries = trace_summary_sql("fragments");
+    let sql = format!(
+        "WITH fragments AS (SELECT * FROM {TRACE_FRAGMENTS_TABLE}
+                            WHERE start_time >= {lo} AND start_time < {hi}
+                              AND trace_id IN (SELECT trace_id FROM {SPANS_TABLE} WHERE {matching})),
+              summaries AS ({summaries})
+         SELECT trace_id, CAST(start_time AS BIGINT) AS start_ns, CAST(duration_ns AS BIGINT) AS duration_ns,
+                root_service_name, root_span_name, CAST(span_count AS BIGINT) AS span_count,
+                CAST(error_count AS BIGINT) AS error_count, services
+         FROM summaries"
+    );
+    let tenant = TenantId::default();
+    let mut all = Vec::new();
+    for batch in engine.batches(&tenant, &sql, params).await.expect("brute force") {
+        all.extend(summary::read(&batch).expect("summaries"));
+    }
+    all.sort_by(|a: &Summary, b: &Summary| match request.order {
+        SearchOrder::StartDesc => (b.start_ns, b.trace_id).cmp(&(a.start_ns, a.trace_id)),
+        SearchOrder::DurationDesc => (b.duration_ns, b.trace_id).cmp(&(a.duration_ns, a.trace_id)),
+        SearchOrder::DurationAsc => (a.duration_ns, a.trace_id).cmp(&(b.duration_ns, b.trace_id)),
+    });
+    all
+}
+
+async fn engine(rng: &mut StdRng, dir: &std::path::Path) -> QueryEngine {
+    let mut config = StorageConfig::new(dir.join("wal"));
+    config.flush.interval = Duration::from_secs(3600);
+    config.compaction = CompactionConfig { min_files: 2, ..Default::default() };
+    let storage = Storage::open(Arc::new(InMemory::new()), config, Arc::default()).await.expect("storage");
+    let tenant = TenantId::default();
+    for trace in 0..240 {
+        let export = storage.decode(random_trace(rng, trace)).expect("decodes");
+        storage.write(&tenant, export).await.expect("written");
+        // Some files, some compacted, the newest spans left in the buffer.
+        if trace % 40 == 39 {
+            storage.flush().await.expect("flushed");
+            if rng.random_bool(0.5) {
+                storage.maintain().await.expect("compacted");
+            }
+        }
+    }
+    QueryEngine::new(storage, QueryLimits::default()).expect("engine")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_is_the_page_of_a_brute_force_ranking() {
+    let mut rng = StdRng::seed_from_u64(16);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(&mut rng, dir.path()).await;
+    let tenant = TenantId::default();
+    for case in 0..30 {
+        let start = BASE + rng.random_range(-600..7200) * SECOND;
+        let end = start + rng.random_range(1..9000) * SECOND;
+        let order = *[SearchOrder::StartDesc, SearchOrder::DurationDesc, SearchOrder::DurationAsc]
+            .choose(&mut rng)
+            .expect("orders");
+        let mut request = SearchRequest {
+            filter: random_filter(&mut rng),
+            window: Window { start_ns: start, end_ns: end },
+            order,
+            limit: rng.random_range(2..12),
+            cursor: None,
+        };
+        let expected = brute_force(&engine, &request).await;
+        let mut got: Vec<Summary> = Vec::new();
+        for page in 0.. {
+            let Page { traces, next_cursor } = engine.page(&tenant, &request).await.expect("a page");
+            let from = page * request.limit;
+            let want = &expected[from.min(expected.len())..(from + request.limit).min(expected.len())];
+            assert_eq!(traces, want, "case {case}, page {page}: {request:?}");
+            got.extend(traces);
+            match next_cursor {
+                Some(cursor) => request.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(got.len(), expected.len(), "case {case}: every match on some page");
+    }
+}
