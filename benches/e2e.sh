@@ -22,7 +22,7 @@ case "$mode" in
 esac
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/spanlake-target}"
-cargo build --release --quiet -p spanlake
+cargo build --release --quiet --bin spanlake
 
 cache="${SPANLAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spanlake}"
 venv="$cache/bench-venv" requirements=benches/e2e/requirements.txt

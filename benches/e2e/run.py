@@ -258,6 +258,8 @@ def chdb_table(session, files):
 
 # spanlake's API over the whole ingested window ({window} is start=&end=).
 API_QUERIES = {
+    "search, one service, default window (last hour)": "/api/v1/search?service=frontend&limit=20",
+    "search, tag + minDuration, default window": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20",
     "search, one service, newest 20": "/api/v1/search?service=frontend&limit=20&{window}",
     "search, tag + minDuration": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20&{window}",
     "search, page 2 (cursor)": None,

@@ -7,8 +7,8 @@
 //! merge of files of level L writes level L + 1. Within an hour:
 //!
 //! - once a level below [`MAX_LEVEL`] has `min_files` (F) files, all of
-//!   them are merged (up to [`MAX_INPUTS`]; more than F collect between
-//!   rounds at high rates);
+//!   them are merged, in jobs of even size up to [`MAX_INPUTS`] (more than
+//!   F collect between rounds at high rates);
 //! - once the hour is finished (past its end and the settle time) two are
 //!   enough, so a finished hour keeps at most one file per level below the
 //!   top, and late spans make a small file that merges with the other
@@ -92,7 +92,7 @@ impl Default for CompactionConfig {
             target_file_bytes: 256 * 1024 * 1024,
             settle: std::time::Duration::from_secs(120),
             tombstone_grace: std::time::Duration::from_secs(600),
-            edges_wait: std::time::Duration::from_secs(60),
+            edges_wait: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -101,9 +101,10 @@ impl Default for CompactionConfig {
 /// often a byte is rewritten.
 pub(crate) const MAX_LEVEL: u8 = 2;
 
-/// Span files merged by one job at most, so that a backlog (compaction
-/// off for a while, a burst of tiny flushes) is worked off in bounded steps.
-const MAX_INPUTS: usize = 64;
+/// Span files merged by one job at most: a merge holds a row group and a
+/// page per column of every input, so this bounds its memory. More files
+/// of a level (a high rate, a backlog) make several jobs of even size.
+const MAX_INPUTS: usize = 16;
 
 /// Legacy span files in the old sort order are re-sorted in runs of this
 /// many rows: one run in memory at a time.
@@ -158,15 +159,17 @@ pub(crate) fn plan(files: &[DataFile], now_secs: i64, config: &CompactionConfig)
         for (level, mut files) in levels.into_iter().filter(|(_, files)| files.len() >= enough) {
             // Oldest first: uuid7 names sort by creation.
             files.sort_by(|a, b| a.path.cmp(&b.path));
-            files.truncate(MAX_INPUTS);
-            let fragments =
-                files.iter().filter_map(|f| fragment_of.get(f.trace_index.as_deref()?)).map(|f| (*f).clone());
-            jobs.push(Job {
-                hour,
-                level: level + 1,
-                fragments: fragments.collect(),
-                spans: files.into_iter().cloned().collect(),
-            });
+            let size = files.len().div_ceil(files.len().div_ceil(MAX_INPUTS));
+            for files in files.chunks(size) {
+                let fragments =
+                    files.iter().filter_map(|f| fragment_of.get(f.trace_index.as_deref()?)).map(|f| (*f).clone());
+                jobs.push(Job {
+                    hour,
+                    level: level + 1,
+                    fragments: fragments.collect(),
+                    spans: files.iter().map(|f| (*f).clone()).collect(),
+                });
+            }
         }
     }
     jobs

@@ -42,9 +42,30 @@ use crate::schema::{self, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 use crate::tag_summary::{self, TagSummary};
 use crate::trace_index::{self, SortedFragments};
 
-/// Rows per row group: large enough for good compression and few footer
-/// entries, small enough that a trace lookup decodes little.
+/// Rows per row group of a file that is never merged again: large enough
+/// for good compression and few footer entries, small enough that a trace
+/// lookup decodes little.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows per row group of a file written at `level`. A merge holds a row
+/// group (the Parquet reader fetches its column chunks whole) and a
+/// decompressed page per column of every input: files that will be merged
+/// again have small row groups and pages, so that a merge of many of them
+/// stays within tens of MB. They live minutes.
+pub fn row_group_rows(level: u8) -> usize {
+    match level {
+        0 => 16 * 1024,
+        1 => 32 * 1024,
+        _ => ROW_GROUP_ROWS,
+    }
+}
+
+/// Bytes per data page and per dictionary page of a file written at
+/// `level` (see [`row_group_rows`]): a reader holds a decompressed page and
+/// a decoded dictionary per column.
+fn page_bytes(level: u8) -> usize {
+    if level < crate::compaction::MAX_LEVEL { 64 * 1024 } else { 1024 * 1024 }
+}
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -158,18 +179,21 @@ pub fn in_current_order(kind: FileKind, metadata: &ParquetMetaData) -> bool {
     metadata.row_groups().iter().all(|group| group.sorting_columns() == Some(&expected))
 }
 
-/// Writer settings for files of `kind`.
-pub fn writer_properties(kind: FileKind) -> WriterProperties {
+/// Writer settings for files of `kind` written at `level`.
+pub fn writer_properties(kind: FileKind, level: u8) -> WriterProperties {
     let schema = kind.schema();
+    let row_group_rows = row_group_rows(level);
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_data_page_size_limit(page_bytes(level))
+        .set_dictionary_page_size_limit(page_bytes(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting_columns(kind)))
         .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]))
         .set_column_bloom_filter_enabled(ColumnPath::from(schema::TRACE_ID), true)
         .set_column_bloom_filter_fpp(ColumnPath::from(schema::TRACE_ID), 0.01)
-        .set_column_bloom_filter_max_ndv(ColumnPath::from(schema::TRACE_ID), ROW_GROUP_ROWS as u64);
+        .set_column_bloom_filter_max_ndv(ColumnPath::from(schema::TRACE_ID), row_group_rows as u64);
     let ids = schema::ID_COLUMNS.iter().map(|(id, _)| *id);
     for id in ids.filter(|id| schema.index_of(id).is_ok()) {
         props = props.set_column_dictionary_enabled(ColumnPath::from(id), false);
@@ -186,7 +210,8 @@ pub fn writer_properties(kind: FileKind) -> WriterProperties {
 /// Encodes sorted rows of `kind` as one Parquet file in memory.
 pub fn encode(kind: FileKind, batch: &RecordBatch) -> Result<Bytes, ParquetError> {
     let mut buffer = Vec::with_capacity(1024 * 1024);
-    let mut writer = ArrowWriter::try_new(&mut buffer, Arc::clone(batch.schema_ref()), Some(writer_properties(kind)))?;
+    let props = writer_properties(kind, crate::compaction::MAX_LEVEL);
+    let mut writer = ArrowWriter::try_new(&mut buffer, Arc::clone(batch.schema_ref()), Some(props))?;
     writer.write(batch)?;
     writer.close()?;
     Ok(Bytes::from(buffer))
@@ -262,7 +287,7 @@ impl FileSink {
             let writer = AsyncArrowWriter::try_new(
                 BufWriter::new(Arc::clone(&self.store), self.path.to_path()),
                 kind.schema(),
-                Some(writer_properties(kind)),
+                Some(writer_properties(kind, self.level)),
             )?;
             let tags = (kind == FileKind::Spans && self.tags.is_none()).then(TagSummary::default);
             self.open = Some((writer, FileStats { tags, ..FileStats::default() }));

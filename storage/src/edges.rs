@@ -14,9 +14,11 @@
 //!
 //! Every flush turns its spans into a [`Partial`]: the calls it can link
 //! itself, counted per anchor slot ([`SLOT_NS`]), edge and duration bucket,
-//! and the *open ends* whose other half it did not hold: servers without
-//! their caller, clients that no server claimed (counted as leaf calls for
-//! now) and every producer (a message may have many consumers). Open ends
+//! and the *open ends* whose other half it did not hold: servers whose
+//! parent is in another flush, clients that no server claimed (counted as
+//! leaf calls for now; but a client span with `db.system`, a database
+//! call, is a leaf at once) and every producer (a message may have many
+//! consumers). Open ends
 //! of different partials are matched ([`Partial::resolve`]): a match adds
 //! the linked call and takes back the leaf call it was counted as, so
 //! counts add up across partials and any window is the sum of the calls of
@@ -31,10 +33,10 @@
 //! Open ends wait for their other half for a while after they arrive
 //! (`EdgesConfig::pending_for`), then count as they are: a call whose two
 //! halves reach spanlake further apart than that stays a leaf call and an
-//! unlinked server. Two more cases are linked only within one flush: a
-//! server whose caller is a span of another service that is no client (an
-//! uninstrumented client), and a shared client span for a server whose
-//! parent is in its flush. Windows are whole slots: a window's ragged ends
+//! unlinked server. Some cases are linked only within one flush: a server
+//! whose caller is a span of another service that is no client (an
+//! uninstrumented client), and a Zipkin shared client span for a server
+//! that is a root or whose parent is in its flush. Windows are whole slots: a window's ragged ends
 //! are rounded inwards to [`SLOT_NS`].
 
 mod file;

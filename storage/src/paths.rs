@@ -5,7 +5,7 @@
 //! {tenant}/trace_index/date=YYYY-MM-DD/hour=HH/{uuid v7}.parquet   trace-index files
 //! {tenant}/catalog/{version:020}.json                             manifests
 //! {tenant}/catalog/_latest                                        newest version (a hint)
-//! {tenant}/edges/date=YYYY-MM-DD/hour=HH.json                     an hour's dependency edges
+//! {tenant}/edges/date=YYYY-MM-DD/hour=HH/{uuid v7}.parquet         dependency edge files
 //! ```
 //!
 //! The Hive-style `date=` / `hour=` segments let DuckDB, Spark or
@@ -69,34 +69,6 @@ impl TenantId {
     pub fn latest_manifest_hint(&self) -> Path {
         Path::from_iter([self.0.as_str(), CATALOG, "_latest"])
     }
-
-    /// Where the query service keeps this tenant's hourly dependency edges.
-    pub fn edges_prefix(&self) -> Path {
-        Path::from_iter([self.0.as_str(), EDGES])
-    }
-
-    /// The dependency edges of the hour that starts at `hour`.
-    pub fn edges_path(&self, hour: DateTime<Utc>) -> Path {
-        let hour = truncate_to_hour(hour);
-        Path::from_iter([
-            self.0.as_str(),
-            EDGES,
-            &format!("date={}", hour.format("%Y-%m-%d")),
-            &format!("hour={:02}.json", hour.hour()),
-        ])
-    }
-
-    /// The hour of a path made by [`Self::edges_path`].
-    pub fn edges_hour(path: &Path) -> Option<DateTime<Utc>> {
-        let parts: Vec<_> = path.parts().collect();
-        let [_, edges, date, hour] = parts.as_slice() else { return None };
-        if edges.as_ref() != EDGES {
-            return None;
-        }
-        let date = NaiveDate::parse_from_str(date.as_ref().strip_prefix("date=")?, "%Y-%m-%d").ok()?;
-        let hour: u32 = hour.as_ref().strip_prefix("hour=")?.strip_suffix(".json")?.parse().ok()?;
-        Some(Utc.from_utc_datetime(&date.and_hms_opt(hour, 0, 0)?))
-    }
 }
 
 impl Default for TenantId {
@@ -112,7 +84,6 @@ impl fmt::Display for TenantId {
 }
 
 const CATALOG: &str = "catalog";
-const EDGES: &str = "edges";
 const PARQUET: &str = ".parquet";
 
 /// What a data file holds.
@@ -196,7 +167,9 @@ mod tests {
     #[test]
     fn data_file_paths_format_and_parse_back() {
         let hour = Utc.with_ymd_and_hms(2026, 11, 25, 7, 42, 13).unwrap();
-        for (kind, dir) in [(FileKind::Spans, "spans"), (FileKind::TraceIndex, "trace_index")] {
+        for (kind, dir) in
+            [(FileKind::Spans, "spans"), (FileKind::TraceIndex, "trace_index"), (FileKind::Edges, "edges")]
+        {
             let path = DataFilePath::new(TenantId::new("acme").unwrap(), kind, hour);
             let text = path.to_path().to_string();
             assert!(text.starts_with(&format!("acme/{dir}/date=2026-11-25/hour=07/")), "{text}");
@@ -205,15 +178,6 @@ mod tests {
         }
         assert_eq!(DataFilePath::parse(&Path::from("acme/spans/date=x/hour=07/a.parquet")), None);
         assert_eq!(DataFilePath::parse(&Path::from("acme/other/date=2026-11-25/hour=07/a.parquet")), None);
-    }
-
-    #[test]
-    fn edge_table_paths_format_and_parse_back() {
-        let tenant = TenantId::new("acme").unwrap();
-        let path = tenant.edges_path(Utc.with_ymd_and_hms(2026, 11, 25, 7, 42, 13).unwrap());
-        assert_eq!(path.to_string(), "acme/edges/date=2026-11-25/hour=07.json");
-        assert_eq!(TenantId::edges_hour(&path), Some(Utc.with_ymd_and_hms(2026, 11, 25, 7, 0, 0).unwrap()));
-        assert_eq!(TenantId::edges_hour(&Path::from("acme/catalog/date=2026-11-25/hour=07.json")), None);
     }
 
     #[test]

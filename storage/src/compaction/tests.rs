@@ -233,6 +233,16 @@ fn a_live_hour_merges_a_level_once_it_has_min_files_and_never_a_top_or_full_file
 }
 
 #[test]
+fn many_files_of_a_level_merge_in_jobs_of_even_size() {
+    let config = CompactionConfig { min_files: 8, ..Default::default() };
+    let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+    let files = with_fragments(names.iter().map(|n| file(n, 100, 0, true)).collect());
+    let jobs = planned(&files, HOUR + 1800, &config);
+    assert_eq!(jobs.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10], "at most {MAX_INPUTS} inputs a job");
+    assert_eq!(jobs.concat(), names, "every file once, oldest first");
+}
+
+#[test]
 fn legacy_files_merge_all_together_once_they_include_a_flushed_one() {
     let config = CompactionConfig { min_files: 3, ..Default::default() };
     let live = HOUR + 1800;

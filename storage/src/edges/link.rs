@@ -43,6 +43,9 @@ struct Node {
     service: Option<String>,
     kind: Kind,
     remote: Option<String>,
+    /// A client span with `db.system`: a database call, which no server
+    /// span answers.
+    database: bool,
     error: bool,
     start_ns: i64,
     duration_ns: i64,
@@ -70,6 +73,9 @@ fn nodes(batch: &RecordBatch) -> Result<Vec<Node>, ArrowError> {
         strings(batch, schema::REMOTE_SERVICE_NAME)?,
         strings(batch, schema::STATUS_CODE)?,
     );
+    let database = schema::dedicated_for(schema::Level::Span, schema::attr::DB_SYSTEM)
+        .and_then(|d| batch.column_by_name(d.column))
+        .ok_or_else(|| ArrowError::SchemaError("no db.system column".into()))?;
     (0..batch.num_rows())
         .map(|row| {
             Ok(Node {
@@ -79,6 +85,7 @@ fn nodes(batch: &RecordBatch) -> Result<Vec<Node>, ArrowError> {
                 service: (!service.is_null(row)).then(|| service.value(row).to_owned()),
                 kind: Kind::of(kind.value(row)),
                 remote: (!remote.is_null(row)).then(|| remote.value(row).to_owned()),
+                database: database.is_valid(row),
                 error: status.value(row) == schema::STATUS_CODES[2],
                 start_ns: start.value(row),
                 duration_ns: duration.value(row).max(0),
@@ -122,16 +129,20 @@ pub fn of_spans(batches: &[RecordBatch], arrived_ns: i64) -> Result<Partial, Arr
                 let edge = (caller.service.as_deref(), server.service.as_deref());
                 partial.count(edge, server.start_ns, duration, error, 1);
             }
-            None => partial.servers.push(OpenServer {
-                trace_id: server.trace_id,
-                span_id: server.span_id,
-                parent_span_id: server.parent_span_id,
-                service: server.service.clone(),
-                start_ns: server.start_ns,
-                duration_ns: server.duration_ns,
-                error: server.error,
-                arrived_ns,
-            }),
+            // Only a server whose parent is in another flush waits for it.
+            None if server.parent_span_id.is_some_and(|p| with_id(p).next().is_none()) => {
+                partial.servers.push(OpenServer {
+                    trace_id: server.trace_id,
+                    span_id: server.span_id,
+                    parent_span_id: server.parent_span_id,
+                    service: server.service.clone(),
+                    start_ns: server.start_ns,
+                    duration_ns: server.duration_ns,
+                    error: server.error,
+                    arrived_ns,
+                })
+            }
+            None => {}
         }
         if let (None, Some(remote)) = (server.parent_span_id, &server.remote) {
             let edge = (Some(remote.as_str()), server.service.as_deref());
@@ -146,7 +157,7 @@ pub fn of_spans(batches: &[RecordBatch], arrived_ns: i64) -> Result<Partial, Arr
             partial.count(edge, client.start_ns, client.duration_ns, client.error, 1);
         }
         let producer = client.kind == Kind::Producer;
-        if !is_claimed || producer {
+        if (!is_claimed && !client.database) || producer {
             partial.clients.push(OpenClient {
                 trace_id: client.trace_id,
                 span_id: client.span_id,

@@ -114,11 +114,11 @@ fn one_flush_links_every_call_it_holds() {
     };
     assert_eq!(duration("A", "B"), (40 * MS, 40 * MS));
     assert_eq!(duration("A", "E"), (9 * MS, 9 * MS));
-    // Waiting: the root server (for a shared client elsewhere), D's client
-    // (a leaf until claimed), and the producer (more consumers may come).
-    let servers: Vec<_> = partial.servers.iter().map(|s| s.span_id[0]).collect();
+    // Waiting: the clients no server claimed (leaf calls until one does)
+    // and the producer (more consumers may come). No server waits: the
+    // parent of each is in the flush.
     let clients: Vec<_> = partial.clients.iter().map(|c| (c.span_id[0], c.leaf)).collect();
-    assert_eq!(servers, [1]);
+    assert!(partial.servers.is_empty());
     assert_eq!(clients, [(4, true), (5, false), (9, true)]);
 }
 
@@ -140,6 +140,15 @@ fn calls_split_across_flushes_add_up_once_their_ends_meet() {
         let again = from_batches(&[to_batch(&partial).unwrap()]).unwrap();
         assert_eq!(normalized(again), normalized(partial), "cut after {cut}");
     }
+}
+
+#[test]
+fn a_database_call_is_a_leaf_call_at_once() {
+    let mut query = peer(span(4, Some(3), SpanKind::Client, 5, 3), "postgres");
+    query.attributes[0].key = "db.system".into();
+    let partial = of_spans(&[batch(&[("B", query)])], 0).unwrap();
+    assert_eq!(edges_of(&partial), [edge("B", "postgres", 1, 0)]);
+    assert!(partial.clients.is_empty(), "no server answers a database call: nothing waits");
 }
 
 #[test]
