@@ -6,7 +6,7 @@
 #   benches/e2e.sh [quick|long|huge] [extra run.py flags]
 #
 # quick: 1M spans; long: 10M spans; huge: 100M spans, then trace lookups
-# only (spanlake and DuckDB). Needs ~2 GiB (quick), ~20 GiB (long) or
+# (spanlake and DuckDB) and the API, no chdb. Needs ~2 GiB (quick), ~20 GiB (long) or
 # ~15 GiB (huge, no chdb copy) under /var/tmp/spanlake-bench. The Python
 # venv with DuckDB and chdb goes to ${SPANLAKE_CACHE:-~/.cache/spanlake}/bench-venv.
 set -euo pipefail
@@ -17,7 +17,7 @@ shift || true
 case "$mode" in
   quick) spans=1000000 ;;
   long) spans=10000000 ;;
-  huge) spans=100000000; set -- --trace-lookup-only "$@" ;;
+  huge) spans=100000000; set -- --skip-sql "$@" ;;
   *) echo "usage: $0 [quick|long|huge] [run.py flags]" >&2; exit 2 ;;
 esac
 

@@ -70,10 +70,20 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+class HttpStatus(Exception):
+    """A 4xx or 5xx answer, with the server's message."""
+
+    def __init__(self, code, message):
+        super().__init__(f"HTTP {code}: {message[:200]}")
+
+
 def http(method, url, body=None, headers=None):
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=600) as response:
-        return response.status, response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        raise HttpStatus(error.code, error.read().decode(errors="replace")) from None
 
 
 class Server:
@@ -258,14 +268,15 @@ def chdb_table(session, files):
 
 # spanlake's API over the whole ingested window ({window} is start=&end=).
 API_QUERIES = {
-    "search, one service, default window (last hour)": "/api/v1/search?service=frontend&limit=20",
-    "search, tag + minDuration, default window": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20",
-    "search, one service, newest 20": "/api/v1/search?service=frontend&limit=20&{window}",
-    "search, tag + minDuration": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20&{window}",
-    "search, page 2 (cursor)": None,
+    "search, one service, last hour": "/api/v1/search?service=frontend&limit=20&{last_hour}",
+    "search, tag + minDuration, last hour": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20&{last_hour}",
+    "search, page 2 (cursor), last hour": "/api/v1/search?service=frontend&limit=20&cursor={cursor_last_hour}",
+    "search, one service, all data": "/api/v1/search?service=frontend&limit=20&{window}",
+    "search, tag + minDuration, all data": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20&{window}",
+    "search, page 2 (cursor), all data": "/api/v1/search?service=frontend&limit=20&cursor={cursor_window}",
     "search, slowest 20": "/api/v1/search?sort=duration_desc&limit=20&{window}",
-    "dependency graph": "/api/v1/dependencies?{window}",
-    "dependency graph, whole hours (edge tables)": "/api/v1/dependencies?{hours}",
+    "dependency graph, first to last span": "/api/v1/dependencies?{window}",
+    "dependency graph, whole hours": "/api/v1/dependencies?{hours}",
     "latency series, 1m steps, by version": "/api/v1/latency?service=checkout&step=1m&groupBy=service.version&{window}",
     "latency histogram": "/api/v1/latency/histogram?service=checkout&{window}",
     "services": "/api/v1/services",
@@ -276,25 +287,41 @@ API_QUERIES = {
 
 
 def api_timings(server):
+    """Median ms of each built-in endpoint. "all data" is the window from
+    the first span to the last; "last hour" ends at the last span, the UI's
+    default window while spans arrive."""
     first, last = server.sql("SELECT CAST(min(start_time) AS BIGINT), CAST(max(start_time) AS BIGINT) FROM spans")[0]
-    window = f"start={first // 1_000_000}&end={last // 1_000_000 + 1}"
+    first_ms, end_ms = first // 1_000_000, last // 1_000_000 + 1
     hour_ms = 3_600_000
-    hours = f"start={first // 1_000_000 // hour_ms * hour_ms}&end={(last // 1_000_000 // hour_ms + 1) * hour_ms}"
     get = lambda path: json.loads(http("GET", f"http://{API}{path}")[1])
-    cursor = get(API_QUERIES["search, one service, newest 20"].format(window=window))["nextCursor"]
+    spots = {
+        "window": f"start={first_ms}&end={end_ms}",
+        "last_hour": f"start={max(first_ms, end_ms - hour_ms)}&end={end_ms}",
+        "hours": f"start={first_ms // hour_ms * hour_ms}&end={(end_ms // hour_ms + 1) * hour_ms}",
+    }
+    for window in ["window", "last_hour"]:
+        first_page = f"/api/v1/search?service=frontend&limit=20&{spots[window]}"
+        spots[f"cursor_{window}"] = get(first_page)["nextCursor"]
     timings = {}
     for name, path in API_QUERIES.items():
-        if path is None:
-            path = "/api/v1/search?service=frontend&limit=20&cursor=" + cursor
-        path = path.format(window=window, hours=hours)
+        path = path.format(**spots)
         log(f"api: {name}")
         try:
             timings[name] = median_ms(lambda: get(path))
-        except urllib.error.HTTPError as error:
+        except HttpStatus as error:
             # A built-in page that fails on the size of the data is a result too.
-            timings[name] = f"HTTP {error.code}: {error.read().decode(errors='replace')[:200]}"
+            timings[name] = str(error)
             log(f"  {timings[name]}")
     return timings
+
+
+def sample_traces(server, count=20):
+    """`count` trace ids spread over the data: a filter, not ORDER BY
+    random(), so the scan stops after `count` hits (and fragments, a few per
+    trace, rather than the grouped trace_index)."""
+    fragments = server.sql("SELECT count(*) FROM trace_fragments")[0][0]
+    keep = 2 * count / max(fragments, 1)
+    return [row[0] for row in server.sql(f"SELECT DISTINCT trace_id FROM (SELECT trace_id FROM trace_fragments WHERE random() < {keep} LIMIT {count})")]
 
 
 def first_call_timings(server):
@@ -310,17 +337,51 @@ def first_call_timings(server):
         started, cpu = time.perf_counter(), server.cpu_seconds()
         try:
             http("GET", f"http://{API}{path}")
-        except urllib.error.HTTPError as error:
-            timings[name] = f"HTTP {error.code}: {error.read().decode(errors='replace')[:200]}"
+        except HttpStatus as error:
+            timings[name] = str(error)
             continue
         timings[name] = {"ms": (time.perf_counter() - started) * 1e3, "cpu_seconds": server.cpu_seconds() - cpu}
     return timings
 
 
+def trace_lookups(server, duck, ch=None):
+    """Median ms per lookup of 20 traces by id, no time range, by each engine."""
+    sample = sample_traces(server)
+    log("query: trace by id")
+
+    def spanlake_traces():
+        for trace_id in sample:
+            http("GET", f"http://{API}/api/v1/traces/{trace_id}")
+
+    def duckdb_traces():
+        for trace_id in sample:
+            duck.execute(f"SELECT * FROM spans WHERE trace_id = from_hex('{trace_id}')").fetchall()
+
+    def chdb_traces():
+        for trace_id in sample:
+            ch.query(f"SELECT * FROM spans WHERE trace_id = '{trace_id}'", "CSV")
+
+    lookups = {"spanlake": spanlake_traces, "duckdb": duckdb_traces}
+    if ch is not None:
+        lookups["chdb"] = chdb_traces
+    return {engine: median_ms(run, runs=3) / len(sample) for engine, run in lookups.items()}
+
+
+def duckdb_over(span_files):
+    import duckdb
+
+    duck = duckdb.connect()
+    duck.execute("SET threads = 2")
+    duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({span_files!r})")
+    return duck
+
+
 def api_against(binary, data_dir):
     """Times the API over data a previous run left, upkeep held off."""
     server = Server(binary, data_dir, "--compaction-interval", "1h")
-    results = {"first_calls": first_call_timings(server), "api_ms": api_timings(server), "peak_rss_mib": server.memory_mib()}
+    results = {"first_calls": first_call_timings(server), "api_ms": api_timings(server)}
+    results["trace_by_id_ms"] = trace_lookups(server, duckdb_over(live_files(data_dir, "spans")))
+    results["peak_rss_mib"] = server.memory_mib()
     print(json.dumps(results, indent=1))
 
 
@@ -330,8 +391,8 @@ def main():
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--work-dir", default="/var/tmp/spanlake-bench")
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--trace-lookup-only", action="store_true",
-                        help="after ingest, time only trace lookups (spanlake and DuckDB), for the 100M-span run")
+    parser.add_argument("--skip-sql", action="store_true",
+                        help="no chdb copy and no analytic SQL (the 100M-span run): trace lookups beside DuckDB and the API")
     parser.add_argument("--api-only", action="store_true",
                         help="after ingest, time only spanlake's API endpoints")
     parser.add_argument("--serve-arg", action="append", default=[],
@@ -372,13 +433,9 @@ def main():
             pathlib.Path(args.out).write_text(json.dumps(results, indent=2))
         return
 
-    import duckdb
-
-    duck = duckdb.connect()
-    duck.execute("SET threads = 2")
-    duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({span_files!r})")
+    duck = duckdb_over(span_files)
     engines = {"spanlake": lambda q: server.sql(q), "duckdb": lambda q: duck.execute(q).fetchall()}
-    if not args.trace_lookup_only:
+    if not args.skip_sql:
         from chdb import session as chdb_session
 
         ch = chdb_session.Session(str(work / "chdb"))
@@ -389,29 +446,11 @@ def main():
         ch.query("USE bench")
         engines["chdb"] = lambda q: ch.query(q, "CSV")
     queries = {}
-    for name, per_engine in QUERIES.items() if not args.trace_lookup_only else []:
+    for name, per_engine in QUERIES.items() if not args.skip_sql else []:
         log(f"query: {name}")
         queries[name] = {engine: median_ms(lambda: run(per_engine[engine])) for engine, run in engines.items()}
 
-    sample = [row[0] for row in server.sql("SELECT trace_id FROM trace_index ORDER BY random() LIMIT 20")]
-    log("query: trace by id")
-
-    def spanlake_traces():
-        for trace_id in sample:
-            http("GET", f"http://{API}/api/v1/traces/{trace_id}")
-
-    def duckdb_traces():
-        for trace_id in sample:
-            duck.execute(f"SELECT * FROM spans WHERE trace_id = from_hex('{trace_id}')").fetchall()
-
-    def chdb_traces():
-        for trace_id in sample:
-            ch.query(f"SELECT * FROM spans WHERE trace_id = '{trace_id}'", "CSV")
-
-    lookups = {"spanlake": spanlake_traces, "duckdb": duckdb_traces, "chdb": chdb_traces}
-    queries["trace by id (no time range)"] = {
-        engine: median_ms(lookups[engine], runs=3) / len(sample) for engine in engines
-    }
+    queries["trace by id (no time range)"] = trace_lookups(server, duck, ch if "chdb" in engines else None)
     results["queries_ms"] = queries
     results["api_ms"] = api_timings(server)
     server.stop()

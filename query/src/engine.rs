@@ -246,9 +246,14 @@ impl QueryEngine {
         sql: &str,
         params: Params,
     ) -> Result<Vec<RecordBatch>, QueryError> {
+        Ok(self.run_sql(tenant, sql, params).await?.batches)
+    }
+
+    async fn run_sql(&self, tenant: &TenantId, sql: &str, params: Params) -> Result<QueryResult, QueryError> {
         let ctx = self.session(tenant).await?;
         let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
-        self.collect(frame).await
+        let schema = frame.schema().inner().clone();
+        Ok(QueryResult { schema, batches: self.collect(frame).await? })
     }
 
     /// Runs spanlake's own `sql` with named `params` and reads each row
@@ -261,11 +266,7 @@ impl QueryEngine {
         sql: &str,
         params: Params,
     ) -> Result<Vec<T>, QueryError> {
-        let ctx = self.session(tenant).await?;
-        let frame = ctx.sql(sql).await?.with_param_values(params.into_values())?;
-        let schema = frame.schema().inner().clone();
-        let batches = self.collect(frame).await?;
-        let result = QueryResult { schema, batches }.to_json()?;
+        let result = self.run_sql(tenant, sql, params).await?.to_json()?;
         let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
         result
             .rows

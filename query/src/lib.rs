@@ -20,6 +20,8 @@ pub mod services;
 mod sql;
 mod table;
 mod tag_summaries;
+#[cfg(test)]
+mod test_support;
 mod trace;
 mod trace_files;
 pub mod tree;

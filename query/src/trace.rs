@@ -40,16 +40,11 @@ pub(crate) async fn trace_spans(ctx: &SessionContext, trace_id: &[u8]) -> datafu
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use bytes::Bytes;
     use datafusion::physical_plan::displayable;
-    use object_store::memory::InMemory;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
-    use spanlake_storage::{Storage, StorageConfig};
 
     use super::*;
     use crate::engine::QueryLimits;
@@ -81,9 +76,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_lookup_opens_only_the_files_that_hold_the_trace() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StorageConfig::new(dir.path().join("wal"));
-        config.flush.interval = Duration::from_secs(3600);
-        let storage = Storage::open(Arc::new(InMemory::new()), config, Arc::default()).await.unwrap();
+        let storage = crate::test_support::storage(dir.path()).await;
         let tenant = TenantId::default();
         for trace in 1..=5 {
             storage.write(&tenant, storage.decode(export(trace)).unwrap()).await.unwrap();

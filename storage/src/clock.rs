@@ -1,7 +1,8 @@
 //! The time that background work goes by: which hours are finished
-//! (compaction, edge tables), which are past retention, when replaced
-//! files may be deleted. One clock per storage engine, so a test can move
-//! time instead of sleeping through it.
+//! (compaction), which are past retention, when open dependency ends stop
+//! waiting, when replaced files may be deleted, which slot of the graph is
+//! still filling. One clock per storage engine, so a test can move time
+//! instead of sleeping through it.
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicI64, Ordering};

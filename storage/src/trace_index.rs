@@ -25,7 +25,8 @@ use arrow::error::ArrowError;
 use crate::batch::TimestampColumn;
 use crate::schema::{self, trace_index as ti};
 
-fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray, ArrowError> {
+/// A string column of `batch`, whatever string type it has.
+pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<StringArray, ArrowError> {
     let column = batch.column_by_name(name).ok_or_else(|| ArrowError::SchemaError(format!("no column {name}")))?;
     Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
 }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::memory::InMemory;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -22,11 +20,11 @@ use spanlake_storage::schema::{
     DURATION_NS, PARENT_SPAN_ID, REMOTE_SERVICE_NAME, SERVICE_NAME, SPAN_ID, SPAN_KIND, START_TIME, STATUS_CODE,
     TRACE_ID,
 };
-use spanlake_storage::{CompactionConfig, Storage, StorageConfig};
 
 use super::*;
 use crate::engine::{QueryLimits, SPANS_TABLE};
 use crate::params::{NANOS_PER_SECOND, Params};
+use crate::test_support::{self, attribute};
 
 /// How far outside a range the query looks for a call's other half.
 const MARGIN_NS: i64 = 5 * 60 * NANOS_PER_SECOND;
@@ -106,14 +104,6 @@ async fn brute_force(engine: &QueryEngine, start_ns: i64, end_ns: i64) -> Depend
 const SERVICES: [&str; 5] = ["A", "B", "C", "D", "E"];
 const SECOND: i64 = NANOS_PER_SECOND;
 const BASE: i64 = 1_750_000_000 * SECOND;
-
-fn attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
-        ..Default::default()
-    }
-}
 
 /// Spans of one trace, each with its service.
 struct Tree {
@@ -216,10 +206,7 @@ fn exports(rng: &mut StdRng, trace: u32) -> Vec<Bytes> {
 async fn the_graph_of_any_window_is_the_one_a_self_join_of_every_span_gives() {
     let mut rng = StdRng::seed_from_u64(5);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = StorageConfig::new(dir.path().join("wal"));
-    config.flush.interval = Duration::from_secs(3600);
-    config.compaction = CompactionConfig { min_files: 2, ..Default::default() };
-    let storage = Storage::open(Arc::new(InMemory::new()), config, Arc::default()).await.expect("storage");
+    let storage = test_support::storage(dir.path()).await;
     let engine = QueryEngine::new(Arc::clone(&storage), QueryLimits::default()).expect("engine");
     let tenant = TenantId::default();
 

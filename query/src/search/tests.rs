@@ -6,34 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::memory::InMemory;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use spanlake_storage::{CompactionConfig, Storage, StorageConfig};
 
 use super::*;
 use crate::engine::{QueryLimits, trace_summary_sql};
 use crate::params::TagFilter;
+use crate::test_support::{self, attribute};
 
 const SERVICES: [&str; 4] = ["web", "cart", "pay", "db"];
 const OPERATIONS: [&str; 3] = ["GET /", "charge", "query"];
 const SECOND: i64 = 1_000_000_000;
 /// The traces start within two hours after this.
 const BASE: i64 = 1_750_000_000 * SECOND;
-
-fn attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
-        ..Default::default()
-    }
-}
 
 /// One export per trace: 1 to 6 spans over up to 3 services; some traces
 /// last half an hour, so their start is far from their later spans.
@@ -122,10 +112,7 @@ async fn brute_force(engine: &QueryEngine, request: &SearchRequest) -> Vec<Summa
 }
 
 async fn engine(rng: &mut StdRng, dir: &std::path::Path) -> QueryEngine {
-    let mut config = StorageConfig::new(dir.join("wal"));
-    config.flush.interval = Duration::from_secs(3600);
-    config.compaction = CompactionConfig { min_files: 2, ..Default::default() };
-    let storage = Storage::open(Arc::new(InMemory::new()), config, Arc::default()).await.expect("storage");
+    let storage = test_support::storage(dir).await;
     let tenant = TenantId::default();
     for trace in 0..240 {
         let export = storage.decode(random_trace(rng, trace)).expect("decodes");

@@ -100,6 +100,16 @@ fn of_kind(files: &[DataFile], kind: FileKind) -> Vec<DataFile> {
     files.iter().filter(|f| f.kind == kind).cloned().collect()
 }
 
+/// A merge of all of `files` into level 1.
+fn level_one_job(files: &[DataFile]) -> Job {
+    Job {
+        hour: HOUR,
+        level: 1,
+        spans: of_kind(files, FileKind::Spans),
+        fragments: of_kind(files, FileKind::TraceIndex),
+    }
+}
+
 /// (trace, span) of each row, in file order.
 fn keys(spans: &RecordBatch) -> Vec<(u8, u8)> {
     let trace = spans.column_by_name(schema::TRACE_ID).unwrap().as_fixed_size_binary();
@@ -152,12 +162,7 @@ async fn outputs_are_cut_at_the_target_size_each_with_its_own_fragments() {
         let spans = (0..10).flat_map(|t| (1..=210).map(move |id| span(flush * 10 + t + 1, id, false))).collect();
         files.extend(flushed(&store, spans).await);
     }
-    let job = Job {
-        hour: HOUR,
-        level: 1,
-        spans: of_kind(&files, FileKind::Spans),
-        fragments: of_kind(&files, FileKind::TraceIndex),
-    };
+    let job = level_one_job(&files);
     // 16800 rows come out of the merge in three batches; with a tiny target
     // each makes a file of its own.
     let output = compact(Arc::clone(&store), TenantId::default(), job, 1).await.unwrap();
@@ -309,12 +314,7 @@ async fn outputs_carry_the_inputs_tags_of_their_own_services() {
         sink.write(&rows).await.unwrap();
         files.extend(sink.finish().await.unwrap());
     }
-    let job = Job {
-        hour: HOUR,
-        level: 1,
-        spans: of_kind(&files, FileKind::Spans),
-        fragments: of_kind(&files, FileKind::TraceIndex),
-    };
+    let job = level_one_job(&files);
     // A tiny target: each merged batch of 8192 rows makes a file, so the
     // 12000 rows of api and the 6000 of db part.
     let output = compact(Arc::clone(&store), TenantId::default(), job, 1).await.unwrap();

@@ -4,12 +4,12 @@
 use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type, TimestampNanosecondType};
+use arrow::datatypes::{Int64Type, TimestampNanosecondType};
 use arrow::error::ArrowError;
 
 use super::{OpenClient, OpenServer, Partial, id};
 use crate::schema;
+use crate::trace_index::strings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -49,11 +49,6 @@ struct Node {
     error: bool,
     start_ns: i64,
     duration_ns: i64,
-}
-
-fn strings(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray, ArrowError> {
-    let column = batch.column_by_name(name).ok_or_else(|| ArrowError::SchemaError(format!("no column {name}")))?;
-    Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
 }
 
 fn nodes(batch: &RecordBatch) -> Result<Vec<Node>, ArrowError> {
