@@ -33,7 +33,9 @@ def main():
     cpu_before = server.cpu_seconds()
     started = time.time()
     load = subprocess.Popen(
-        [binary, "load", "--endpoint", "http://127.0.0.1:34317", "--rate", rate, "--duration", duration, "--json"],
+        # --duration stops it; 4,000 different requests, as the flat-out runs send.
+        [binary, "load", "--endpoint", "http://127.0.0.1:34317", "--rate", rate, "--duration", duration,
+         "--spans", str(10**12), "--templates", "4000", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -44,6 +44,11 @@ impl ServerOptions {
     }
 }
 
+enum Started {
+    Ready,
+    PortTaken,
+}
+
 /// A running `spanlake serve`.
 #[derive(Debug)]
 pub struct TestServer {
@@ -78,8 +83,19 @@ impl TestServer {
             child: None,
             _dir: Some(dir),
         };
-        server.spawn().await;
-        server
+        // A port found free can be taken (by another test's outgoing
+        // connection) before the server binds it: then try other ports.
+        for _ in 0..3 {
+            match server.try_spawn().await {
+                Started::Ready => return server,
+                Started::PortTaken => {
+                    let _ = std::fs::remove_file(server.log_path());
+                    (server.grpc_addr, server.otlp_http_addr) = (free_port(), free_port());
+                    (server.http_addr, server.pg_addr) = (free_port(), free_port());
+                }
+            }
+        }
+        panic!("spanlake found no free ports three times:\n{}", server.log());
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -96,6 +112,12 @@ impl TestServer {
     }
 
     async fn spawn(&mut self) {
+        if let Started::PortTaken = self.try_spawn().await {
+            panic!("spanlake could not listen on its ports again:\n{}", self.log());
+        }
+    }
+
+    async fn try_spawn(&mut self) -> Started {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let child = Command::new(BIN)
             .arg("serve")
@@ -113,21 +135,26 @@ impl TestServer {
             .spawn()
             .expect("start spanlake");
         self.child = Some(child);
-        self.wait_until_ready().await;
+        self.wait_until_ready().await
     }
 
     /// Waits for `/readyz` (the WAL replayed, every port open).
-    async fn wait_until_ready(&mut self) {
+    async fn wait_until_ready(&mut self) -> Started {
         let deadline = Instant::now() + Duration::from_secs(60);
         let ready = self.api_url("/readyz");
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("spanlake exited with {status} while starting:\n{}", self.log());
+                let log = self.log();
+                if log.contains("Address already in use") {
+                    self.child = None;
+                    return Started::PortTaken;
+                }
+                panic!("spanlake exited with {status} while starting:\n{log}");
             }
             let answered = reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200);
             let ports = [self.grpc_addr, self.otlp_http_addr, self.pg_addr];
             if answered && ports.iter().all(|a| TcpStream::connect(a).is_ok()) {
-                return;
+                return Started::Ready;
             }
             assert!(Instant::now() < deadline, "spanlake did not get ready:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
