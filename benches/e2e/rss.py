@@ -36,7 +36,7 @@ def main():
             flush=True,
         )
         time.sleep(1)
-    print(f"peak RSS {server.memory_mib():.0f} MiB")
+    print(f"peak RSS {server.memory_mib():.0f} MiB, server CPU {server.cpu_seconds() / (spans / 1e6):.2f} s per million spans")
     server.stop()
 
 
