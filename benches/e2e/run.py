@@ -266,7 +266,8 @@ def chdb_table(session, files):
     return size, rows
 
 
-# spanlake's API over the whole ingested window ({window} is start=&end=).
+# spanlake's API; api_timings fills in the windows ({window}, {last_hour},
+# {hours}) and the cursors after the first page of a one-service search.
 API_QUERIES = {
     "search, one service, last hour": "/api/v1/search?service=frontend&limit=20&{last_hour}",
     "search, tag + minDuration, last hour": "/api/v1/search?service=checkout&tags=http.route%3D/checkout&minDuration=50ms&limit=20&{last_hour}",
@@ -299,8 +300,8 @@ def api_timings(server):
         "last_hour": f"start={max(first_ms, end_ms - hour_ms)}&end={end_ms}",
         "hours": f"start={first_ms // hour_ms * hour_ms}&end={(end_ms // hour_ms + 1) * hour_ms}",
     }
-    for window in ["window", "last_hour"]:
-        first_page = f"/api/v1/search?service=frontend&limit=20&{spots[window]}"
+    for window, label in [("window", "all data"), ("last_hour", "last hour")]:
+        first_page = API_QUERIES[f"search, one service, {label}"].format(**spots)
         spots[f"cursor_{window}"] = get(first_page)["nextCursor"]
     timings = {}
     for name, path in API_QUERIES.items():

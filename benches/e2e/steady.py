@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from run import Server
+from run import GRPC, Server
 
 
 def main():
@@ -29,12 +29,12 @@ def main():
     work = pathlib.Path("/var/tmp/spanlake-steady")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    server = Server(binary, work / "data", "--compaction-interval", "30s", *serve_args)
+    server = Server(binary, work / "data", *serve_args)
     cpu_before = server.cpu_seconds()
     started = time.time()
     load = subprocess.Popen(
         # --duration stops it; 4,000 different requests, as the flat-out runs send.
-        [binary, "load", "--endpoint", "http://127.0.0.1:34317", "--rate", rate, "--duration", duration,
+        [binary, "load", "--endpoint", f"http://{GRPC}", "--rate", rate, "--duration", duration,
          "--spans", str(10**12), "--templates", "4000", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
