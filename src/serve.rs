@@ -231,9 +231,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         collector_metrics,
     );
     let token = args.query.auth_token.as_deref().and_then(AuthToken::new);
-    let reads = spanlake_query::api::router(Arc::clone(&engine))
-        .merge(spanlake_query::zipkin::router(Arc::clone(&engine)))
-        .merge(spanlake_ui::router(Arc::clone(&engine)));
+    let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));
     let reads = match &token {
         Some(token) => token.require(reads),
         None => reads,

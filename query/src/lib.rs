@@ -9,7 +9,6 @@ mod error;
 mod functions;
 mod id_literals;
 pub mod latency;
-mod openapi;
 pub mod params;
 pub mod pg;
 mod pruning;
@@ -25,7 +24,6 @@ mod test_support;
 mod trace;
 mod trace_files;
 pub mod tree;
-pub mod zipkin;
 
 pub use engine::{QueryEngine, QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};
 pub use error::QueryError;

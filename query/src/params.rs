@@ -1,17 +1,28 @@
-//! Query parameters as the HTTP APIs spell them (times, durations, windows,
-//! tag filters, limits), parsed into typed values with errors that name the
-//! parameter, and the span filters they turn into as SQL.
+//! Request parameters as the HTTP APIs and the UI spell them, parsed into
+//! typed values: times, durations in a unit of the API's choosing, windows,
+//! tag filters, span kinds, ids. Every endpoint describes its parameters
+//! with one struct (`IntoParams` for the OpenAPI document, `Deserialize`
+//! through [`parse`]); the HTTP layer only hands over the query string.
+//! Also the span filters those parameters make, as SQL.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::DateTime;
 use datafusion::common::ScalarValue;
-use spanlake_storage::ids::{TraceId, parse_trace_id};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use spanlake_storage::ids::TraceId;
 use spanlake_storage::schema::{self, DEDICATED};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::QueryError;
 
-const NANOS_PER_MICRO: i64 = 1_000;
+pub(crate) const NANOS_PER_MICRO: i64 = 1_000;
 pub(crate) const NANOS_PER_MILLI: i64 = 1_000_000;
 pub(crate) const NANOS_PER_SECOND: i64 = 1_000_000_000;
 pub(crate) const HOUR_NS: i64 = 3600 * NANOS_PER_SECOND;
@@ -21,7 +32,7 @@ pub(crate) const NAMES_LOOKBACK_NS: i64 = 7 * DAY_NS;
 /// Most trace ids one request for several traces takes.
 pub const MAX_TRACE_IDS: usize = 100;
 
-pub(crate) fn bad(name: &str, message: impl std::fmt::Display) -> QueryError {
+pub(crate) fn bad(name: &str, message: impl fmt::Display) -> QueryError {
     QueryError::BadRequest(format!("{name}: {message}"))
 }
 
@@ -29,43 +40,229 @@ pub(crate) fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// A duration such as `250ms`, `1.5s`, `2h` or `7d`; a bare number counts in
-/// `bare_unit_ns` (µs for span durations, ms for Zipkin's lookback).
-pub(crate) fn duration_ns(name: &str, text: &str, bare_unit_ns: i64) -> Result<i64, QueryError> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let unit_ns = match unit.trim() {
-        "" => bare_unit_ns,
-        "ns" => 1,
-        "us" | "µs" => NANOS_PER_MICRO,
-        "ms" => NANOS_PER_MILLI,
-        "s" => NANOS_PER_SECOND,
-        "m" => 60 * NANOS_PER_SECOND,
-        "h" => 3600 * NANOS_PER_SECOND,
-        "d" => 86_400 * NANOS_PER_SECOND,
-        other => return Err(bad(name, format!("unknown unit {other:?} in {text:?} (use ns, us, ms, s, m, h or d)"))),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| bad(name, format!("expected a duration such as 250ms, 1.5s or 2h, got {text:?}")))?;
-    let nanos = value * unit_ns as f64;
-    if !nanos.is_finite() || nanos < 0.0 || nanos > i64::MAX as f64 {
-        return Err(bad(name, format!("{text:?} is out of range")));
-    }
-    Ok(nanos as i64)
+/// What to do with a parameter the endpoint does not describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// spanlake's own API: a typo must not silently widen a search.
+    Refuse,
+    /// Zipkin's and Jaeger's APIs, as their servers do.
+    Ignore,
 }
 
-/// A point in time: RFC 3339, or unix milliseconds.
-pub(crate) fn time_ns(name: &str, text: &str) -> Result<i64, QueryError> {
-    if let Ok(ms) = text.trim().parse::<i64>() {
-        return ms.checked_mul(NANOS_PER_MILLI).ok_or_else(|| bad(name, format!("{text:?} is out of range")));
+/// The parameters of `T` from a query string. Empty values count as absent
+/// and an error names the parameter.
+pub fn parse<T: DeserializeOwned + IntoParams>(query: &str, unknown: Unknown) -> Result<T, QueryError> {
+    let known: Vec<String> = T::into_params(|| Some(ParameterIn::Query)).into_iter().map(|p| p.name).collect();
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if !known.iter().any(|k| *k == key) {
+            if unknown == Unknown::Ignore {
+                continue;
+            }
+            let takes = if known.is_empty() { "no parameters".to_owned() } else { known.join(", ") };
+            return Err(bad(&key, format!("unknown parameter; this endpoint takes {takes}")));
+        }
+        if !value.is_empty() {
+            kept.append_pair(&key, &value);
+        }
     }
-    let time = DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
-        bad(name, format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}"))
-    })?;
-    time.timestamp_nanos_opt().ok_or_else(|| bad(name, format!("{text:?} is out of range")))
+    let kept = kept.finish();
+    serde_path_to_error::deserialize(serde_html_form::Deserializer::from_bytes(kept.as_bytes())).map_err(|e| {
+        // `tags[1]` is still the parameter `tags`.
+        let path = e.path().to_string();
+        let name = path.split('[').next().unwrap_or_default().to_owned();
+        let message = e.into_inner().to_string();
+        match message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            Some(field) => bad(field, "is required"),
+            None if name == "." => QueryError::BadRequest(message),
+            None => bad(&name, message),
+        }
+    })
 }
+
+/// [`parse`] from decoded pairs (the UI keeps them to build its links).
+pub fn parse_pairs<T: DeserializeOwned + IntoParams>(pairs: &[(String, String)]) -> Result<T, QueryError> {
+    parse(&form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish(), Unknown::Refuse)
+}
+
+/// A parameter type read from its text by `FromStr`, documented as a
+/// string with a pattern (or a set of values).
+macro_rules! text_param {
+    ($ty:ty, $name:literal, $describe:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                let describe: fn(ObjectBuilder) -> ObjectBuilder = $describe;
+                describe(ObjectBuilder::new().schema_type(Type::String)).into()
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+/// A duration: one or more `<number><unit>` (`250ms`, `1.5s`, `1m30s`,
+/// `7d`), units ns, us (µs), ms, s, m, h, d; or a bare number in the API's
+/// unit.
+fn duration_ns(text: &str, bare_unit_ns: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let out_of_range = || format!("{text:?} is out of range");
+    if let Ok(number) = text.parse::<f64>() {
+        let nanos = number * bare_unit_ns as f64;
+        return if nanos.is_finite() && (0.0..=i64::MAX as f64).contains(&nanos) {
+            Ok(nanos as i64)
+        } else {
+            Err(out_of_range())
+        };
+    }
+    let expected = || format!("expected a duration such as 250ms, 1.5s, 1m30s or 2h, got {text:?}");
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len() - digits);
+        let (number, unit) = (&rest[..digits], &rest[digits..digits + unit_len]);
+        if number.is_empty() {
+            return Err(expected());
+        }
+        let unit_ns = match unit {
+            "ns" => 1,
+            "us" | "µs" => NANOS_PER_MICRO,
+            "ms" => NANOS_PER_MILLI,
+            "s" => NANOS_PER_SECOND,
+            "m" => 60 * NANOS_PER_SECOND,
+            "h" => 3600 * NANOS_PER_SECOND,
+            "d" => 86_400 * NANOS_PER_SECOND,
+            "" => return Err(expected()),
+            other => return Err(format!("unknown unit {other:?} in {text:?} (use ns, us, ms, s, m, h or d)")),
+        };
+        let value: f64 = number.parse().map_err(|_| expected())?;
+        total += value * unit_ns as f64;
+        rest = &rest[digits + unit_len..];
+    }
+    if total.is_finite() && (0.0..=i64::MAX as f64).contains(&total) { Ok(total as i64) } else { Err(out_of_range()) }
+}
+
+const DURATION_PATTERN: &str =
+    r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d)?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d))*\s*$";
+
+/// Durations in nanoseconds, written with units or as a bare number of the
+/// unit the API chose for them.
+macro_rules! duration_param {
+    ($(#[$meta:meta])* $ty:ident, $name:literal, $bare_ns:expr, $bare:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $ty(pub i64);
+
+        impl $ty {
+            pub fn ns(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                duration_ns(text, $bare_ns).map(Self)
+            }
+        }
+
+        text_param!($ty, $name, |s| s.pattern(Some(DURATION_PATTERN)).description(Some(concat!(
+            "A duration: 250ms, 1.5s, 1m30s, 2h, 7d (units ns, us, ms, s, m, h, d), or a number of ",
+            $bare
+        ))));
+    };
+}
+
+duration_param!(
+    /// A span duration; bare numbers are microseconds (Jaeger's and Zipkin's unit).
+    SpanDuration,
+    "SpanDuration",
+    NANOS_PER_MICRO,
+    "microseconds"
+);
+duration_param!(
+    /// A lookback; bare numbers are milliseconds.
+    Lookback,
+    "Lookback",
+    NANOS_PER_MILLI,
+    "milliseconds"
+);
+duration_param!(
+    /// A series step; bare numbers are seconds.
+    Step,
+    "Step",
+    NANOS_PER_SECOND,
+    "seconds"
+);
+
+/// A point in time in unix nanoseconds, written in RFC 3339 or as unix
+/// milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub i64);
+
+impl FromStr for Timestamp {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let out_of_range = || format!("{text:?} is out of range");
+        if let Ok(ms) = text.trim().parse::<i64>() {
+            return ms.checked_mul(NANOS_PER_MILLI).map(Self).ok_or_else(out_of_range);
+        }
+        let time = DateTime::parse_from_rfc3339(text.trim())
+            .map_err(|_| format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}"))?;
+        time.timestamp_nanos_opt().map(Self).ok_or_else(out_of_range)
+    }
+}
+
+text_param!(Timestamp, "Timestamp", |s| {
+    s
+    .pattern(Some(r"^(-?[0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$"))
+    .description(Some("RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds"))
+});
+
+/// A point in time in unix nanoseconds, written as unix microseconds
+/// (Jaeger's `start` and `end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixMicros(pub i64);
+
+impl FromStr for UnixMicros {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let micros: i64 = text.trim().parse().map_err(|_| format!("expected unix microseconds, got {text:?}"))?;
+        micros.checked_mul(NANOS_PER_MICRO).map(Self).ok_or_else(|| format!("{text:?} is out of range"))
+    }
+}
+
+text_param!(UnixMicros, "UnixMicros", |s| s.pattern(Some(r"^-?[0-9]{1,16}$")).description(Some("Unix microseconds")));
+
+/// A point in time in unix nanoseconds, written as unix milliseconds
+/// (Zipkin's and Jaeger's `endTs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixMillis(pub i64);
+
+impl FromStr for UnixMillis {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let millis: i64 = text.trim().parse().map_err(|_| format!("expected unix milliseconds, got {text:?}"))?;
+        millis.checked_mul(NANOS_PER_MILLI).map(Self).ok_or_else(|| format!("{text:?} is out of range"))
+    }
+}
+
+text_param!(UnixMillis, "UnixMillis", |s| s.pattern(Some(r"^-?[0-9]{1,13}$")).description(Some("Unix milliseconds")));
 
 /// A half-open time range `[start, end)` in unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,23 +272,19 @@ pub struct Window {
 }
 
 impl Window {
-    /// From `start`/`end` (RFC 3339 or unix ms) or `lookback` back from
-    /// `end` (default now); `default_lookback_ns` when neither is given.
-    pub(crate) fn parse(
-        start: Option<&str>,
-        end: Option<&str>,
-        lookback: Option<&str>,
+    /// From `start`/`end` or `lookback` back from `end` (default now);
+    /// `default_lookback_ns` when neither start nor lookback is given.
+    pub fn new(
+        start_ns: Option<i64>,
+        end_ns: Option<i64>,
+        lookback_ns: Option<i64>,
         default_lookback_ns: i64,
     ) -> Result<Self, QueryError> {
-        let end_ns = match end {
-            Some(end) => time_ns("end", end)?,
-            None => now_ns(),
-        };
-        let start_ns = match (start, lookback) {
+        let end_ns = end_ns.unwrap_or_else(now_ns);
+        let start_ns = match (start_ns, lookback_ns) {
             (Some(_), Some(_)) => return Err(bad("lookback", "give either start or lookback, not both")),
-            (Some(start), None) => time_ns("start", start)?,
-            (None, Some(lookback)) => end_ns.saturating_sub(duration_ns("lookback", lookback, NANOS_PER_MILLI)?),
-            (None, None) => end_ns.saturating_sub(default_lookback_ns),
+            (Some(start), None) => start,
+            (None, lookback) => end_ns.saturating_sub(lookback.unwrap_or(default_lookback_ns)),
         };
         if start_ns >= end_ns {
             return Err(bad("start", "the window must start before it ends"));
@@ -99,10 +292,58 @@ impl Window {
         Ok(Self { start_ns, end_ns })
     }
 
+    /// The `lookback` back from now.
+    pub fn last(lookback_ns: i64) -> Self {
+        let end_ns = now_ns();
+        Self { start_ns: end_ns.saturating_sub(lookback_ns), end_ns }
+    }
+
     pub fn duration_ns(&self) -> i64 {
         self.end_ns - self.start_ns
     }
 }
+
+/// A span kind, as OTLP names them, in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanKind {
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl SpanKind {
+    const ALL: [Self; 6] =
+        [Self::Unspecified, Self::Internal, Self::Server, Self::Client, Self::Producer, Self::Consumer];
+
+    /// The value of the `span_kind` column.
+    pub fn column_value(self) -> &'static str {
+        schema::SPAN_KINDS[self as usize]
+    }
+
+    pub fn lowercase(self) -> &'static str {
+        ["unspecified", "internal", "server", "client", "producer", "consumer"][self as usize]
+    }
+}
+
+impl FromStr for SpanKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bare = text.trim().to_ascii_lowercase();
+        let bare = bare.strip_prefix("span_kind_").unwrap_or(&bare);
+        Self::ALL
+            .into_iter()
+            .find(|k| k.lowercase() == bare)
+            .ok_or_else(|| format!("{text:?}: one of server, client, producer, consumer, internal, unspecified"))
+    }
+}
+
+text_param!(SpanKind, "SpanKind", |s| s
+    .enum_values(Some(["server", "client", "producer", "consumer", "internal", "unspecified"]))
+    .description(Some("A span kind")));
 
 /// One `tags` filter: `key=value`, `key!=value` (the tag is set, to
 /// another value), `key=~regex`, or a bare `key` (the tag is set).
@@ -117,16 +358,18 @@ pub enum TagFilter {
     ExistsOrEvent(String),
 }
 
-impl TagFilter {
-    pub(crate) fn parse(name: &str, text: &str) -> Result<Self, QueryError> {
+impl FromStr for TagFilter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
         let key_of = |k: &str| {
             let k = k.trim();
-            if k.is_empty() { Err(bad(name, format!("a tag filter needs a key: {text:?}"))) } else { Ok(k.to_owned()) }
+            if k.is_empty() { Err(format!("a tag filter needs a key: {text:?}")) } else { Ok(k.to_owned()) }
         };
         Ok(if let Some((k, v)) = text.split_once("!=") {
             Self::NotEquals(key_of(k)?, v.trim().to_owned())
         } else if let Some((k, v)) = text.split_once("=~") {
-            regex_check(name, v.trim())?;
+            regex_check(v.trim())?;
             Self::Matches(key_of(k)?, v.trim().to_owned())
         } else if let Some((k, v)) = text.split_once('=') {
             Self::Equals(key_of(k)?, v.trim().to_owned())
@@ -134,8 +377,14 @@ impl TagFilter {
             Self::Exists(key_of(text)?)
         })
     }
+}
 
-    fn key(&self) -> &str {
+text_param!(TagFilter, "TagFilter", |s| s
+    .pattern(Some(r"^\s*[^=!\s]"))
+    .description(Some("key=value, key!=value (set, to another value), key=~regex, or key (set)")));
+
+impl TagFilter {
+    pub(crate) fn key(&self) -> &str {
         match self {
             Self::Equals(k, _)
             | Self::NotEquals(k, _)
@@ -146,12 +395,91 @@ impl TagFilter {
     }
 }
 
-/// Rejects a pattern the regex engine would reject, with the parameter's name.
-fn regex_check(name: &str, pattern: &str) -> Result<(), QueryError> {
-    if pattern.len() > 1024 {
-        return Err(bad(name, "regular expressions are limited to 1024 characters"));
+/// Comma-separated trace ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceIdList(pub Vec<TraceId>);
+
+impl FromStr for TraceIdList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let ids: Vec<&str> = text.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
+        if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
+            return Err(format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids"));
+        }
+        ids.into_iter()
+            .map(|id| id.parse().map_err(|e: spanlake_storage::ids::IdError| e.to_string()))
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
-    regex::Regex::new(pattern).map(|_| ()).map_err(|e| bad(name, format!("invalid regular expression: {e}")))
+}
+
+text_param!(TraceIdList, "TraceIdList", |s| s
+    .pattern(Some(r"^\s*([0-9a-fA-F]{16}|[0-9a-fA-F]{32})\s*(,\s*([0-9a-fA-F]{16}|[0-9a-fA-F]{32})\s*){0,99}$"))
+    .description(Some("Comma-separated trace ids (32 hex digits, or 16 for a 64-bit id), 1 to 100")));
+
+/// A trace id in a path or a query: 32 hex digits, or 16 for a 64-bit id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIdParam(pub TraceId);
+
+impl FromStr for TraceIdParam {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.trim().parse().map(Self).map_err(|e: spanlake_storage::ids::IdError| e.to_string())
+    }
+}
+
+text_param!(TraceIdParam, "TraceId", |s| s
+    .pattern(Some(r"^([0-9a-fA-F]{16}|[0-9a-fA-F]{32})$"))
+    .description(Some("A trace id: 32 hex digits, or 16 for a 64-bit id")));
+
+/// A dedicated resource column to group a series by, by its attribute key
+/// (`service.version`) or column name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupBy(pub &'static str);
+
+impl FromStr for GroupBy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        resource_columns().find(|d| d.key == text || d.column == text).map(|d| Self(d.column)).ok_or_else(|| {
+            let known: Vec<&str> = resource_columns().map(|d| d.key).collect();
+            format!("{text:?} is not a dedicated resource attribute; one of {}", known.join(", "))
+        })
+    }
+}
+
+fn resource_columns() -> impl Iterator<Item = &'static schema::Dedicated> {
+    DEDICATED.iter().filter(|d| d.level == schema::Level::Resource)
+}
+
+impl<'de> Deserialize<'de> for GroupBy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl PartialSchema for GroupBy {
+    fn schema() -> RefOr<Schema> {
+        let values: Vec<&str> = resource_columns().flat_map(|d| [d.key, d.column]).collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values))
+            .description(Some("A dedicated resource attribute, by key or column: one series per value"))
+            .into()
+    }
+}
+
+impl ToSchema for GroupBy {}
+
+/// Rejects a pattern the regex engine would reject.
+fn regex_check(pattern: &str) -> Result<(), String> {
+    if pattern.len() > 1024 {
+        return Err("regular expressions are limited to 1024 characters".to_owned());
+    }
+    regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("invalid regular expression: {e}"))
 }
 
 /// The SQL value of a tag key for one span: intrinsic fields first, then
@@ -197,6 +525,10 @@ impl Params {
         self.add(ScalarValue::TimestampNanosecond(Some(nanos), Some("UTC".into())))
     }
 
+    pub(crate) fn trace_id(&mut self, id: &TraceId) -> String {
+        self.add(ScalarValue::FixedSizeBinary(16, Some(id.0.to_vec())))
+    }
+
     pub(crate) fn int(&mut self, value: i64) -> String {
         self.add(ScalarValue::Int64(Some(value)))
     }
@@ -211,7 +543,7 @@ impl Params {
 pub struct SpanFilter {
     pub service: Option<String>,
     pub operation: Option<String>,
-    pub span_kind: Option<String>,
+    pub span_kind: Option<SpanKind>,
     pub remote_service: Option<String>,
     pub tags: Vec<TagFilter>,
     pub min_duration_ns: Option<i64>,
@@ -233,7 +565,7 @@ impl SpanFilter {
         };
         equals(schema::SERVICE_NAME, &self.service, params);
         equals(schema::SPAN_NAME, &self.operation, params);
-        equals(schema::SPAN_KIND, &self.span_kind.as_ref().map(|k| k.to_uppercase()), params);
+        equals(schema::SPAN_KIND, &self.span_kind.map(|k| k.column_value().to_owned()), params);
         equals(schema::REMOTE_SERVICE_NAME, &self.remote_service, params);
         if let Some(min) = self.min_duration_ns {
             conditions.push(format!("{} >= {}", schema::DURATION_NS, params.int(min)));
@@ -260,68 +592,12 @@ impl SpanFilter {
     }
 }
 
-/// Comma-separated trace ids (the values of `name`, all of them), 1 to
-/// [`MAX_TRACE_IDS`].
-pub(crate) fn trace_ids<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> Result<Vec<TraceId>, QueryError> {
-    let ids: Vec<&str> = values.flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()).collect();
-    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
-        return Err(bad(name, format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
-    }
-    ids.into_iter().map(|id| parse_trace_id(id).map_err(|e| bad(name, e))).collect()
-}
-
 /// A `limit` parameter, between 1 and `max`.
-pub(crate) fn limit(name: &str, text: Option<&str>, default: usize, max: usize) -> Result<usize, QueryError> {
-    let Some(text) = text else { return Ok(default) };
-    match text.trim().parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(bad(name, format!("expected a number from 1 to {max}, got {text:?}"))),
-    }
-}
-
-/// The dedicated resource column for `groupBy` (its attribute key, e.g.
-/// `service.version`, or the column name).
-pub(crate) fn group_column(text: &str) -> Result<&'static str, QueryError> {
-    DEDICATED
-        .iter()
-        .find(|d| d.level == schema::Level::Resource && (d.key == text || d.column == text))
-        .map(|d| d.column)
-        .ok_or_else(|| {
-            let known: Vec<&str> =
-                DEDICATED.iter().filter(|d| d.level == schema::Level::Resource).map(|d| d.key).collect();
-            bad("groupBy", format!("{text:?} is not a dedicated resource attribute; one of {}", known.join(", ")))
-        })
-}
-
-/// Query string pairs with repeats kept (`tags=a&tags=b`).
-#[derive(Debug, Default)]
-pub struct Query(BTreeMap<String, Vec<String>>);
-
-impl Query {
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (k, v) in pairs {
-            map.entry(k).or_default().push(v);
-        }
-        Self(map)
-    }
-
-    /// The one value of `name`; empty values count as absent.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).and_then(|v| v.last()).map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0.get(name).into_iter().flatten().map(String::as_str).filter(|v| !v.is_empty())
-    }
-
-    /// Rejects parameters this endpoint does not know: a typo must not
-    /// silently widen a search.
-    pub(crate) fn only(&self, known: &[&str]) -> Result<(), QueryError> {
-        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(bad(k, format!("unknown parameter; this endpoint takes {}", known.join(", ")))),
-            None => Ok(()),
-        }
+pub(crate) fn limit(name: &str, value: Option<usize>, default: usize, max: usize) -> Result<usize, QueryError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(bad(name, format!("expected a number from 1 to {max}, got {n}"))),
     }
 }
 
@@ -346,42 +622,71 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_units_and_bare_numbers() {
-        assert_eq!(duration_ns("d", "250ms", 1).unwrap(), 250 * NANOS_PER_MILLI);
-        assert_eq!(duration_ns("d", "1.5s", 1).unwrap(), 1_500 * NANOS_PER_MILLI);
-        assert_eq!(duration_ns("d", "2h", 1).unwrap(), 7_200 * NANOS_PER_SECOND);
-        assert_eq!(duration_ns("d", "1500", NANOS_PER_MICRO).unwrap(), 1_500_000);
-        let error = duration_ns("minDuration", "fast", 1).unwrap_err().to_string();
-        assert!(error.starts_with("minDuration:"), "{error}");
-        assert!(duration_ns("d", "3 fortnights", 1).is_err());
-        assert!(duration_ns("d", "-1s", 1).is_err());
+    fn durations_take_units_compounds_and_bare_numbers() {
+        let d = |t: &str, bare| duration_ns(t, bare).unwrap();
+        assert_eq!(d("250ms", 1), 250 * NANOS_PER_MILLI);
+        assert_eq!(d("1.5s", 1), 1_500 * NANOS_PER_MILLI);
+        assert_eq!(d("2h", 1), 7_200 * NANOS_PER_SECOND);
+        assert_eq!(d("1m30s", 1), 90 * NANOS_PER_SECOND);
+        assert_eq!(d("1500", NANOS_PER_MICRO), 1_500_000);
+        for bad in ["fast", "3 fortnights", "-1s", "1x", "s", "1m30"] {
+            assert!(duration_ns(bad, 1).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn times_are_rfc3339_or_unix_millis() {
-        assert_eq!(time_ns("t", "1700000000000").unwrap(), 1_700_000_000_000 * NANOS_PER_MILLI);
-        assert_eq!(time_ns("t", "2023-11-14T22:13:20Z").unwrap(), 1_700_000_000 * NANOS_PER_SECOND);
-        assert!(time_ns("end", "yesterday").unwrap_err().to_string().starts_with("end:"));
+        assert_eq!("1700000000000".parse::<Timestamp>().unwrap().0, 1_700_000_000_000 * NANOS_PER_MILLI);
+        assert_eq!("2023-11-14T22:13:20Z".parse::<Timestamp>().unwrap().0, 1_700_000_000 * NANOS_PER_SECOND);
+        assert!("yesterday".parse::<Timestamp>().is_err());
     }
 
     #[test]
     fn windows_come_from_start_end_or_lookback() {
-        let w = Window::parse(None, Some("1700000000000"), Some("1h"), 0).unwrap();
-        assert_eq!(w.duration_ns(), 3600 * NANOS_PER_SECOND);
-        let w = Window::parse(None, Some("1700000000000"), Some("60000"), 0).unwrap();
-        assert_eq!(w.duration_ns(), 60 * NANOS_PER_SECOND, "bare lookback is milliseconds");
-        assert!(Window::parse(Some("1700000000001"), Some("1700000000000"), None, 0).is_err());
-        assert!(Window::parse(Some("1"), None, Some("1h"), 0).is_err());
+        let end = Some(1_700_000_000_000 * NANOS_PER_MILLI);
+        let w = Window::new(None, end, Some(HOUR_NS), 0).unwrap();
+        assert_eq!(w.duration_ns(), HOUR_NS);
+        assert!(Window::new(end.map(|e| e + 1), end, None, 0).is_err());
+        assert!(Window::new(Some(1), None, Some(HOUR_NS), 0).is_err());
     }
 
     #[test]
     fn tag_filters_parse_every_form() {
-        let p = |t| TagFilter::parse("tags", t).unwrap();
+        let p = |t: &str| t.parse::<TagFilter>().unwrap();
         assert_eq!(p("http.route=/a=b"), TagFilter::Equals("http.route".into(), "/a=b".into()));
         assert_eq!(p("k!=v"), TagFilter::NotEquals("k".into(), "v".into()));
         assert_eq!(p("k=~^v.*"), TagFilter::Matches("k".into(), "^v.*".into()));
         assert_eq!(p("k"), TagFilter::Exists("k".into()));
-        assert!(TagFilter::parse("tags", "=v").is_err());
-        assert!(TagFilter::parse("tags", "k=~(").unwrap_err().to_string().starts_with("tags:"));
+        assert!("=v".parse::<TagFilter>().is_err());
+        assert!("k=~(".parse::<TagFilter>().unwrap_err().starts_with("invalid regular expression"));
+    }
+
+    #[derive(Debug, Deserialize, IntoParams)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Example {
+        #[param(inline)]
+        min_duration: Option<SpanDuration>,
+        #[serde(default)]
+        #[param(inline)]
+        tags: Vec<TagFilter>,
+        limit: Option<usize>,
+    }
+
+    #[test]
+    fn parameters_parse_by_their_description() {
+        let e: Example = parse("minDuration=1.5ms&tags=a=b&tags=c&limit=", Unknown::Refuse).unwrap();
+        assert_eq!(e.min_duration.map(SpanDuration::ns), Some(1_500_000));
+        assert_eq!(e.tags.len(), 2);
+        assert_eq!(e.limit, None, "an empty value is absent");
+        let error = parse::<Example>("minDuration=fast", Unknown::Refuse).unwrap_err().to_string();
+        assert!(error.starts_with("minDuration: expected a duration"), "{error}");
+        let error = parse::<Example>("minDuraton=1s", Unknown::Refuse).unwrap_err().to_string();
+        assert!(
+            error.starts_with("minDuraton: unknown parameter; this endpoint takes minDuration, tags, limit"),
+            "{error}"
+        );
+        assert!(parse::<Example>("minDuraton=1s&limit=2", Unknown::Ignore).is_ok());
+        assert!(parse::<Example>("limit=x", Unknown::Refuse).unwrap_err().to_string().starts_with("limit:"));
     }
 }

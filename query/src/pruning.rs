@@ -49,7 +49,7 @@ fn text(value: &ScalarValue) -> Option<&str> {
 
 fn trace_id(value: &ScalarValue) -> Option<TraceId> {
     match value {
-        ScalarValue::FixedSizeBinary(16, Some(bytes)) => bytes.as_slice().try_into().ok(),
+        ScalarValue::FixedSizeBinary(16, Some(bytes)) => TraceId::from_slice(bytes),
         _ => None,
     }
 }
@@ -169,9 +169,9 @@ mod tests {
     fn trace_ids_asked_for_are_found_in_equalities_and_lists() {
         let id = |b: u8| lit(ScalarValue::FixedSizeBinary(16, Some(vec![b; 16])));
         let one = FileFilter::from_filters(&[col("trace_id").eq(id(1))]);
-        assert_eq!(one.trace_ids, Some(vec![[1; 16]]));
+        assert_eq!(one.trace_ids, Some(vec![TraceId([1; 16])]));
         let list = FileFilter::from_filters(&[col("trace_id").in_list(vec![id(1), id(2)], false)]);
-        assert_eq!(list.trace_ids, Some(vec![[1; 16], [2; 16]]));
+        assert_eq!(list.trace_ids, Some(vec![TraceId([1; 16]), TraceId([2; 16])]));
         let negated = FileFilter::from_filters(&[col("trace_id").in_list(vec![id(1)], true)]);
         assert_eq!(negated.trace_ids, None, "NOT IN pins nothing");
     }

@@ -22,10 +22,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 use spanlake_storage::TenantId;
-use spanlake_storage::ids::{TraceId, parse_trace_id};
+use spanlake_storage::ids::TraceId;
 use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
@@ -41,23 +40,14 @@ const SUMMARY_MARGIN_NS: i64 = 3600 * 1_000_000_000;
 /// Largest page.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The order of a search's traces: `start_desc` (newest first, the
+/// default), `duration_desc` or `duration_asc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum SearchOrder {
-    /// Newest trace start first.
     StartDesc,
     DurationDesc,
     DurationAsc,
-}
-
-impl SearchOrder {
-    pub(crate) fn parse(text: Option<&str>) -> Result<Self, QueryError> {
-        match text {
-            None | Some("start_desc") => Ok(Self::StartDesc),
-            Some("duration_desc") => Ok(Self::DurationDesc),
-            Some("duration_asc") => Ok(Self::DurationAsc),
-            Some(other) => Err(bad("sort", format!("{other:?}: use start_desc, duration_desc or duration_asc"))),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +65,8 @@ pub struct SearchRequest {
 #[serde(rename_all = "camelCase")]
 pub struct TraceSummary {
     #[serde(rename = "traceID")]
-    pub trace_id: String,
+    #[schema(value_type = String)]
+    pub trace_id: TraceId,
     pub root_service_name: Option<String>,
     pub root_span_name: Option<String>,
     /// Unix nanoseconds.
@@ -109,7 +100,7 @@ struct Cursor {
     order: SearchOrder,
     filter: u64,
     key: i64,
-    trace_id: String,
+    trace_id: TraceId,
 }
 
 fn filter_hash(filter: &SpanFilter) -> u64 {
@@ -139,7 +130,7 @@ pub(crate) struct After {
 impl From<Summary> for TraceSummary {
     fn from(s: Summary) -> Self {
         Self {
-            trace_id: const_hex::encode(s.trace_id),
+            trace_id: s.trace_id,
             root_service_name: s.root_service_name,
             root_span_name: s.root_span_name,
             start_time_unix_nano: s.start_ns,
@@ -169,8 +160,8 @@ impl QueryEngine {
         &self,
         tenant: &TenantId,
         request: &SearchRequest,
-    ) -> Result<Vec<String>, QueryError> {
-        Ok(self.page(tenant, request).await?.traces.into_iter().map(|t| const_hex::encode(t.trace_id)).collect())
+    ) -> Result<Vec<TraceId>, QueryError> {
+        Ok(self.page(tenant, request).await?.traces.into_iter().map(|t| t.trace_id).collect())
     }
 
     async fn page(&self, tenant: &TenantId, request: &SearchRequest) -> Result<Page, QueryError> {
@@ -182,9 +173,7 @@ impl QueryEngine {
                 return Err(bad("cursor", "belongs to a search with other filters or another sort"));
             }
             window = Window { start_ns: cursor.start_ns, end_ns: cursor.end_ns };
-            let trace_id =
-                parse_trace_id(&cursor.trace_id).map_err(|_| bad("cursor", "not a cursor from a previous page"))?;
-            after = Some(After { key: cursor.key, trace_id });
+            after = Some(After { key: cursor.key, trace_id: cursor.trace_id });
         }
         let mut traces = match request.order {
             SearchOrder::StartDesc => {
@@ -201,7 +190,7 @@ impl QueryEngine {
                 order: request.order,
                 filter: filter_hash(&request.filter),
                 key: if request.order == SearchOrder::StartDesc { last.start_ns } else { last.duration_ns },
-                trace_id: const_hex::encode(last.trace_id),
+                trace_id: last.trace_id,
             }
             .encode()
         });
@@ -225,7 +214,7 @@ impl QueryEngine {
         let keyset = match after {
             Some(after) => {
                 let key = params.int(after.key);
-                let id = params.add(ScalarValue::FixedSizeBinary(16, Some(after.trace_id.to_vec())));
+                let id = params.trace_id(&after.trace_id);
                 let beyond = if order == SearchOrder::DurationAsc { ">" } else { "<" };
                 format!("WHERE duration_ns {beyond} {key} OR (duration_ns = {key} AND trace_id {beyond} {id})")
             }
@@ -254,12 +243,8 @@ impl QueryEngine {
                 if let Some(service) = service {
                     inside = format!("{inside} AND service_name = {}", params.text(service));
                 }
-                let early: Vec<String> = self
-                    .matched_before(tenant, service, &window)
-                    .await?
-                    .iter()
-                    .map(|id| params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec()))))
-                    .collect();
+                let early: Vec<String> =
+                    self.matched_before(tenant, service, &window).await?.iter().map(|id| params.trace_id(id)).collect();
                 let early =
                     if early.is_empty() { String::new() } else { format!("OR trace_id IN ({})", early.join(", ")) };
                 format!(

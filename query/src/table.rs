@@ -108,7 +108,7 @@ impl DataTable {
     fn buffered(&self, spans: &[RecordBatch], filter: &FileFilter) -> Result<Vec<RecordBatch>> {
         let spans: Vec<RecordBatch> = match &filter.trace_ids {
             Some(ids) => {
-                let ids: HashSet<&[u8]> = ids.iter().map(|id| id.as_slice()).collect();
+                let ids: HashSet<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
                 let kept: Vec<RecordBatch> = spans.iter().map(|b| of_traces(b, &ids)).collect::<Result<_>>()?;
                 kept.into_iter().filter(|b| b.num_rows() > 0).collect()
             }

@@ -18,7 +18,7 @@ impl QueryEngine {
     /// span of it is stored.
     pub async fn trace(&self, tenant: &TenantId, trace_id: &TraceId) -> Result<Option<Vec<ResourceSpans>>, QueryError> {
         let ctx = self.session(tenant).await?;
-        let batches = self.collect(trace_spans(&ctx, trace_id).await?).await?;
+        let batches = self.collect(trace_spans(&ctx, trace_id.as_bytes()).await?).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(None);
         }
@@ -91,9 +91,9 @@ mod tests {
         assert_eq!(files_opened(&engine, 3).await, 1);
         assert_eq!(files_opened(&engine, 6).await, 0, "a buffered trace opens no file");
         for trace in [3, 6] {
-            let spans = engine.trace(&tenant, &[trace; 16]).await.unwrap().expect("found");
+            let spans = engine.trace(&tenant, &TraceId([trace; 16])).await.unwrap().expect("found");
             assert_eq!(spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).count(), 3);
         }
-        assert!(engine.trace(&tenant, &[9; 16]).await.unwrap().is_none());
+        assert!(engine.trace(&tenant, &TraceId([9; 16])).await.unwrap().is_none());
     }
 }

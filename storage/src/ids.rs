@@ -1,10 +1,12 @@
-//! Trace and span ids as users write them: lowercase or uppercase hex.
-//! A 16-hex-digit trace id is a Zipkin 64-bit id, left-padded with zeros.
+//! Trace and span ids: bytes everywhere, hex only at the edges. Users write
+//! them in lowercase or uppercase hex; a 16-hex-digit trace id is a Zipkin
+//! 64-bit id, left-padded with zeros.
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
-
-pub type TraceId = [u8; 16];
-pub type SpanId = [u8; 8];
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IdError {
@@ -14,31 +16,100 @@ pub enum IdError {
     SpanId(String),
 }
 
-pub fn parse_trace_id(text: &str) -> Result<TraceId, IdError> {
-    let invalid = || IdError::TraceId(text.to_owned());
-    let mut id = [0u8; 16];
-    match text.len() {
-        32 => const_hex::decode_to_slice(text, &mut id).map_err(|_| invalid())?,
-        16 => const_hex::decode_to_slice(text, &mut id[8..]).map_err(|_| invalid())?,
-        _ => return Err(invalid()),
+/// A 16-byte trace id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TraceId(pub [u8; 16]);
+
+/// An 8-byte span id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SpanId(pub [u8; 8]);
+
+impl TraceId {
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
     }
-    Ok(id)
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
 }
 
-pub fn parse_span_id(text: &str) -> Result<SpanId, IdError> {
-    let mut id = [0u8; 8];
-    if text.len() != 16 {
-        return Err(IdError::SpanId(text.to_owned()));
+impl SpanId {
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
     }
-    const_hex::decode_to_slice(text, &mut id).map_err(|_| IdError::SpanId(text.to_owned()))?;
-    Ok(id)
+
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
 }
 
-/// Parses an id of `len` bytes (16 for traces, 8 for spans).
+impl FromStr for TraceId {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<Self, IdError> {
+        let invalid = || IdError::TraceId(text.to_owned());
+        let mut id = [0u8; 16];
+        match text.len() {
+            32 => const_hex::decode_to_slice(text, &mut id).map_err(|_| invalid())?,
+            16 => const_hex::decode_to_slice(text, &mut id[8..]).map_err(|_| invalid())?,
+            _ => return Err(invalid()),
+        }
+        Ok(Self(id))
+    }
+}
+
+impl FromStr for SpanId {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<Self, IdError> {
+        let mut id = [0u8; 8];
+        if text.len() != 16 {
+            return Err(IdError::SpanId(text.to_owned()));
+        }
+        const_hex::decode_to_slice(text, &mut id).map_err(|_| IdError::SpanId(text.to_owned()))?;
+        Ok(Self(id))
+    }
+}
+
+macro_rules! hex_edges {
+    ($id:ty) => {
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&const_hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl Serialize for $id {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $id {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hex_edges!(TraceId);
+hex_edges!(SpanId);
+
+/// Parses an id of `len` bytes (16 for traces, 8 for spans), for SQL
+/// literals compared with id columns.
 pub fn parse_id(text: &str, len: usize) -> Result<Vec<u8>, IdError> {
     match len {
-        16 => parse_trace_id(text).map(|id| id.to_vec()),
-        _ => parse_span_id(text).map(|id| id.to_vec()),
+        16 => text.parse::<TraceId>().map(|id| id.0.to_vec()),
+        _ => text.parse::<SpanId>().map(|id| id.0.to_vec()),
     }
 }
 
@@ -48,20 +119,28 @@ mod tests {
 
     #[test]
     fn trace_ids_parse_in_any_case_and_short_ids_are_padded() {
-        let upper = parse_trace_id("0AF7651916CD43DD8448EB211C80319C").unwrap();
-        let lower = parse_trace_id("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let upper: TraceId = "0AF7651916CD43DD8448EB211C80319C".parse().unwrap();
+        let lower: TraceId = "0af7651916cd43dd8448eb211c80319c".parse().unwrap();
         assert_eq!(upper, lower);
-        let short = parse_trace_id("8448eb211c80319c").unwrap();
-        assert_eq!(&short[..8], &[0; 8]);
-        assert_eq!(const_hex::encode(&short[8..]), "8448eb211c80319c");
+        assert_eq!(upper.to_string(), "0af7651916cd43dd8448eb211c80319c");
+        let short: TraceId = "8448eb211c80319c".parse().unwrap();
+        assert_eq!(&short.0[..8], &[0; 8]);
+        assert_eq!(short.to_string(), "00000000000000008448eb211c80319c");
     }
 
     #[test]
     fn malformed_ids_are_refused() {
         for bad in ["", "abc", "0af7651916cd43dd8448eb211c80319", "zzf7651916cd43dd8448eb211c80319c"] {
-            assert!(parse_trace_id(bad).is_err(), "{bad}");
+            assert!(bad.parse::<TraceId>().is_err(), "{bad}");
         }
-        assert!(parse_span_id("00f067aa0ba902b").is_err());
-        assert!(parse_span_id("00f067aa0ba902b7").is_ok());
+        assert!("00f067aa0ba902b".parse::<SpanId>().is_err());
+        assert_eq!("00F067AA0BA902B7".parse::<SpanId>().unwrap().to_string(), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn ids_are_hex_strings_in_json() {
+        let id: TraceId = serde_json::from_str("\"4bf92f3577b34da6a3ce929d0e0e4736\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"4bf92f3577b34da6a3ce929d0e0e4736\"");
+        assert!(serde_json::from_str::<SpanId>("\"xyz\"").is_err());
     }
 }

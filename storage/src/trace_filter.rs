@@ -48,7 +48,7 @@ impl TraceFilter {
 
     /// False means the file holds no span of `id`.
     pub fn may_hold(&self, id: &TraceId) -> bool {
-        self.0.check(id.as_slice())
+        self.0.check(id.as_bytes().as_slice())
     }
 
     /// Memory the filter takes.

@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{parse_span_id, parse_trace_id};
+use crate::ids::{SpanId, TraceId};
 use crate::schema::attr;
 
 const PEER_ADDRESS: &str = "network.peer.address";
@@ -169,11 +169,11 @@ fn endpoint_attributes(endpoint: &Endpoint, address: &str, port: &str, out: &mut
 
 fn to_otlp_span(index: usize, span: ZipkinSpan) -> Result<Span, ZipkinError> {
     let error = |message: String| ZipkinError { index, message };
-    let trace_id = parse_trace_id(&span.trace_id).map_err(|e| error(e.to_string()))?;
-    let span_id = parse_span_id(&span.id).map_err(|e| error(e.to_string()))?;
+    let trace_id = span.trace_id.parse::<TraceId>().map_err(|e| error(e.to_string()))?;
+    let span_id = span.id.parse::<SpanId>().map_err(|e| error(e.to_string()))?;
     let parent_span_id = match span.parent_id.as_deref() {
         None | Some("") => Vec::new(),
-        Some(parent) => parse_span_id(parent).map_err(|e| error(format!("parentId: {e}")))?.to_vec(),
+        Some(parent) => parent.parse::<SpanId>().map_err(|e| error(format!("parentId: {e}")))?.0.to_vec(),
     };
     let micros = |us: u64| us.checked_mul(1000).ok_or_else(|| error(format!("time {us} µs is out of range")));
     // A part without a timestamp (annotations only) takes its first annotation's.
@@ -220,8 +220,8 @@ fn to_otlp_span(index: usize, span: ZipkinSpan) -> Result<Span, ZipkinError> {
         .map(|a| Ok(Event { time_unix_nano: micros(a.timestamp)?, name: a.value, ..Default::default() }))
         .collect::<Result<_, ZipkinError>>()?;
     Ok(Span {
-        trace_id: trace_id.to_vec(),
-        span_id: span_id.to_vec(),
+        trace_id: trace_id.0.to_vec(),
+        span_id: span_id.0.to_vec(),
         parent_span_id,
         name: span.name.unwrap_or_default(),
         kind: kind as i32,

@@ -10,6 +10,7 @@ mod compaction;
 mod durability;
 mod fixture;
 mod harness;
+mod jaeger;
 mod load;
 mod object_storage;
 mod operations;

@@ -25,7 +25,7 @@ use crate::harness::TestServer;
 use crate::otlp_compare::{assert_same_spans, trace_ids};
 
 #[derive(Debug, Clone, Copy)]
-enum Transport {
+pub enum Transport {
     Grpc,
     HttpProtobuf,
     HttpJson,
@@ -69,7 +69,7 @@ impl SpanExporter for Capture {
 /// Emits a small checkout trace with attributes of every value type the
 /// Rust API has, events, links (one to another trace), errors and every
 /// span kind; returns what the SDK exported, as OTLP.
-fn emit_trace(transport: Transport, server: &TestServer) -> Vec<ResourceSpans> {
+pub fn emit_trace(transport: Transport, server: &TestServer) -> Vec<ResourceSpans> {
     let capture = Capture::default();
     let resource = Resource::builder()
         .with_service_name(format!("rust-sdk-{transport:?}"))

@@ -225,7 +225,7 @@ fn call(trace: u16, ids: u64, parent: u64, caller: &'static str, callee: &'stati
 }
 
 /// One trace of every linking case, `t` its number and the base of its span ids.
-fn topology(t: u16, b_fails: bool) -> Vec<Span> {
+pub fn topology(t: u16, b_fails: bool) -> Vec<Span> {
     let id = |n: u64| t as u64 * 100 + n;
     let mut spans = vec![Span::new(t, id(1), "A", "root", SERVER).at(0, 100)];
     let [client, mut server] = call(t, id(2), id(1), "A", "B", 40);
@@ -284,7 +284,7 @@ fn edge_counts(graph: &Value) -> Vec<(String, String, i64, i64)> {
 }
 
 /// The topology's edges, each with `calls` calls and `errors` errors on A → B.
-fn topology_edges(calls: i64, errors: i64) -> Vec<(String, String, i64, i64)> {
+pub fn topology_edges(calls: i64, errors: i64) -> Vec<(String, String, i64, i64)> {
     let edges = [("A", "A", 0), ("A", "B", errors), ("A", "D", 0), ("A", "E", 0), ("B", "C", 0), ("B", "postgres", 0)];
     edges.iter().map(|(p, c, e)| (p.to_string(), c.to_string(), calls, *e)).collect()
 }

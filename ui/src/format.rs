@@ -37,6 +37,11 @@ pub(crate) fn service_colour(service: &str) -> String {
     format!("hsl({}, 62%, 52%)", hash % 360)
 }
 
+/// The last non-empty value of `name` among query pairs.
+pub(crate) fn value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
+}
+
 /// A query string from pairs, values escaped.
 pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     pairs

@@ -4,7 +4,6 @@
 //! chunks, upkeep between some of them, windows of whole slots.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;

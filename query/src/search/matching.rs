@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use datafusion::common::ScalarValue;
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 
@@ -128,8 +127,7 @@ impl QueryEngine {
             let latest = chunk.iter().map(|(_, end)| *end).max().unwrap_or(window.start_ns);
             let (start, until) = (params.time(window.start_ns), params.time(latest.saturating_add(1)));
             let only = service_sql(&mut params);
-            let ids: Vec<String> =
-                chunk.iter().map(|(id, _)| params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec())))).collect();
+            let ids: Vec<String> = chunk.iter().map(|(id, _)| params.trace_id(id)).collect();
             let sql = format!(
                 "SELECT DISTINCT trace_id FROM {SPANS_TABLE}
                  WHERE start_time >= {start} AND start_time < {until} {only} AND trace_id IN ({})",

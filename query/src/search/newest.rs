@@ -84,7 +84,7 @@ impl Spread {
 fn best<'a>(known: &'a HashMap<TraceId, Summary>, after: Option<&After>, n: usize) -> Vec<&'a Summary> {
     let mut page: Vec<&Summary> =
         known.values().filter(|s| after.is_none_or(|a| (s.start_ns, s.trace_id) < (a.key, a.trace_id))).collect();
-    page.sort_unstable_by(|a, b| (b.start_ns, b.trace_id).cmp(&(a.start_ns, a.trace_id)));
+    page.sort_unstable_by_key(|s| std::cmp::Reverse((s.start_ns, s.trace_id)));
     page.truncate(n);
     page
 }

@@ -4,7 +4,6 @@
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::ScalarValue;
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 
@@ -48,7 +47,8 @@ impl Columns<'_> {
     }
 
     pub(crate) fn trace_id(&self, name: &str, row: usize) -> Result<TraceId, QueryError> {
-        self.ids(name)?.value(row).try_into().map_err(|_| QueryError::Render(format!("{name} is not a trace id")))
+        TraceId::from_slice(self.ids(name)?.value(row))
+            .ok_or_else(|| QueryError::Render(format!("{name} is not a trace id")))
     }
 
     pub(crate) fn ints(&self, name: &str) -> Result<&[i64], QueryError> {
@@ -114,8 +114,7 @@ impl QueryEngine {
             return Ok(Vec::new());
         }
         let mut params = Params::default();
-        let ids: Vec<String> =
-            ids.iter().map(|id| params.add(ScalarValue::FixedSizeBinary(16, Some(id.to_vec())))).collect();
+        let ids: Vec<String> = ids.iter().map(|id| params.trace_id(id)).collect();
         let (lo, hi) = (params.time(lo), params.time(hi));
         let summaries = trace_summary_sql("fragments");
         // An explicit list of ids, not a join: the Parquet reader prunes

@@ -2,9 +2,6 @@
 //! random filters, windows, sorts and page sizes; every page of the fast
 //! search must be the same page of one SQL query that ranks every match.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;

@@ -11,10 +11,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
-use spanlake_query::api::tenant;
-use spanlake_query::api::window;
+use spanlake_query::api::Tenant;
+use spanlake_query::api::v1::WindowParams;
 use spanlake_query::dependencies::DependencyGraph;
-use spanlake_query::params::Query;
+use spanlake_query::params::parse_pairs;
 
 use crate::format;
 use crate::layout::{Nav, error_page, lookback_links, page};
@@ -30,9 +30,9 @@ pub(crate) async fn dependencies(
     RawQuery(pairs): RawQuery<Vec<(String, String)>>,
 ) -> Response {
     let title = "Dependencies";
-    let q = Query::from_pairs(pairs);
-    let lookback = q.get("lookback").unwrap_or("1h").to_owned();
-    let graph = match (tenant(&headers), window(&q)) {
+    let lookback = format::value(&pairs, "lookback").unwrap_or("1h").to_owned();
+    let window = parse_pairs::<WindowParams>(&pairs).and_then(|p| p.window());
+    let graph = match (Tenant::of(&headers), window) {
         (Ok(tenant), Ok(window)) => engine.dependencies(&tenant, &window).await.map(|g| (g, window.duration_ns())),
         (Err(error), _) | (_, Err(error)) => Err(error),
     };

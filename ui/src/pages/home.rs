@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
-use spanlake_query::api::tenant;
+use spanlake_query::api::Tenant;
 
 use crate::format;
 use crate::layout::{Nav, error_page, page, service_link};
@@ -15,7 +15,7 @@ use crate::layout::{Nav, error_page, page, service_link};
 const EXAMPLE: &str = r#"curl -s http://127.0.0.1:4318/v1/traces -H 'Content-Type: application/json' -d '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"hello"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"first span","kind":2,"startTimeUnixNano":"'$(date +%s%N)'","endTimeUnixNano":"'$(date +%s%N)'"}]}]}]}'"#;
 
 pub(crate) async fn home(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap) -> Response {
-    let tenant = match tenant(&headers) {
+    let tenant = match Tenant::of(&headers) {
         Ok(tenant) => tenant,
         Err(error) => return error_page("spanlake", Nav::Home, &error),
     };

@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
-use spanlake_query::api::tenant;
-use spanlake_query::api::{SEARCH_PARAMETERS, search_request, window};
-use spanlake_query::params::Query;
+use spanlake_query::api::Tenant;
+use spanlake_query::api::v1::SearchParams;
+use spanlake_query::params::parse_pairs;
 use spanlake_query::search::{SearchPage, TraceSummary};
 
 use crate::charts::{self, Dot};
@@ -36,13 +36,13 @@ pub(crate) async fn search(
         pairs.retain(|(k, _)| k != "lookback");
         pairs.push(("lookback".into(), "1h".into()));
     }
-    let q = Query::from_pairs(pairs.clone());
-    let tenant = match tenant(&headers) {
+    let params = parse_pairs::<SearchParams>(&pairs);
+    let tenant = match Tenant::of(&headers) {
         Ok(tenant) => tenant,
         Err(error) => return crate::layout::error_page("Search", Nav::Search, &error),
     };
-    let form = Form::new(&engine, &tenant, &q).await;
-    let result = match search_request(&q) {
+    let form = Form::new(&engine, &tenant, params.as_ref().ok(), &pairs).await;
+    let result = match params.and_then(|p| p.request()) {
         Ok(request) => engine.search(&tenant, &request).await.map(|page| (page, request.window)),
         Err(error) => Err(error),
     };
@@ -68,9 +68,14 @@ struct Form {
 }
 
 impl Form {
-    async fn new(engine: &QueryEngine, tenant: &spanlake_storage::TenantId, q: &Query) -> Self {
-        let service = q.get("service");
-        let window = window(q).ok();
+    async fn new(
+        engine: &QueryEngine,
+        tenant: &spanlake_storage::TenantId,
+        params: Option<&SearchParams>,
+        pairs: &[(String, String)],
+    ) -> Self {
+        let service = params.and_then(|p| p.service.as_deref());
+        let window = params.and_then(|p| p.window().ok());
         let mut operations = Vec::new();
         let mut suggestions = Vec::new();
         if let Some(window) = &window {
@@ -83,7 +88,13 @@ impl Form {
                 suggestions.extend(tags.values(key, service).into_iter().take(20).map(|v| format!("{key}={v}")));
             }
         }
-        let values = SEARCH_PARAMETERS.iter().map(|n| (n.to_string(), q.all(n).map(str::to_owned).collect())).collect();
+        let mut values: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            match values.iter_mut().find(|(n, _)| n == name) {
+                Some((_, all)) => all.push(value.clone()),
+                None => values.push((name.clone(), vec![value.clone()])),
+            }
+        }
         let mut operation_names: Vec<String> = operations.into_iter().map(|o| o.name).collect();
         operation_names.dedup();
         Self { services: engine.services(tenant, None), operations: operation_names, suggestions, values }
@@ -219,7 +230,7 @@ fn row(t: TraceSummary, longest: i64) -> impl IntoView {
             <td>
                 <a class="trace-link" href=href><b>{root_service(&t)}</b>" "{root_name(&t)}</a>
                 {(errors > 0).then(|| view! { " " <span class="badge err">{format!("{errors} errors")}</span> })}
-                <div class="muted mono">{t.trace_id.clone()}</div>
+                <div class="muted mono">{t.trace_id.to_string()}</div>
             </td>
             <td>{format::time(t.start_time_unix_nano)}</td>
             <td class="bar-cell"><div class="dur-bar" style=width></div><span class="muted">{format::duration(t.duration_ns)}</span></td>

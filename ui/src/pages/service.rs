@@ -11,10 +11,10 @@ use axum::extract::{Path, Query as RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
-use spanlake_query::api::latency_request;
-use spanlake_query::api::tenant;
+use spanlake_query::api::Tenant;
+use spanlake_query::api::v1::LatencyParams;
 use spanlake_query::latency::{LatencySeries, OperationStats, Point};
-use spanlake_query::params::Query;
+use spanlake_query::params::parse_pairs;
 use spanlake_query::{QueryEngine, QueryError};
 
 use crate::charts::{self, Line};
@@ -25,7 +25,7 @@ const PERCENTILES: [(&str, &str); 3] =
     [("p50", "hsl(210, 70%, 50%)"), ("p90", "hsl(35, 85%, 50%)"), ("p99", "hsl(0, 70%, 52%)")];
 
 pub(crate) async fn services(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap) -> Response {
-    let tenant = match tenant(&headers) {
+    let tenant = match Tenant::of(&headers) {
         Ok(tenant) => tenant,
         Err(error) => return error_page("Services", Nav::Services, &error),
     };
@@ -60,18 +60,17 @@ async fn render(
     service: &str,
     pairs: Vec<(String, String)>,
 ) -> Result<Response, QueryError> {
-    let tenant = tenant(headers)?;
-    let q = Query::from_pairs(pairs.clone());
-    let lookback = q.get("lookback").unwrap_or("1h").to_owned();
-    let operation = q.get("operation").map(str::to_owned);
+    let tenant = Tenant::of(headers)?;
+    let lookback = format::value(&pairs, "lookback").unwrap_or("1h").to_owned();
+    let operation = format::value(&pairs, "operation").map(str::to_owned);
     let mut base = vec![("service".to_owned(), service.to_owned()), ("lookback".to_owned(), lookback.clone())];
     if let Some(operation) = &operation {
         base.push(("operation".into(), operation.clone()));
     }
-    let request = latency_request(&Query::from_pairs(base.clone()))?;
+    let request = parse_pairs::<LatencyParams>(&base)?.request()?;
     let mut by_version = base.clone();
     by_version.push(("groupBy".into(), "service.version".into()));
-    let version_request = latency_request(&Query::from_pairs(by_version))?;
+    let version_request = parse_pairs::<LatencyParams>(&by_version)?.request()?;
 
     let series = engine.latency(&tenant, &request).await?;
     let histogram = engine.latency_histogram(&tenant, &request).await?;

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use serde::Deserialize;
-use spanlake_query::api::tenant;
+use spanlake_query::api::Tenant;
 use spanlake_query::{JsonResult, QueryEngine, QueryError, render};
 use spanlake_storage::schema;
 
@@ -71,7 +71,7 @@ pub(crate) async fn csv(
 }
 
 async fn answer(engine: &QueryEngine, headers: &HeaderMap, sql: &str) -> Result<JsonResult, QueryError> {
-    engine.sql(&tenant(headers)?, sql).await?.to_json()
+    engine.sql(&Tenant::of(headers)?, sql).await?.to_json()
 }
 
 fn body(sql: &str, result: Option<Result<JsonResult, QueryError>>) -> impl IntoView {

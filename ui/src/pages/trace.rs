@@ -13,9 +13,9 @@ use leptos::prelude::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde::Deserialize;
-use spanlake_query::api::tenant;
+use spanlake_query::api::Tenant;
 use spanlake_query::{QueryEngine, QueryError};
-use spanlake_storage::ids::parse_trace_id;
+use spanlake_storage::ids::TraceId;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 
 use crate::format;
@@ -125,18 +125,18 @@ pub(crate) async fn trace(
     RawQuery(params): RawQuery<TraceParams>,
 ) -> Response {
     let title = "Trace";
-    let id = match parse_trace_id(&trace_id) {
+    let id = match trace_id.parse::<TraceId>() {
         Ok(id) => id,
         Err(error) => return error_page(title, Nav::Trace, &QueryError::BadRequest(format!("trace id: {error}"))),
     };
-    let found = match tenant(&headers) {
+    let found = match Tenant::of(&headers) {
         Ok(tenant) => engine.trace(&tenant, &id).await,
         Err(error) => Err(error),
     };
     match found {
         Ok(Some(resource_spans)) => {
             let waterfall = Waterfall::new(&resource_spans);
-            let hex = const_hex::encode(id);
+            let hex = id.to_string();
             let source = Source::Stored { selected: params.span.as_deref() };
             page(&format!("Trace {hex}"), Nav::Trace, trace_view(&hex, waterfall, source)).into_response()
         }
