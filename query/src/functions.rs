@@ -6,7 +6,9 @@
 //! - `attr(key)`, `span_attr(key)`, `resource_attr(key)`: an attribute by
 //!   key, wherever spanlake stored it (`attributes.rs`).
 //! - `to_json(value)`: maps, lists and structs as JSON text.
-//! - `span_has_event(events, name)`: whether a span has an event of a name.
+//! - `span_has_event(events, name)`: whether a span has an event of a name;
+//!   `nested_attribute_is(events_or_links, key, value)`: whether one of them
+//!   has an attribute of that value (`events.rs`).
 //! - Table functions over one trace's tree (`trace_tree.rs`):
 //!   `trace_tree(trace_id)`, `descendants(trace_id, span_id)`,
 //!   `critical_path(trace_id)`.
@@ -32,6 +34,7 @@ pub(crate) fn register(ctx: &SessionContext) {
         ctx.register_udf(udf);
     }
     ctx.register_udf(ScalarUDF::from(events::SpanHasEvent::default()));
+    ctx.register_udf(ScalarUDF::from(events::NestedAttributeIs::default()));
     for (name, function) in trace_tree::functions() {
         ctx.register_udtf(name, Arc::clone(&function));
     }

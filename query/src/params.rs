@@ -482,28 +482,81 @@ fn regex_check(pattern: &str) -> Result<(), String> {
     regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("invalid regular expression: {e}"))
 }
 
-/// The SQL value of a tag key for one span: intrinsic fields first, then
-/// dedicated columns, then the span's attributes, then its resource's.
-pub(crate) fn tag_sql(key: &str, params: &mut Params) -> String {
-    match key {
-        "span.kind" => return format!("lower(CAST({} AS VARCHAR))", schema::SPAN_KIND),
-        "status.code" => return format!("lower(CAST({} AS VARCHAR))", schema::STATUS_CODE),
-        "status.message" => return schema::STATUS_MESSAGE.to_owned(),
+/// The SQL value of a tag that is a field of the span rather than an
+/// attribute (names of Zipkin's and Jaeger's conventions), or a dedicated
+/// column.
+fn field_tag_sql(key: &str) -> Option<String> {
+    let lower = |column: &str| format!("lower(CAST({column} AS VARCHAR))");
+    Some(match key {
+        "span.kind" => lower(schema::SPAN_KIND),
+        "status.code" => lower(schema::STATUS_CODE),
+        "status.message" | "otel.status_description" => schema::STATUS_MESSAGE.to_owned(),
+        "otel.status_code" => {
+            format!("CASE WHEN {0} <> 'UNSET' THEN CAST({0} AS VARCHAR) END", schema::STATUS_CODE)
+        }
+        "otel.scope.name" => schema::SCOPE_NAME.to_owned(),
+        "otel.scope.version" => schema::SCOPE_VERSION.to_owned(),
         // Zipkin's convention: the `error` tag is set on failed spans, its value the message.
         "error" => {
-            return format!(
-                "CASE WHEN {} = 'ERROR' THEN COALESCE({}, '') END",
-                schema::STATUS_CODE,
-                schema::STATUS_MESSAGE
-            );
+            format!("CASE WHEN {} = 'ERROR' THEN COALESCE({}, '') END", schema::STATUS_CODE, schema::STATUS_MESSAGE)
         }
-        _ => {}
+        _ => return DEDICATED.iter().find(|d| d.key == key).map(|d| format!("CAST({} AS VARCHAR)", d.column)),
+    })
+}
+
+/// The SQL value of a tag key for one span: span fields and dedicated
+/// columns first, then the span's attributes, then its resource's.
+pub(crate) fn tag_sql(key: &str, params: &mut Params) -> String {
+    field_tag_sql(key).unwrap_or_else(|| {
+        let key = params.text(key);
+        format!("COALESCE({}[{key}], {}[{key}])", schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES)
+    })
+}
+
+/// Where a tag filter's key is looked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TagSources {
+    /// The span's attributes, else its resource's: spanlake's, Zipkin's and
+    /// Tempo's (unscoped) tags.
+    #[default]
+    SpanOrResource,
+    /// Also its scope's, its events' (logs) and its links' attributes, any
+    /// of which may hold the value: Jaeger's tags, for `=` and "is set".
+    Anywhere,
+}
+
+/// A tag filter as a SQL condition.
+fn tag_condition(tag: &TagFilter, sources: TagSources, params: &mut Params) -> String {
+    let anywhere = sources == TagSources::Anywhere && field_tag_sql(tag.key()).is_none();
+    if anywhere && let TagFilter::Equals(k, _) | TagFilter::Exists(k) = tag {
+        let key = params.text(k);
+        let value = match tag {
+            TagFilter::Equals(_, v) => Some(params.text(v)),
+            _ => None,
+        };
+        let mut any: Vec<String> = [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES, schema::SCOPE_ATTRIBUTES]
+            .iter()
+            .map(|map| match &value {
+                Some(value) => format!("{map}[{key}] = {value}"),
+                None => format!("{map}[{key}] IS NOT NULL"),
+            })
+            .collect();
+        let nested_value = value.unwrap_or_else(|| "CAST(NULL AS VARCHAR)".to_owned());
+        for list in [schema::EVENTS, schema::LINKS] {
+            any.push(format!("nested_attribute_is({list}, {key}, {nested_value})"));
+        }
+        return format!("({})", any.join(" OR "));
     }
-    if let Some(d) = DEDICATED.iter().find(|d| d.key == key) {
-        return format!("CAST({} AS VARCHAR)", d.column);
+    let value = tag_sql(tag.key(), params);
+    match tag {
+        TagFilter::Exists(_) => format!("{value} IS NOT NULL"),
+        TagFilter::ExistsOrEvent(term) => {
+            format!("({value} IS NOT NULL OR span_has_event({}, {}))", schema::EVENTS, params.text(term))
+        }
+        TagFilter::Equals(_, v) => format!("{value} = {}", params.text(v)),
+        TagFilter::NotEquals(_, v) => format!("{value} <> {}", params.text(v)),
+        TagFilter::Matches(_, v) => format!("regexp_like({value}, {})", params.text(v)),
     }
-    let key = params.add(ScalarValue::Utf8(Some(key.to_owned())));
-    format!("COALESCE({}[{key}], {}[{key}])", schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES)
 }
 
 /// Named query parameters (`$p0`, `$p1`, ...): values never enter SQL text.
@@ -546,6 +599,7 @@ pub struct SpanFilter {
     pub span_kind: Option<SpanKind>,
     pub remote_service: Option<String>,
     pub tags: Vec<TagFilter>,
+    pub tag_sources: TagSources,
     pub min_duration_ns: Option<i64>,
     pub max_duration_ns: Option<i64>,
     pub errors_only: bool,
@@ -577,16 +631,7 @@ impl SpanFilter {
             conditions.push(format!("{} = 'ERROR'", schema::STATUS_CODE));
         }
         for tag in &self.tags {
-            let value = tag_sql(tag.key(), params);
-            conditions.push(match tag {
-                TagFilter::Exists(_) => format!("{value} IS NOT NULL"),
-                TagFilter::ExistsOrEvent(term) => {
-                    format!("({value} IS NOT NULL OR span_has_event({}, {}))", schema::EVENTS, params.text(term))
-                }
-                TagFilter::Equals(_, v) => format!("{value} = {}", params.text(v)),
-                TagFilter::NotEquals(_, v) => format!("{value} <> {}", params.text(v)),
-                TagFilter::Matches(_, v) => format!("regexp_like({value}, {})", params.text(v)),
-            });
+            conditions.push(tag_condition(tag, self.tag_sources, params));
         }
         conditions.join(" AND ")
     }

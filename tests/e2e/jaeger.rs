@@ -144,6 +144,22 @@ async fn an_sdk_trace_comes_back_in_jaegers_model() {
         Vec::<String>::new()
     );
     assert_eq!(search("tag=http.route:/checkout&minDuration=0ms".into()).await, [jaeger_id]);
+    // Tags match log (event), link, scope and resource attributes too, and
+    // the tags Jaeger's model adds; all of them on one span.
+    for found in [
+        json!({"currency": "EUR"}),
+        json!({"currency": "EUR", "http.route": "/checkout"}),
+        json!({"link.reason": "retry of"}),
+        json!({"scope.flag": "true"}),
+        json!({"service.version": "1.0.0", "db.system": "postgresql"}),
+        json!({"otel.scope.name": "spanlake-e2e", "span.kind": "client", "otel.status_code": "ERROR"}),
+        json!({"otel.status_description": "deadline exceeded"}),
+    ] {
+        assert_eq!(search(tags(found.clone())).await, [jaeger_id], "{found}");
+    }
+    for missing in [json!({"currency": "EUR", "db.system": "postgresql"}), json!({"link.reason": "other"})] {
+        assert_eq!(search(tags(missing.clone())).await, Vec::<String>::new(), "{missing}");
+    }
     assert_eq!(search("minDuration=1h".into()).await, Vec::<String>::new());
     // By id, as Grafana asks for several.
     let by_id = get_ok(&server, &format!("/api/traces?traceID={id}")).await;

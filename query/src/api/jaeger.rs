@@ -26,8 +26,8 @@ use super::{Tenant, log_failure};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{
-    self, DAY_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, TagFilter, TraceIdParam, UnixMicros,
-    UnixMillis, Unknown, Window, bad,
+    self, DAY_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, TagFilter, TagSources, TraceIdParam,
+    UnixMicros, UnixMillis, Unknown, Window, bad,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchRequest};
 
@@ -253,6 +253,7 @@ async fn search(
             service: Some(service),
             operation: p.operation.clone(),
             tags,
+            tag_sources: TagSources::Anywhere,
             min_duration_ns: p.min_duration.map(SpanDuration::ns),
             max_duration_ns: p.max_duration.map(SpanDuration::ns),
             errors_only,

@@ -23,8 +23,8 @@ use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
 use crate::params::{
-    GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, Timestamp,
-    TraceIdList, TraceIdParam, Window, bad, limit,
+    GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, TagSources,
+    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
@@ -108,6 +108,7 @@ macro_rules! filtered {
                     span_kind: self.span_kind,
                     remote_service: None,
                     tags: self.tags.clone(),
+                    tag_sources: TagSources::SpanOrResource,
                     min_duration_ns: self.min_duration.map(SpanDuration::ns),
                     max_duration_ns: self.max_duration.map(SpanDuration::ns),
                     errors_only: self.status == Some(StatusFilter::Error),
