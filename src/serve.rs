@@ -62,6 +62,9 @@ pub(crate) struct ListenArgs {
     /// PostgreSQL wire protocol, for psql, drivers and BI tools.
     #[arg(long, env = "SPANLAKE_PG_ADDR", default_value = "127.0.0.1:5433")]
     pub(crate) pg_addr: SocketAddr,
+    /// Jaeger's gRPC query API (`jaeger.api_v3.QueryService`).
+    #[arg(long, env = "SPANLAKE_JAEGER_GRPC_ADDR", default_value = "127.0.0.1:16685")]
+    pub(crate) jaeger_grpc_addr: SocketAddr,
 }
 
 /// Where and how spans are stored.
@@ -194,12 +197,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let otlp_http_listener = bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?;
     let http_listener = bind(args.listen.http_addr, "the HTTP API").await?;
     let pg_listener = bind(args.listen.pg_addr, "pgwire").await?;
+    let jaeger_listener = bind(args.listen.jaeger_grpc_addr, "Jaeger's gRPC query API").await?;
     let grpc_addr = grpc_listener.local_addr()?;
     info!(
         otlp_grpc = %grpc_addr,
         otlp_http = %otlp_http_listener.local_addr()?,
         http = %http_listener.local_addr()?,
         pg = %pg_listener.local_addr()?,
+        jaeger_grpc = %jaeger_listener.local_addr()?,
         data_dir = %args.storage.data_dir.display(),
         "spanlake is listening"
     );
@@ -242,7 +247,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let pg = tokio::spawn(spanlake_query::pg::serve(
         pg_listener,
         Arc::clone(&engine),
-        token.map(|t| t.secret()),
+        token.as_ref().map(|t| t.secret()),
         shutdown.clone(),
     ));
 
@@ -255,6 +260,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let grpc = tonic::transport::Server::builder()
         .add_service(spanlake_collector::grpc_service(ingest.clone()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown.clone().cancelled_owned());
+    let jaeger_grpc = tonic::transport::Server::builder()
+        .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), token.clone()))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(jaeger_listener), shutdown.clone().cancelled_owned());
     let otlp_http = axum::serve(otlp_http_listener, spanlake_collector::http_router(ingest))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 
@@ -269,7 +277,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
-    let (grpc, otlp_http) = tokio::join!(grpc, otlp_http);
+    let (grpc, otlp_http, jaeger_grpc) = tokio::join!(grpc, otlp_http, jaeger_grpc);
     // Whatever ended the servers, buffered spans are flushed before exit.
     shutdown.cancel();
     let http = http.await?;
@@ -280,6 +288,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     flusher.await?;
     grpc.context("OTLP/gRPC server")?;
     otlp_http.context("OTLP/HTTP server")?;
+    jaeger_grpc.context("Jaeger gRPC server")?;
     http.context("HTTP server")?;
     info!("spanlake stopped");
     Ok(())

@@ -1,10 +1,11 @@
 //! The HTTP read APIs, one module per family over the same domain methods:
 //! spanlake's own `/api/v1` (`v1.rs`, documented in `openapi.rs`), Zipkin's
-//! v2 (`zipkin.rs`) and Jaeger's (`jaeger.rs`). Here: what they share, the
+//! v2 (`zipkin.rs`) and Jaeger's (`jaeger.rs`: its legacy HTTP API, api_v3
+//! over HTTP in `jaeger/v3.rs` and over gRPC in `jaeger/grpc.rs`). Here: what they share, the
 //! tenant and query-string extractors and the one place where query errors
 //! become HTTP responses.
 
-mod jaeger;
+pub mod jaeger;
 mod openapi;
 pub mod v1;
 mod zipkin;

@@ -58,7 +58,8 @@ SELECT trace_id,
        max(root_span_name) AS root_span_name,
        sum(span_count) AS span_count,
        sum(error_count) AS error_count,
-       map(array_agg(COALESCE(service, '') ORDER BY service), array_agg(span_count ORDER BY service)) AS services
+       map(array_agg(COALESCE(service, '') ORDER BY service), array_agg(span_count ORDER BY service)) AS services,
+       map(array_agg(COALESCE(service, '') ORDER BY service), array_agg(error_count ORDER BY service)) AS service_errors
 FROM per_service
 GROUP BY trace_id"
     )

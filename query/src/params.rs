@@ -55,10 +55,9 @@ pub fn parse<T: DeserializeOwned + IntoParams>(query: &str, unknown: Unknown) ->
     let known: Vec<String> = T::into_params(|| Some(ParameterIn::Query)).into_iter().map(|p| p.name).collect();
     let mut kept = form_urlencoded::Serializer::new(String::new());
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        if !known.iter().any(|k| *k == key) {
-            if unknown == Unknown::Ignore {
-                continue;
-            }
+        // Ignored parameters go on: serde skips them, and takes aliases
+        // (Jaeger's snake_case names) that the description does not list.
+        if unknown == Unknown::Refuse && !known.iter().any(|k| *k == key) {
             let takes = if known.is_empty() { "no parameters".to_owned() } else { known.join(", ") };
             return Err(bad(&key, format!("unknown parameter; this endpoint takes {takes}")));
         }

@@ -31,7 +31,8 @@ use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::error::QueryError;
 use crate::params::{Params, SpanFilter, Window, bad};
 use matching::Matching;
-use summary::{Columns, Summary};
+pub(crate) use summary::Columns;
+use summary::Summary;
 
 /// A trace's fragments are read this far either side of the window: the
 /// summary of a trace longer than that counts only its spans inside.
@@ -82,6 +83,8 @@ pub struct TraceSummary {
 pub struct ServiceSpans {
     pub name: String,
     pub span_count: i64,
+    /// Spans of this service with status ERROR.
+    pub error_count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -3,6 +3,8 @@
 //! the Parquet bloom filters and page index the row groups and pages, and
 //! the buffer is filtered in memory.
 
+use std::collections::HashMap;
+
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
@@ -12,6 +14,8 @@ use spanlake_storage::{TenantId, spans_to_otlp};
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
+use crate::params::Params;
+use crate::search::Columns;
 
 impl QueryEngine {
     /// Every span of a trace as OTLP, in start-time order; `None` when no
@@ -23,6 +27,39 @@ impl QueryEngine {
             return Ok(None);
         }
         Ok(Some(spans_to_otlp(&batches)?))
+    }
+}
+
+impl QueryEngine {
+    /// Per trace of `ids`, the spans whose parent is not among its spans (a
+    /// trace with none is left out): more than zero means the trace is
+    /// incomplete.
+    pub async fn orphan_counts(&self, tenant: &TenantId, ids: &[TraceId]) -> Result<HashMap<TraceId, i64>, QueryError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut params = Params::default();
+        let ids: Vec<String> = ids.iter().map(|id| params.trace_id(id)).collect();
+        // Literal ids, so that the trace → file map and the bloom filters prune.
+        let sql = format!(
+            "WITH s AS (SELECT {trace}, {span}, {parent} FROM {SPANS_TABLE} WHERE {trace} IN ({ids}))
+             SELECT a.{trace} AS trace_id, CAST(count(*) AS BIGINT) AS orphans FROM s a
+             WHERE a.{parent} IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM s b WHERE b.{trace} = a.{trace} AND b.{span} = a.{parent})
+             GROUP BY a.{trace}",
+            trace = schema::TRACE_ID,
+            span = schema::SPAN_ID,
+            parent = schema::PARENT_SPAN_ID,
+            ids = ids.join(", "),
+        );
+        let mut counts = HashMap::new();
+        for batch in self.batches(tenant, &sql, params).await? {
+            let c = Columns(&batch);
+            for (row, orphans) in c.ints("orphans")?.iter().enumerate() {
+                counts.insert(c.trace_id("trace_id", row)?, *orphans);
+            }
+        }
+        Ok(counts)
     }
 }
 

@@ -56,6 +56,7 @@ pub struct TestServer {
     pub otlp_http_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub pg_addr: SocketAddr,
+    pub jaeger_grpc_addr: SocketAddr,
     data_dir: PathBuf,
     log_path: PathBuf,
     options: ServerOptions,
@@ -77,6 +78,7 @@ impl TestServer {
             otlp_http_addr: free_port(),
             http_addr: free_port(),
             pg_addr: free_port(),
+            jaeger_grpc_addr: free_port(),
             data_dir,
             log_path: dir.path().join("server.log"),
             options,
@@ -92,6 +94,7 @@ impl TestServer {
                     let _ = std::fs::remove_file(server.log_path());
                     (server.grpc_addr, server.otlp_http_addr) = (free_port(), free_port());
                     (server.http_addr, server.pg_addr) = (free_port(), free_port());
+                    server.jaeger_grpc_addr = free_port();
                 }
             }
         }
@@ -127,6 +130,7 @@ impl TestServer {
             .args(["--otlp-http-addr", &self.otlp_http_addr.to_string()])
             .args(["--http-addr", &self.http_addr.to_string()])
             .args(["--pg-addr", &self.pg_addr.to_string()])
+            .args(["--jaeger-grpc-addr", &self.jaeger_grpc_addr.to_string()])
             .args(&self.options.extra_args)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,spanlake=debug")
@@ -152,7 +156,7 @@ impl TestServer {
                 panic!("spanlake exited with {status} while starting:\n{log}");
             }
             let answered = reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200);
-            let ports = [self.grpc_addr, self.otlp_http_addr, self.pg_addr];
+            let ports = [self.grpc_addr, self.otlp_http_addr, self.pg_addr, self.jaeger_grpc_addr];
             if answered && ports.iter().all(|a| TcpStream::connect(a).is_ok()) {
                 return Started::Ready;
             }

@@ -11,6 +11,7 @@ mod durability;
 mod fixture;
 mod harness;
 mod jaeger;
+mod jaeger_v3;
 mod load;
 mod object_storage;
 mod operations;

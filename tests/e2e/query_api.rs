@@ -283,6 +283,23 @@ fn edge_counts(graph: &Value) -> Vec<(String, String, i64, i64)> {
         .collect()
 }
 
+/// (parent, child, calls) of Jaeger's and Zipkin's dependency links, sorted;
+/// calls as text, since api_v3 writes its uint64 as a JSON string.
+pub fn link_counts(links: &Value) -> Vec<(String, String, String)> {
+    let mut edges: Vec<(String, String, String)> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let calls = &l["callCount"];
+            let calls = calls.as_str().map(str::to_owned).unwrap_or_else(|| calls.to_string());
+            (l["parent"].as_str().unwrap().into(), l["child"].as_str().unwrap().into(), calls)
+        })
+        .collect();
+    edges.sort();
+    edges
+}
+
 /// The topology's edges, each with `calls` calls and `errors` errors on A → B.
 pub fn topology_edges(calls: i64, errors: i64) -> Vec<(String, String, i64, i64)> {
     let edges = [("A", "A", 0), ("A", "B", errors), ("A", "D", 0), ("A", "E", 0), ("B", "C", 0), ("B", "postgres", 0)];

@@ -5,9 +5,13 @@
 //! `endTs`/`lookback` of the graph in ms), defaults, envelope
 //! `{"data", "total", "limit", "offset", "errors"}` and model (`model.rs`).
 
+pub mod grpc;
 mod model;
+pub mod proto;
+mod v3;
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, State};
@@ -39,7 +43,8 @@ pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/api/traces", get(search))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/dependencies", get(dependencies))
-        .with_state(engine)
+        .with_state(Arc::clone(&engine))
+        .merge(v3::router(engine))
 }
 
 /// Jaeger's search looks two days back when the request gives no start.
@@ -92,21 +97,89 @@ impl IntoResponse for JaegerError {
     }
 }
 
-/// The tenant and parameters of a request, refused in Jaeger's shape.
+/// The tenant and parameters of a request, refused in the shape `E` of
+/// the API family.
 #[derive(Debug)]
-struct Request<T> {
+struct Request<T, E = JaegerError> {
     tenant: TenantId,
     params: T,
+    error: PhantomData<E>,
 }
 
-impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for Request<T> {
-    type Rejection = JaegerError;
+impl<S, T, E> FromRequestParts<S> for Request<T, E>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + IntoParams,
+    E: From<QueryError> + IntoResponse,
+{
+    type Rejection = E;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, JaegerError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, E> {
         let tenant = Tenant::of(&parts.headers)?;
         let params = params::parse(parts.uri.query().unwrap_or_default(), Unknown::Ignore)?;
-        Ok(Self { tenant, params })
+        Ok(Self { tenant, params, error: PhantomData })
     }
+}
+
+/// The span filter of a Jaeger search: every tag on one span, found in
+/// any of its attributes; `error=true` means failed spans.
+fn span_filter(
+    service: Option<String>,
+    operation: Option<String>,
+    mut tags: BTreeMap<String, String>,
+    min_duration_ns: Option<i64>,
+    max_duration_ns: Option<i64>,
+) -> Result<SpanFilter, QueryError> {
+    if let (Some(min), Some(max)) = (min_duration_ns, max_duration_ns)
+        && max < min
+    {
+        return Err(bad("maxDuration", "'maxDuration' should be greater than 'minDuration'"));
+    }
+    let errors_only = tags.remove("error").is_some_and(|v| v == "true");
+    Ok(SpanFilter {
+        service,
+        operation,
+        tags: tags.into_iter().map(|(k, v)| TagFilter::Equals(k, v)).collect(),
+        tag_sources: TagSources::Anywhere,
+        min_duration_ns,
+        max_duration_ns,
+        errors_only,
+        ..SpanFilter::default()
+    })
+}
+
+/// Tags given as a JSON object of strings (other JSON values as their text).
+fn json_tags(name: &str, object: &str, into: &mut BTreeMap<String, String>) -> Result<(), QueryError> {
+    let parsed: BTreeMap<String, Value> = serde_json::from_str(object)
+        .map_err(|e| bad(name, format!("malformed '{name}' parameter, cannot unmarshal JSON: {e}")))?;
+    for (key, value) in parsed {
+        let value = match value {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        into.insert(key, value);
+    }
+    Ok(())
+}
+
+/// A service's operations with their kinds (Jaeger's lowercase names,
+/// empty when unspecified), of one kind when asked.
+async fn operations_of(
+    engine: &QueryEngine,
+    tenant: &TenantId,
+    service: &str,
+    kind: Option<SpanKind>,
+) -> Result<Vec<(String, &'static str)>, QueryError> {
+    Ok(engine
+        .operations(tenant, service, &Window::last(NAMES_LOOKBACK_NS))
+        .await?
+        .into_iter()
+        .filter(|o| kind.is_none_or(|k| o.span_kind == k.column_value()))
+        .map(|o| {
+            let kind = o.span_kind.parse::<SpanKind>().ok().filter(|k| *k != SpanKind::Unspecified);
+            (o.name, kind.map(SpanKind::lowercase).unwrap_or_default())
+        })
+        .collect())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -152,16 +225,10 @@ async fn operations(
     request: Request<OperationsParams>,
 ) -> Result<Json<Envelope<Vec<Operation>>>, JaegerError> {
     let service = request.params.service.ok_or_else(|| bad("service", "is required"))?;
-    let kind = request.params.span_kind;
-    let operations: Vec<Operation> = engine
-        .operations(&request.tenant, &service, &Window::last(NAMES_LOOKBACK_NS))
+    let operations: Vec<Operation> = operations_of(&engine, &request.tenant, &service, request.params.span_kind)
         .await?
         .into_iter()
-        .filter(|o| kind.is_none_or(|k| o.span_kind == k.column_value()))
-        .map(|o| {
-            let kind = o.span_kind.parse::<SpanKind>().ok().filter(|k| *k != SpanKind::Unspecified);
-            Operation { name: o.name, span_kind: kind.map(SpanKind::lowercase).unwrap_or_default().to_owned() }
-        })
+        .map(|(name, kind)| Operation { name, span_kind: kind.to_owned() })
         .collect();
     let total = operations.len();
     Ok(ok(operations, total))
@@ -196,7 +263,7 @@ struct SearchParams {
 }
 
 impl SearchParams {
-    fn tag_filters(&self) -> Result<(Vec<TagFilter>, bool), QueryError> {
+    fn tags(&self) -> Result<BTreeMap<String, String>, QueryError> {
         let mut tags: BTreeMap<String, String> = BTreeMap::new();
         for pair in &self.tag {
             let (key, value) = pair.split_once(':').ok_or_else(|| {
@@ -205,19 +272,9 @@ impl SearchParams {
             tags.insert(key.to_owned(), value.to_owned());
         }
         for object in &self.tags {
-            let parsed: BTreeMap<String, Value> = serde_json::from_str(object)
-                .map_err(|e| bad("tags", format!("malformed 'tags' parameter, cannot unmarshal JSON: {e}")))?;
-            for (key, value) in parsed {
-                let value = match value {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                tags.insert(key, value);
-            }
+            json_tags("tags", object, &mut tags)?;
         }
-        // Jaeger marks failed spans with `error=true`.
-        let errors_only = tags.remove("error").is_some_and(|v| v == "true");
-        Ok((tags.into_iter().map(|(k, v)| TagFilter::Equals(k, v)).collect(), errors_only))
+        Ok(tags)
     }
 
     fn window(&self) -> Result<Window, QueryError> {
@@ -243,22 +300,13 @@ async fn search(
         p.trace_id.iter().map(|id| id.0).collect()
     } else {
         let service = p.service.clone().ok_or_else(|| bad("service", "parameter 'service' is required"))?;
-        if let (Some(min), Some(max)) = (p.min_duration, p.max_duration)
-            && max.ns() < min.ns()
-        {
-            return Err(bad("maxDuration", "'maxDuration' should be greater than 'minDuration'").into());
-        }
-        let (tags, errors_only) = p.tag_filters()?;
-        let filter = SpanFilter {
-            service: Some(service),
-            operation: p.operation.clone(),
-            tags,
-            tag_sources: TagSources::Anywhere,
-            min_duration_ns: p.min_duration.map(SpanDuration::ns),
-            max_duration_ns: p.max_duration.map(SpanDuration::ns),
-            errors_only,
-            ..SpanFilter::default()
-        };
+        let filter = span_filter(
+            Some(service),
+            p.operation.clone(),
+            p.tags()?,
+            p.min_duration.map(SpanDuration::ns),
+            p.max_duration.map(SpanDuration::ns),
+        )?;
         let limit = match p.limit {
             Some(0) => return Err(bad("limit", "invalid parameter: limit must be greater than 0").into()),
             Some(n) => n.min(MAX_SEARCH_LIMIT),
@@ -328,17 +376,17 @@ mod tests {
             Unknown::Ignore,
         )
         .unwrap();
-        let (tags, errors_only) = params.tag_filters().unwrap();
-        assert!(errors_only);
+        let filter = span_filter(None, None, params.tags().unwrap(), None, None).unwrap();
+        assert!(filter.errors_only);
         assert_eq!(
-            tags,
+            filter.tags,
             vec![
                 TagFilter::Equals("http.status_code".into(), "500".into()),
                 TagFilter::Equals("k".into(), "v:w".into())
             ]
         );
         let broken: SearchParams = params::parse("tags=%7Bnope", Unknown::Ignore).unwrap();
-        assert!(broken.tag_filters().unwrap_err().to_string().starts_with("tags: malformed"));
+        assert!(broken.tags().unwrap_err().to_string().starts_with("tags: malformed"));
     }
 
     #[test]

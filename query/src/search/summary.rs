@@ -72,19 +72,24 @@ pub(super) fn read(batch: &RecordBatch) -> Result<Vec<Summary>, QueryError> {
     let (start, duration) = (c.ints("start_ns")?, c.ints("duration_ns")?);
     let (spans, errors) = (c.ints("span_count")?, c.ints("error_count")?);
     let (root_service, root_span) = (c.texts("root_service_name")?, c.texts("root_span_name")?);
-    let services = batch.column_by_name("services").ok_or_else(|| missing("services"))?.as_map();
+    let map = |name: &str| Ok::<_, QueryError>(batch.column_by_name(name).ok_or_else(|| missing(name))?.as_map());
+    let (services, errors_of) = (map("services")?, map("service_errors")?);
     (0..batch.num_rows())
         .map(|row| {
-            let entries = services.value(row);
+            // Both maps list the trace's services in the same order.
+            let (entries, error_entries) = (services.value(row), errors_of.value(row));
             let names = utf8(entries.column(0))?;
             let counts = cast(entries.column(1), &DataType::Int64).map_err(arrow_error)?;
+            let error_counts = cast(error_entries.column(1), &DataType::Int64).map_err(arrow_error)?;
             let services = names
                 .as_string::<i32>()
                 .iter()
                 .zip(counts.as_primitive::<Int64Type>().iter())
-                .map(|(name, count)| ServiceSpans {
+                .zip(error_counts.as_primitive::<Int64Type>().iter())
+                .map(|((name, count), errors)| ServiceSpans {
                     name: name.unwrap_or_default().to_owned(),
                     span_count: count.unwrap_or(0),
+                    error_count: errors.unwrap_or(0),
                 })
                 .collect();
             Ok(Summary {
@@ -125,7 +130,7 @@ impl QueryEngine {
                   summaries AS ({summaries})
              SELECT trace_id, CAST(start_time AS BIGINT) AS start_ns, CAST(duration_ns AS BIGINT) AS duration_ns,
                     root_service_name, root_span_name, CAST(span_count AS BIGINT) AS span_count,
-                    CAST(error_count AS BIGINT) AS error_count, services
+                    CAST(error_count AS BIGINT) AS error_count, services, service_errors
              FROM summaries",
             ids.join(", ")
         );

@@ -92,7 +92,7 @@ async fn brute_force(engine: &QueryEngine, request: &SearchRequest) -> Vec<Summa
               summaries AS ({summaries})
          SELECT trace_id, CAST(start_time AS BIGINT) AS start_ns, CAST(duration_ns AS BIGINT) AS duration_ns,
                 root_service_name, root_span_name, CAST(span_count AS BIGINT) AS span_count,
-                CAST(error_count AS BIGINT) AS error_count, services
+                CAST(error_count AS BIGINT) AS error_count, services, service_errors
          FROM summaries"
     );
     let tenant = TenantId::default();

@@ -22,6 +22,13 @@ use crate::error::StorageError;
 use crate::paths::{DataFilePath, FileKind, TenantId};
 use crate::schema::{self, edges as e};
 
+/// The ids an open end is matched by.
+struct OpenIds {
+    trace: [u8; 16],
+    span: [u8; 8],
+    parent: Option<[u8; 8]>,
+}
+
 /// One row of an edge file, before it is appended.
 struct Row<'a> {
     kind: i8,
@@ -30,7 +37,7 @@ struct Row<'a> {
     child: Option<&'a str>,
     bucket: i32,
     stats: CallStats,
-    ids: Option<([u8; 16], [u8; 8], Option<[u8; 8]>)>,
+    ids: Option<OpenIds>,
     leaf: bool,
     producer: bool,
     arrived: i64,
@@ -65,7 +72,7 @@ pub fn to_batch(partial: &Partial) -> Result<RecordBatch, ArrowError> {
         child: s.service.as_deref(),
         bucket: 0,
         stats: open(s.error, s.duration_ns),
-        ids: Some((s.trace_id, s.span_id, s.parent_span_id)),
+        ids: Some(OpenIds { trace: s.trace_id, span: s.span_id, parent: s.parent_span_id }),
         leaf: false,
         producer: false,
         arrived: s.arrived_ns,
@@ -77,7 +84,7 @@ pub fn to_batch(partial: &Partial) -> Result<RecordBatch, ArrowError> {
         child: c.remote.as_deref(),
         bucket: 0,
         stats: open(c.error, c.duration_ns),
-        ids: Some((c.trace_id, c.span_id, None)),
+        ids: Some(OpenIds { trace: c.trace_id, span: c.span_id, parent: None }),
         leaf: c.leaf,
         producer: c.producer,
         arrived: c.arrived_ns,
@@ -108,7 +115,7 @@ pub fn to_batch(partial: &Partial) -> Result<RecordBatch, ArrowError> {
         min_ns.append_value(row.stats.min_ns);
         max_ns.append_value(row.stats.max_ns);
         match row.ids {
-            Some((trace, span, parent)) => {
+            Some(OpenIds { trace, span, parent }) => {
                 trace_id.append_value(trace)?;
                 span_id.append_value(span)?;
                 match parent {
