@@ -93,10 +93,13 @@ async fn search_results_are_trace_summaries() {
             "traceID": trace_id(1), "rootServiceName": "frontend", "rootSpanName": "GET /a",
             "startTimeUnixNano": base * 1_000_000, "durationNs": 100_000_000,
             "spanCount": 3, "errorCount": 0,
-            "services": [{"name": "backend", "spanCount": 1}, {"name": "frontend", "spanCount": 2}],
+            "services": [{"name": "backend", "spanCount": 1, "errorCount": 0}, {"name": "frontend", "spanCount": 2, "errorCount": 0}],
         })
     );
     assert_eq!(traces[0]["errorCount"], 1);
+    let failing: Vec<&Value> =
+        traces[0]["services"].as_array().unwrap().iter().filter(|s| s["errorCount"] == 1).collect();
+    assert_eq!(failing.len(), 1, "the error counts for its own service: {}", traces[0]);
     assert_eq!(traces[0]["durationNs"], 300_000_000);
     assert_eq!(body["nextCursor"], Value::Null, "one page");
 }
