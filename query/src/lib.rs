@@ -23,6 +23,7 @@ mod tag_summaries;
 mod test_support;
 mod trace;
 mod trace_files;
+pub mod traceql;
 pub mod tree;
 
 pub use engine::{QueryEngine, QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};

@@ -21,6 +21,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::QueryError;
+use crate::traceql::TraceQl;
 
 pub(crate) const NANOS_PER_MICRO: i64 = 1_000;
 pub(crate) const NANOS_PER_MILLI: i64 = 1_000_000;
@@ -453,6 +454,17 @@ fn resource_columns() -> impl Iterator<Item = &'static schema::Dedicated> {
     DEDICATED.iter().filter(|d| d.level == schema::Level::Resource)
 }
 
+impl FromStr for TraceQl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        TraceQl::parse(text).map_err(|e| e.to_string())
+    }
+}
+
+text_param!(TraceQl, "TraceQL", |s| s
+    .description(Some("A TraceQL spanset filter, e.g. { resource.service.name = \"shop\" && duration > 100ms }")));
+
 impl<'de> Deserialize<'de> for GroupBy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <Cow<'de, str>>::deserialize(deserializer)?;
@@ -602,14 +614,23 @@ pub struct SpanFilter {
     pub min_duration_ns: Option<i64>,
     pub max_duration_ns: Option<i64>,
     pub errors_only: bool,
+    /// A TraceQL spanset filter the span must be in.
+    pub traceql: Option<TraceQl>,
 }
 
 impl SpanFilter {
     /// The SQL condition on `spans` for this filter inside `window`.
     pub(crate) fn where_sql(&self, window: &Window, params: &mut Params) -> String {
+        self.where_sql_in(window, window, params)
+    }
+
+    /// The condition for the spans of `slice`, a part of the search's
+    /// `window`: what a span must meet together with other spans of its
+    /// trace (TraceQL's `{a} && {b}`) may be met anywhere in the window.
+    pub(crate) fn where_sql_in(&self, slice: &Window, window: &Window, params: &mut Params) -> String {
         let mut conditions = vec![
-            format!("{} >= {}", schema::START_TIME, params.time(window.start_ns)),
-            format!("{} < {}", schema::START_TIME, params.time(window.end_ns)),
+            format!("{} >= {}", schema::START_TIME, params.time(slice.start_ns)),
+            format!("{} < {}", schema::START_TIME, params.time(slice.end_ns)),
         ];
         let mut equals = |column: &str, value: &Option<String>, params: &mut Params| {
             if let Some(value) = value {
@@ -631,6 +652,9 @@ impl SpanFilter {
         }
         for tag in &self.tags {
             conditions.push(tag_condition(tag, self.tag_sources, params));
+        }
+        if let Some(query) = &self.traceql {
+            conditions.push(format!("({})", query.condition(window, params)));
         }
         conditions.join(" AND ")
     }

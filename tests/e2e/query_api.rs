@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
+use spanlake_query::params::percent_encode;
 
 use crate::fixture::{CLIENT, CONSUMER, INTERNAL, PRODUCER, SERVER, Span, get, get_ok, now_ms, send, trace_id};
 use crate::harness::{ServerOptions, TestServer, validate_json};
@@ -80,6 +81,17 @@ async fn search_applies_every_filter_to_single_spans() {
     let start = base + 500;
     assert_eq!(found(&server, &format!("start={start}&end={}", base + 1500)).await, [2]);
     assert_eq!(found(&server, "lookback=1m").await, Vec::<u16>::new(), "ten minutes ago is outside");
+    // TraceQL, alone and beside the other filters.
+    let q = |query: &str| format!("q={}", percent_encode(query));
+    assert_eq!(found(&server, &q(r#"{ span.customer = "acme" }"#)).await, [1]);
+    assert_eq!(found(&server, &q("{ status = error || duration < 10ms }")).await, [3, 2]);
+    assert_eq!(found(&server, &q(r#"{ resource.service.version = "2.0" && kind = server }"#)).await, [2]);
+    assert_eq!(found(&server, &q(r#"{ .http.route = "/a" } && { span.customer =~ "glo.*" }"#)).await, [2]);
+    assert_eq!(found(&server, &format!("service=frontend&{}", q("{ duration > 200ms }"))).await, [2]);
+    assert_eq!(found(&server, &format!("sort=duration_asc&{}", q("{}"))).await, [3, 1, 2]);
+    let (status, body) = get(&server, &format!("/api/v1/search?{}", q("{ duration > }"))).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "q: parse error at line 1, col 14: unexpected }, expecting a value or an attribute");
 }
 
 #[tokio::test(flavor = "multi_thread")]

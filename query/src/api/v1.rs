@@ -28,6 +28,7 @@ use crate::params::{
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
+use crate::traceql::TraceQl;
 
 pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()
@@ -86,6 +87,9 @@ macro_rules! filtered {
             pub max_duration: Option<SpanDuration>,
             #[param(inline)]
             pub status: Option<StatusFilter>,
+            /// A TraceQL spanset filter (`docs/traceql.md`), with the others.
+            #[param(inline)]
+            pub q: Option<TraceQl>,
             /// Window start.
             #[param(inline)]
             pub start: Option<Timestamp>,
@@ -112,6 +116,7 @@ macro_rules! filtered {
                     min_duration_ns: self.min_duration.map(SpanDuration::ns),
                     max_duration_ns: self.max_duration.map(SpanDuration::ns),
                     errors_only: self.status == Some(StatusFilter::Error),
+                    traceql: self.q.clone(),
                 }
             }
 

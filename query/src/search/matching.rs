@@ -73,7 +73,7 @@ impl QueryEngine {
         let (lo, hi) = (params.time(slice.start_ns), params.time(slice.end_ns));
         let sql = match matching {
             Matching::Spans(filter) => {
-                let matching = filter.where_sql(&slice, &mut params);
+                let matching = filter.where_sql_in(&slice, window, &mut params);
                 format!(
                     "SELECT trace_id, CAST(min(start_time) AS BIGINT) AS bound FROM {SPANS_TABLE}
                      WHERE {matching} GROUP BY trace_id"

@@ -15,6 +15,7 @@ use super::*;
 use crate::engine::{QueryLimits, trace_summary_sql};
 use crate::params::TagFilter;
 use crate::test_support::{self, attribute};
+use crate::traceql::TraceQl;
 
 const SERVICES: [&str; 4] = ["web", "cart", "pay", "db"];
 const OPERATIONS: [&str; 3] = ["GET /", "charge", "query"];
@@ -73,6 +74,19 @@ fn random_filter(rng: &mut StdRng) -> SpanFilter {
         filter.min_duration_ns = Some(rng.random_range(0..150) * 1_000_000);
     }
     filter.errors_only = rng.random_bool(0.15);
+    if rng.random_bool(0.4) {
+        let query = [
+            r#"{ span.tier = "gold" && duration > 50ms }"#,
+            r#"{ status = error } || { name = "charge" }"#,
+            r#"{ resource.service.name = "db" } && { span.tier = "free" && name = "GET /" }"#,
+            r#"{ name =~ "q.*" } && { status = error }"#,
+            // Roots start long traces, half an hour before their last spans.
+            r#"{ resource.service.name = "web" } && { status = error }"#,
+        ]
+        .choose(rng)
+        .expect("queries");
+        filter.traceql = Some(TraceQl::parse(query).expect("a query"));
+    }
     filter
 }
 
@@ -159,4 +173,52 @@ async fn every_page_is_the_page_of_a_brute_force_ranking() {
         }
         assert_eq!(got.len(), expected.len(), "case {case}: every match on some page");
     }
+}
+
+/// `{a} && {b}` holds for a trace whose `a` and `b` spans fall in different
+/// slices of the newest-first walk.
+#[tokio::test(flavor = "multi_thread")]
+async fn spansets_of_one_trace_meet_across_slices() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = test_support::storage(dir.path()).await;
+    let tenant = TenantId::default();
+    let span = |trace: u32, id: u8, service: &str, name: &str, at_s: i64| {
+        let begin = (BASE + at_s * SECOND) as u64;
+        let span = Span {
+            trace_id: [trace.to_be_bytes().as_slice(), &[7; 12]].concat(),
+            span_id: vec![id; 8],
+            parent_span_id: if id == 1 { vec![] } else { vec![1; 8] },
+            name: name.into(),
+            start_time_unix_nano: begin,
+            end_time_unix_nano: begin + 1_000_000,
+            ..Default::default()
+        };
+        ResourceSpans {
+            resource: Some(Resource { attributes: vec![attribute("service.name", service)], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+            ..Default::default()
+        }
+    };
+    // The long trace's root first, its database call half an hour later,
+    // and a hundred other spans between them.
+    let mut exports = vec![vec![span(1, 1, "web", "root", 0)]];
+    exports.extend((2..102).map(|t| vec![span(t, 1, "web", "other", i64::from(t) * 10)]));
+    exports.push(vec![span(1, 2, "db", "query", 1800)]);
+    for resource_spans in exports {
+        let bytes = Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec());
+        storage.write(&tenant, storage.decode(bytes).expect("decodes")).await.expect("written");
+    }
+    let engine = QueryEngine::new(storage, QueryLimits::default()).expect("engine");
+    let query = r#"{ resource.service.name = "db" } && { name = "root" }"#;
+    let request = SearchRequest {
+        filter: SpanFilter { traceql: Some(TraceQl::parse(query).expect("a query")), ..SpanFilter::default() },
+        window: Window { start_ns: BASE - SECOND, end_ns: BASE + 3600 * SECOND },
+        order: SearchOrder::StartDesc,
+        limit: 5,
+        cursor: None,
+    };
+    let page = engine.page(&tenant, &request).await.expect("a page");
+    let found: Vec<u32> =
+        page.traces.iter().map(|t| u32::from_be_bytes(t.trace_id.0[..4].try_into().expect("4 bytes"))).collect();
+    assert_eq!(found, [1]);
 }

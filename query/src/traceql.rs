@@ -1,0 +1,104 @@
+//! TraceQL, Tempo's trace query language: a lexer (`lexer.rs`), a parser
+//! to an AST (`parser.rs`, `ast.rs`) that reports where an error is, and a
+//! compiler of spanset filters to SQL conditions on `spans` (`sql.rs`), so
+//! a TraceQL search runs on DataFusion plans through the same exact,
+//! paged search as every other filter. `docs/traceql.md` lists what is
+//! supported; everything else is refused with its position.
+
+mod ast;
+mod lexer;
+mod parser;
+mod sql;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use ast::{Query, Stage};
+use thiserror::Error;
+
+use crate::params::{Params, Window};
+
+/// A query error with the line and column (1-based) it was found at.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("parse error at line {line}, col {column}: {message}")]
+pub struct TraceQlError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl TraceQlError {
+    fn at(text: &str, offset: usize, message: impl Into<String>) -> Self {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Self { line, column, message: message.into() }
+    }
+}
+
+/// A parsed TraceQL query whose spanset filter spanlake can run.
+#[derive(Debug, Clone)]
+pub struct TraceQl {
+    text: String,
+    query: Query,
+}
+
+impl PartialEq for TraceQl {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for TraceQl {}
+
+impl Hash for TraceQl {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl fmt::Display for TraceQl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl TraceQl {
+    /// Parses a query and checks that spanlake can answer it as a search.
+    pub fn parse(text: &str) -> Result<Self, TraceQlError> {
+        let query = parse_query(text)?;
+        for stage in &query.stages {
+            let (at, what) = match stage {
+                Stage::Select(..) => continue,
+                Stage::Aggregate { at, .. } => (*at, "an aggregate (count(), avg(), ...) after |"),
+                Stage::By(_, at) => (*at, "by() in a search"),
+                Stage::Coalesce(at) => (*at, "coalesce()"),
+                Stage::Metrics { at, .. } => (*at, "a metrics function in a search (use the metrics API)"),
+                Stage::Followup { at, .. } => (*at, "topk/bottomk/compare in a search"),
+                Stage::Filter(_) => (text.find('|').unwrap_or(0), "a spanset filter after |"),
+            };
+            return Err(TraceQlError::at(text, at, format!("{what} is not supported yet")));
+        }
+        let this = Self { text: text.to_owned(), query };
+        // Compiling once here surfaces every error before a search runs.
+        this.compile(&Window { start_ns: 0, end_ns: 1 }, &mut Params::default())?;
+        Ok(this)
+    }
+
+    fn compile(&self, window: &Window, params: &mut Params) -> Result<String, TraceQlError> {
+        sql::Compiler { text: &self.text, params, window: *window }.spanset(&self.query.spanset)
+    }
+
+    /// The condition a span must meet to be in the query's spansets, for
+    /// a search of `window`.
+    pub(crate) fn condition(&self, window: &Window, params: &mut Params) -> String {
+        // `parse` compiled it already; the same query compiles the same way.
+        self.compile(window, params).unwrap_or_else(|_| "FALSE".to_owned())
+    }
+}
+
+fn parse_query(text: &str) -> Result<Query, TraceQlError> {
+    parser::Parser::new(text, lexer::tokens(text)?).query()
+}

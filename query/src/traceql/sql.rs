@@ -1,0 +1,327 @@
+//! A spanset filter as a SQL condition on the `spans` table, which
+//! DataFusion plans like any other: so TraceQL runs on the same pruning,
+//! bloom filters and search walk as every other filter.
+//!
+//! Attribute values are stored as text; a comparison with a number casts
+//! them (`TRY_CAST`, so text that is no number matches nothing), a
+//! dedicated numeric column is compared as it is. An unscoped attribute
+//! (`.key`) matches when the span's or the resource's value does. Regular
+//! expressions are anchored at both ends, as in Tempo.
+
+use spanlake_storage::schema::{self, DEDICATED, Level};
+
+use super::TraceQlError;
+use super::ast::{BinaryOp, Expr, Intrinsic, Literal, Scope, Spanset, SpansetOp, Status};
+use crate::engine::SPANS_TABLE;
+use crate::params::{Params, Window};
+
+/// A compiled field expression.
+enum Sql {
+    Bool(String),
+    Num(String),
+    Text(String),
+    /// The places an attribute may be (span, resource): each a text value
+    /// and, for a dedicated numeric column, its number.
+    Attr(Vec<(String, Option<String>)>),
+    Status(String),
+    Kind(String),
+    /// A literal kept as it is until its other side says how to use it.
+    Lit(Literal),
+}
+
+pub(super) struct Compiler<'a> {
+    pub(super) text: &'a str,
+    pub(super) params: &'a mut Params,
+    pub(super) window: Window,
+}
+
+fn unsupported(text: &str, at: usize, what: &str) -> TraceQlError {
+    TraceQlError::at(text, at, format!("{what} is not supported yet"))
+}
+
+impl Compiler<'_> {
+    fn err(&self, at: usize, message: impl Into<String>) -> TraceQlError {
+        TraceQlError::at(self.text, at, message)
+    }
+
+    /// The spans a spanset expression yields, as a condition on a span.
+    pub(super) fn spanset(&mut self, spanset: &Spanset) -> Result<String, TraceQlError> {
+        match spanset {
+            Spanset::Filter(None, _) => Ok("TRUE".to_owned()),
+            Spanset::Filter(Some(expr), _) => self.condition(expr),
+            Spanset::Op(SpansetOp::Or, left, right, _) => {
+                Ok(format!("(({}) OR ({}))", self.spanset(left)?, self.spanset(right)?))
+            }
+            // Both spansets must be non-empty in the trace; the spans of both are kept.
+            Spanset::Op(SpansetOp::And, left, right, _) => {
+                let (left, right) = (self.spanset(left)?, self.spanset(right)?);
+                let (left_traces, right_traces) = (self.traces_with(&left), self.traces_with(&right));
+                Ok(format!(
+                    "((({left}) AND {} IN ({right_traces})) OR (({right}) AND {} IN ({left_traces})))",
+                    schema::TRACE_ID,
+                    schema::TRACE_ID
+                ))
+            }
+            Spanset::Op(_, _, _, at) => Err(unsupported(self.text, *at, "a structural operator")),
+        }
+    }
+
+    /// The traces with a span in the window that meets `condition`.
+    fn traces_with(&mut self, condition: &str) -> String {
+        let (start, end) = (self.params.time(self.window.start_ns), self.params.time(self.window.end_ns));
+        format!(
+            "SELECT {trace} FROM {SPANS_TABLE} WHERE {time} >= {start} AND {time} < {end} AND ({condition})",
+            trace = schema::TRACE_ID,
+            time = schema::START_TIME
+        )
+    }
+
+    /// A field expression that must be a condition.
+    pub(super) fn condition(&mut self, expr: &Expr) -> Result<String, TraceQlError> {
+        match self.expr(expr)? {
+            Sql::Bool(sql) => Ok(sql),
+            Sql::Lit(Literal::Bool(b)) => Ok(if b { "TRUE" } else { "FALSE" }.to_owned()),
+            // A bare attribute holds when it is the boolean true.
+            Sql::Attr(places) => Ok(any(places.iter().map(|(text, _)| format!("{text} = 'true'")).collect(), " OR ")),
+            _ => Err(self.err(expr.at(), "a spanset filter needs a condition here, not a value")),
+        }
+    }
+
+    fn expr(&mut self, expr: &Expr) -> Result<Sql, TraceQlError> {
+        Ok(match expr {
+            Expr::Literal(literal, _) => Sql::Lit(literal.clone()),
+            Expr::Attribute { scope, name, at } => self.attribute(*scope, name, *at)?,
+            Expr::Intrinsic(intrinsic, at) => self.intrinsic(*intrinsic, *at)?,
+            Expr::Not(inner, _) => Sql::Bool(format!("NOT ({})", self.condition(inner)?)),
+            Expr::Neg(inner, at) => Sql::Num(format!("(-{})", self.number(inner, *at)?)),
+            Expr::Binary(op @ (BinaryOp::And | BinaryOp::Or), left, right, _) => {
+                let joiner = if *op == BinaryOp::And { "AND" } else { "OR" };
+                Sql::Bool(format!("(({}) {joiner} ({}))", self.condition(left)?, self.condition(right)?))
+            }
+            Expr::Binary(op, left, right, at) if arithmetic(*op) => {
+                let (l, r) = (self.number(left, *at)?, self.number(right, *at)?);
+                Sql::Num(match op {
+                    BinaryOp::Add => format!("({l} + {r})"),
+                    BinaryOp::Sub => format!("({l} - {r})"),
+                    BinaryOp::Mul => format!("({l} * {r})"),
+                    BinaryOp::Div => format!("({l} / NULLIF({r}, 0))"),
+                    BinaryOp::Mod => format!("({l} % NULLIF({r}, 0))"),
+                    _ => format!("power({l}, {r})"),
+                })
+            }
+            Expr::Binary(op, left, right, at) => self.comparison(*op, left, right, *at)?,
+        })
+    }
+
+    /// An expression used as a number.
+    fn number(&mut self, expr: &Expr, at: usize) -> Result<String, TraceQlError> {
+        match self.expr(expr)? {
+            Sql::Num(sql) => Ok(sql),
+            Sql::Lit(Literal::Int(n)) => Ok(format!("CAST({} AS DOUBLE)", self.params.int(n))),
+            Sql::Lit(Literal::Duration(n)) => Ok(format!("CAST({} AS DOUBLE)", self.params.int(n))),
+            Sql::Lit(Literal::Float(f)) => Ok(self.params.add(datafusion::common::ScalarValue::Float64(Some(f)))),
+            Sql::Attr(places) if places.len() == 1 => Ok(numeric(&places[0])),
+            Sql::Attr(places) => Ok(format!("COALESCE({})", places.iter().map(numeric).collect::<Vec<_>>().join(", "))),
+            _ => Err(self.err(at, "arithmetic needs numbers")),
+        }
+    }
+
+    fn attribute(&mut self, scope: Scope, name: &str, at: usize) -> Result<Sql, TraceQlError> {
+        let level_place = |level: Level, map: &str, params: &mut Params| match DEDICATED
+            .iter()
+            .find(|d| d.key == name && d.level == level)
+        {
+            Some(d) => (
+                format!("CAST({} AS VARCHAR)", d.column),
+                (d.kind == schema::ColumnKind::Int).then(|| format!("CAST({} AS DOUBLE)", d.column)),
+            ),
+            None => (format!("{map}[{}]", params.text(name)), None),
+        };
+        Ok(Sql::Attr(match scope {
+            Scope::Span => vec![level_place(Level::Span, schema::SPAN_ATTRIBUTES, self.params)],
+            Scope::Resource => vec![level_place(Level::Resource, schema::RESOURCE_ATTRIBUTES, self.params)],
+            Scope::Unscoped => vec![
+                level_place(Level::Span, schema::SPAN_ATTRIBUTES, self.params),
+                level_place(Level::Resource, schema::RESOURCE_ATTRIBUTES, self.params),
+            ],
+            Scope::Instrumentation => vec![(format!("{}[{}]", schema::SCOPE_ATTRIBUTES, self.params.text(name)), None)],
+            Scope::Event | Scope::Link => {
+                return Err(self.err(at, "event. and link. attributes are supported only as `= \"text\"` and `!= nil`"));
+            }
+        }))
+    }
+
+    fn intrinsic(&mut self, intrinsic: Intrinsic, at: usize) -> Result<Sql, TraceQlError> {
+        let text = |column: &str| Sql::Text(format!("CAST({column} AS VARCHAR)"));
+        Ok(match intrinsic {
+            Intrinsic::Name => text(schema::SPAN_NAME),
+            Intrinsic::StatusMessage => text(schema::STATUS_MESSAGE),
+            Intrinsic::Status => Sql::Status(format!("CAST({} AS VARCHAR)", schema::STATUS_CODE)),
+            Intrinsic::Kind => Sql::Kind(format!("CAST({} AS VARCHAR)", schema::SPAN_KIND)),
+            Intrinsic::Duration => Sql::Num(format!("CAST({} AS DOUBLE)", schema::DURATION_NS)),
+            Intrinsic::SpanId => Sql::Text(format!("id_to_hex({})", schema::SPAN_ID)),
+            Intrinsic::ParentId => Sql::Text(format!("id_to_hex({})", schema::PARENT_SPAN_ID)),
+            Intrinsic::TraceId => Sql::Text(format!("id_to_hex({})", schema::TRACE_ID)),
+            Intrinsic::InstrumentationName => text(schema::SCOPE_NAME),
+            Intrinsic::InstrumentationVersion => text(schema::SCOPE_VERSION),
+            other => return Err(unsupported(self.text, at, &format!("{other:?}"))),
+        })
+    }
+
+    fn comparison(&mut self, op: BinaryOp, left: &Expr, right: &Expr, at: usize) -> Result<Sql, TraceQlError> {
+        // Nested attributes and event names answer equality only.
+        for (side, other) in [(left, right), (right, left)] {
+            if let Some(sql) = self.nested(op, side, other, at)? {
+                return Ok(Sql::Bool(sql));
+            }
+        }
+        let (l, r) = (self.expr(left)?, self.expr(right)?);
+        let (l, r, op) = match (&l, &r) {
+            (Sql::Lit(_), Sql::Lit(_)) => return Err(self.err(at, "a comparison needs an attribute or an intrinsic")),
+            (Sql::Lit(_), _) => (r, l, flip(op)),
+            _ => (l, r, op),
+        };
+        let cmp = sql_op(op);
+        let regex = matches!(op, BinaryOp::Regex | BinaryOp::NotRegex);
+        Ok(Sql::Bool(match (l, r) {
+            (Sql::Attr(places), Sql::Lit(Literal::Nil)) => match op {
+                BinaryOp::Eq => any(places.iter().map(|(t, _)| format!("{t} IS NULL")).collect(), " AND "),
+                BinaryOp::NotEq => any(places.iter().map(|(t, _)| format!("{t} IS NOT NULL")).collect(), " OR "),
+                _ => return Err(self.err(at, "nil is compared with = or != only")),
+            },
+            (_, Sql::Lit(Literal::Nil)) => match op {
+                BinaryOp::Eq => "FALSE".to_owned(),
+                BinaryOp::NotEq => "TRUE".to_owned(),
+                _ => return Err(self.err(at, "nil is compared with = or != only")),
+            },
+            (Sql::Attr(places), Sql::Lit(Literal::Str(s))) => {
+                let value = if regex { self.params.text(&anchored(&s)) } else { self.params.text(&s) };
+                any(places.iter().map(|(t, _)| compare_text(t, op, cmp, &value)).collect(), " OR ")
+            }
+            (Sql::Attr(places), Sql::Lit(Literal::Bool(b))) if matches!(op, BinaryOp::Eq | BinaryOp::NotEq) => {
+                let value = self.params.text(if b { "true" } else { "false" });
+                any(places.iter().map(|(t, _)| format!("{t} {cmp} {value}")).collect(), " OR ")
+            }
+            (Sql::Attr(places), Sql::Lit(literal @ (Literal::Int(_) | Literal::Float(_) | Literal::Duration(_))))
+                if !regex =>
+            {
+                let value = self.literal_number(&literal);
+                any(places.iter().map(|p| format!("{} {cmp} {value}", numeric(p))).collect(), " OR ")
+            }
+            (Sql::Text(t), Sql::Lit(Literal::Str(s))) => {
+                let value = if regex { self.params.text(&anchored(&s)) } else { self.params.text(&s) };
+                compare_text(&t, op, cmp, &value)
+            }
+            (Sql::Num(n), Sql::Lit(literal @ (Literal::Int(_) | Literal::Float(_) | Literal::Duration(_)))) if !regex => {
+                format!("{n} {cmp} {}", self.literal_number(&literal))
+            }
+            (Sql::Num(a), Sql::Num(b)) if !regex => format!("{a} {cmp} {b}"),
+            (Sql::Num(a), Sql::Attr(places)) | (Sql::Attr(places), Sql::Num(a)) if !regex => {
+                any(places.iter().map(|p| format!("{a} {cmp} {}", numeric(p))).collect(), " OR ")
+            }
+            (Sql::Status(column), Sql::Lit(Literal::Status(status))) if matches!(op, BinaryOp::Eq | BinaryOp::NotEq) => {
+                let value = match status {
+                    Status::Error => "ERROR",
+                    Status::Ok => "OK",
+                    Status::Unset => "UNSET",
+                };
+                format!("{column} {cmp} {}", self.params.text(value))
+            }
+            (Sql::Kind(column), Sql::Lit(Literal::Kind(kind))) if matches!(op, BinaryOp::Eq | BinaryOp::NotEq) => {
+                format!("{column} {cmp} {}", self.params.text(kind.column_value()))
+            }
+            (Sql::Text(a), Sql::Text(b)) if !regex => format!("{a} {cmp} {b}"),
+            (Sql::Text(a), Sql::Attr(places)) | (Sql::Attr(places), Sql::Text(a)) if !regex => {
+                any(places.iter().map(|(t, _)| format!("{a} {cmp} {t}")).collect(), " OR ")
+            }
+            _ => return Err(self.err(at, "these two sides cannot be compared (check the types: status = error, kind = server, duration > 1s, name = \"text\")")),
+        }))
+    }
+
+    /// `event.x = "v"`, `link.x != nil`, `event:name = "v"`: conditions
+    /// on a span's events or links; `None` when `side` is none of those.
+    fn nested(&mut self, op: BinaryOp, side: &Expr, other: &Expr, at: usize) -> Result<Option<String>, TraceQlError> {
+        let list = match side {
+            Expr::Attribute { scope: Scope::Event, .. } | Expr::Intrinsic(Intrinsic::EventName, _) => schema::EVENTS,
+            Expr::Attribute { scope: Scope::Link, .. } => schema::LINKS,
+            _ => return Ok(None),
+        };
+        let unsupported = || self.err(at, "event and link values are compared with = \"text\" or != nil only");
+        let value = match (op, other) {
+            (BinaryOp::Eq, Expr::Literal(Literal::Str(s), _)) => Some(s.clone()),
+            (BinaryOp::NotEq, Expr::Literal(Literal::Nil, _)) => None,
+            _ => return Err(unsupported()),
+        };
+        Ok(Some(match side {
+            Expr::Intrinsic(..) => match value {
+                Some(name) => format!("span_has_event({list}, {})", self.params.text(&name)),
+                None => format!("cardinality({list}) > 0"),
+            },
+            Expr::Attribute { name, .. } => {
+                let key = self.params.text(name);
+                let value = match value {
+                    Some(v) => self.params.text(&v),
+                    None => "CAST(NULL AS VARCHAR)".to_owned(),
+                };
+                format!("nested_attribute_is({list}, {key}, {value})")
+            }
+            _ => unreachable!("matched above"),
+        }))
+    }
+
+    fn literal_number(&mut self, literal: &Literal) -> String {
+        match literal {
+            Literal::Float(f) => self.params.add(datafusion::common::ScalarValue::Float64(Some(*f))),
+            Literal::Int(n) | Literal::Duration(n) => format!("CAST({} AS DOUBLE)", self.params.int(*n)),
+            _ => "NULL".to_owned(),
+        }
+    }
+}
+
+fn arithmetic(op: BinaryOp) -> bool {
+    matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod | BinaryOp::Pow)
+}
+
+/// An attribute place as a number.
+fn numeric((text, number): &(String, Option<String>)) -> String {
+    number.clone().unwrap_or_else(|| format!("TRY_CAST({text} AS DOUBLE)"))
+}
+
+fn compare_text(text: &str, op: BinaryOp, cmp: &str, value: &str) -> String {
+    match op {
+        BinaryOp::Regex => format!("regexp_like({text}, {value})"),
+        BinaryOp::NotRegex => format!("NOT regexp_like({text}, {value})"),
+        _ => format!("{text} {cmp} {value}"),
+    }
+}
+
+fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+fn any(parts: Vec<String>, joiner: &str) -> String {
+    format!("({})", parts.join(joiner))
+}
+
+fn sql_op(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Eq => "=",
+        BinaryOp::NotEq => "<>",
+        BinaryOp::Lt => "<",
+        BinaryOp::LtEq => "<=",
+        BinaryOp::Gt => ">",
+        BinaryOp::GtEq => ">=",
+        _ => "",
+    }
+}
+
+/// The same comparison with its sides swapped.
+fn flip(op: BinaryOp) -> BinaryOp {
+    match op {
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::LtEq => BinaryOp::GtEq,
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::GtEq => BinaryOp::LtEq,
+        other => other,
+    }
+}

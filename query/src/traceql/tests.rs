@@ -1,0 +1,276 @@
+//! The parser over valid and invalid queries (errors with their place), and
+//! every supported construct against the same question asked in SQL.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use spanlake_storage::TenantId;
+
+use super::*;
+use crate::engine::{QueryEngine, QueryLimits, SPANS_TABLE};
+use crate::params::SpanFilter;
+use crate::search::Columns;
+use crate::test_support;
+
+#[test]
+fn valid_queries_parse() {
+    for query in [
+        "{}",
+        "{ }",
+        r#"{ resource.service.name = "shop" }"#,
+        r#"{ .http.route = "/a" && span.http.response.status_code >= 500 }"#,
+        r#"{ name =~ "GET .*" || !(status = error) }"#,
+        "{ duration > 1.5s && duration <= 1h30m }",
+        "{ kind = server && status != ok }",
+        "{ span.retries * 2 + 1 > 3 }",
+        "{ span.ratio / 2 < 0.5 && span.n % 2 = 0 && 2 ^ 3 = 8 }",
+        r#"{ span."name with spaces" = "x" }"#,
+        "{ span.cache.hit = true } || { span.cache.hit = false }",
+        "{ span.customer != nil }",
+        r#"{ event.items = "3" } && { link.reason != nil }"#,
+        r#"{ event:name = "exception" }"#,
+        r#"{ trace:id = "0af7651916cd43dd8448eb211c80319c" && span:id != "00f067aa0ba902b7" }"#,
+        r#"{ instrumentation:name = "lib" && instrumentation.flag = true }"#,
+        r#"{ statusMessage =~ "dead.*" }"#,
+        "({ kind = client }) || ({ kind = server })",
+        r#"{ .a = "x" } | select(span.b, resource.c)"#,
+        "{ -duration < -1ms }",
+    ] {
+        TraceQl::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    }
+}
+
+#[test]
+fn invalid_queries_say_where() {
+    for (query, line, column, message) in [
+        ("", 1, 1, "empty query"),
+        ("{ name = }", 1, 10, "unexpected }"),
+        ("{ name = \"x\" ", 1, 14, "unexpected end of query, expecting }"),
+        ("{ foo = 1 }", 1, 3, "unknown name \"foo\""),
+        ("{ span. = 1 }", 1, 3, "an attribute needs a name"),
+        ("{ name = \"unterminated }", 1, 10, "unterminated string"),
+        ("{ duration > 5xs }", 1, 14, "is not a number or a duration"),
+        ("{ name = \"a\" } extra", 1, 16, "unexpected extra"),
+        ("{ a ? b }", 1, 5, "unexpected character"),
+        ("{ name = \"x\" } > { kind = server }", 1, 16, "structural operator is not supported yet"),
+        ("{ } | count() > 2", 1, 7, "aggregate"),
+        ("{ } | rate() by (resource.service.name)", 1, 7, "metrics function"),
+        ("{ } | bogus()", 1, 7, "unknown function bogus"),
+        ("{ rootServiceName = \"a\" }", 1, 3, "RootServiceName is not supported yet"),
+        ("{ status = server }", 1, 10, "cannot be compared"),
+        ("{ 1 = 1 }", 1, 5, "needs an attribute"),
+        ("{ event.x > 1 }", 1, 11, "event and link values"),
+        ("{ name }", 1, 3, "needs a condition"),
+        ("{\n  name = \"a\" &&\n  = 1 }", 3, 3, "unexpected ="),
+        ("{ name = \"\\q\" }", 1, 11, "unknown escape"),
+    ] {
+        let error = TraceQl::parse(query).expect_err(query);
+        assert_eq!((error.line, error.column), (line, column), "{query}: {error}");
+        assert!(error.message.contains(message), "{query}: {error}");
+        assert!(error.to_string().starts_with(&format!("parse error at line {line}, col {column}: ")), "{error}");
+    }
+}
+
+const BASE: i64 = 1_750_000_000_000_000_000;
+const MS: i64 = 1_000_000;
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+fn text(value: &str) -> Value {
+    Value::StringValue(value.into())
+}
+
+/// Trace `t`: a server span and a client span, different in every way a
+/// query can tell apart.
+fn trace(t: u8) -> Bytes {
+    let n = i64::from(t);
+    let id = |i: u8| vec![t, i, 0, 0, 0, 0, 0, 1];
+    let start = BASE + n * 1000 * MS;
+    let mut server = Span {
+        trace_id: vec![t; 16],
+        span_id: id(1),
+        name: format!("GET /item/{}", t % 3),
+        kind: 2,
+        start_time_unix_nano: start as u64,
+        end_time_unix_nano: (start + (n * 10 + 1) * MS) as u64,
+        attributes: vec![
+            kv("http.response.status_code", Value::IntValue(if t.is_multiple_of(4) { 500 } else { 200 })),
+            kv("retries", Value::IntValue(n % 3)),
+            kv("ratio", Value::DoubleValue(n as f64 / 10.0)),
+            kv("cache.hit", Value::BoolValue(t.is_multiple_of(2))),
+            kv("customer", text(["acme", "globex", "initech"][usize::from(t % 3)])),
+        ],
+        status: Some(Status {
+            code: if t.is_multiple_of(4) { 2 } else { 1 },
+            message: if t.is_multiple_of(4) { "deadline exceeded".into() } else { String::new() },
+        }),
+        events: if t % 2 == 1 {
+            vec![Event {
+                time_unix_nano: start as u64,
+                name: "exception".into(),
+                attributes: vec![kv("items", text("3"))],
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        },
+        ..Default::default()
+    };
+    if t.is_multiple_of(3) {
+        server.attributes.push(kv("only.some", text("yes")));
+    }
+    let client = Span {
+        trace_id: vec![t; 16],
+        span_id: id(2),
+        parent_span_id: id(1),
+        name: "SELECT".into(),
+        kind: 3,
+        start_time_unix_nano: (start + MS) as u64,
+        end_time_unix_nano: (start + MS + n * MS) as u64,
+        attributes: vec![
+            kv("db.system", text(if t.is_multiple_of(2) { "postgresql" } else { "mysql" })),
+            kv("customer", text("db")),
+        ],
+        links: if t.is_multiple_of(5) {
+            vec![Link {
+                trace_id: vec![9; 16],
+                span_id: vec![9; 8],
+                attributes: vec![kv("reason", text("retry"))],
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        },
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", text(if t.is_multiple_of(2) { "shop" } else { "cart" })),
+                    kv("service.version", text(if t < 6 { "1.0" } else { "2.0" })),
+                    kv("customer", text("resource-level")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "lib".into(),
+                    version: "1.2".into(),
+                    attributes: vec![kv("flag", Value::BoolValue(t % 3 == 1))],
+                    ..Default::default()
+                }),
+                spans: vec![server, client],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    Bytes::from(request.encode_to_vec())
+}
+
+async fn engine(dir: &std::path::Path) -> QueryEngine {
+    let storage = test_support::storage(dir).await;
+    let tenant = TenantId::default();
+    for t in 1..=12u8 {
+        storage.write(&tenant, storage.decode(trace(t)).expect("decodes")).await.expect("written");
+        if t == 6 {
+            storage.flush().await.expect("flushed");
+        }
+    }
+    QueryEngine::new(storage, QueryLimits::default()).expect("engine")
+}
+
+async fn traces(engine: &QueryEngine, condition: &str, params: Params) -> BTreeSet<u8> {
+    let sql = format!("SELECT DISTINCT trace_id FROM {SPANS_TABLE} WHERE {condition}");
+    let mut out = BTreeSet::new();
+    for batch in engine.batches(&TenantId::default(), &sql, params).await.unwrap_or_else(|e| panic!("{sql}: {e}")) {
+        for row in 0..batch.num_rows() {
+            out.insert(Columns(&batch).trace_id("trace_id", row).expect("an id").0[0]);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_construct_finds_what_the_same_sql_finds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(dir.path()).await;
+    let window = Window { start_ns: BASE, end_ns: BASE + 3_600_000 * MS };
+    let everything = traces(&engine, "TRUE", Params::default()).await;
+    assert_eq!(everything.len(), 12);
+    for (query, sql) in [
+        ("{}", "TRUE"),
+        (r#"{ resource.service.name = "shop" }"#, "service_name = 'shop'"),
+        (r#"{ .service.name = "cart" }"#, "service_name = 'cart'"),
+        (r#"{ span.http.response.status_code >= 500 }"#, "http_status_code >= 500"),
+        (r#"{ .http.response.status_code = 200 && kind = server }"#, "http_status_code = 200 AND span_kind = 'SERVER'"),
+        ("{ status = error }", "status_code = 'ERROR'"),
+        ("{ status != error && kind = server }", "status_code <> 'ERROR' AND span_kind = 'SERVER'"),
+        ("{ kind = client && duration > 5ms }", "span_kind = 'CLIENT' AND duration_ns > 5000000"),
+        ("{ duration >= 51ms && duration < 1s }", "duration_ns >= 51000000 AND duration_ns < 1000000000"),
+        (r#"{ name = "GET /item/1" }"#, "span_name = 'GET /item/1'"),
+        (r#"{ name =~ "GET /item/[02]" }"#, "span_name IN ('GET /item/0', 'GET /item/2')"),
+        (r#"{ name !~ "GET.*" && kind = server }"#, "FALSE"),
+        (r#"{ span.customer = "acme" }"#, "span_attributes['customer'] = 'acme'"),
+        (r#"{ resource.customer = "acme" }"#, "FALSE"),
+        (r#"{ .customer = "resource-level" }"#, "TRUE"),
+        (
+            r#"{ span.customer != "acme" && kind = server }"#,
+            "span_kind = 'SERVER' AND span_attributes['customer'] <> 'acme'",
+        ),
+        ("{ span.retries > 1 }", "TRY_CAST(span_attributes['retries'] AS BIGINT) > 1"),
+        ("{ span.retries * 2 + 1 >= 3 }", "TRY_CAST(span_attributes['retries'] AS BIGINT) >= 1"),
+        ("{ span.ratio > 0.45 }", "TRY_CAST(span_attributes['ratio'] AS DOUBLE) > 0.45"),
+        (
+            "{ span.ratio * 10 % 4 = 1 }",
+            "CAST(round(TRY_CAST(span_attributes['ratio'] AS DOUBLE) * 10) AS BIGINT) % 4 = 1",
+        ),
+        ("{ span.cache.hit = true }", "span_attributes['cache.hit'] = 'true'"),
+        ("{ span.cache.hit }", "span_attributes['cache.hit'] = 'true'"),
+        ("{ span.only.some != nil }", "span_attributes['only.some'] IS NOT NULL"),
+        ("{ span.only.some = nil && kind = server }", "span_kind = 'SERVER' AND span_attributes['only.some'] IS NULL"),
+        (r#"{ event:name = "exception" }"#, "cardinality(events) > 0"),
+        (r#"{ event.items = "3" }"#, "cardinality(events) > 0"),
+        ("{ link.reason != nil }", "cardinality(links) > 0"),
+        (r#"{ statusMessage =~ "dead.*" }"#, "status_message = 'deadline exceeded'"),
+        (r#"{ instrumentation:name = "lib" && instrumentation:version = "1.2" }"#, "TRUE"),
+        ("{ instrumentation.flag = true }", "scope_attributes['flag'] = 'true'"),
+        (
+            r#"{ trace:id = "05050505050505050505050505050505" }"#,
+            "id_to_hex(trace_id) = '05050505050505050505050505050505'",
+        ),
+        (r#"{ span:id = "0702000000000001" }"#, "id_to_hex(span_id) = '0702000000000001'"),
+        (r#"{ !(resource.service.name = "shop") }"#, "service_name <> 'shop'"),
+        (r#"{ span.db.system = "postgresql" || status = error }"#, "db_system = 'postgresql' OR status_code = 'ERROR'"),
+        (
+            r#"{ span.db.system = "mysql" } || { resource.service.version = "2.0" }"#,
+            "db_system = 'mysql' OR service_version = '2.0'",
+        ),
+        (
+            r#"{ span.db.system = "mysql" } && { span.customer = "acme" }"#,
+            "trace_id IN (SELECT trace_id FROM spans WHERE db_system = 'mysql') AND trace_id IN (SELECT trace_id FROM spans WHERE span_attributes['customer'] = 'acme')",
+        ),
+        (
+            r#"{ span.db.system = "postgresql" } && { span.http.response.status_code = 500 } | select(span.customer)"#,
+            "trace_id IN (SELECT trace_id FROM spans WHERE db_system = 'postgresql') AND trace_id IN (SELECT trace_id FROM spans WHERE http_status_code = 500)",
+        ),
+    ] {
+        let parsed = TraceQl::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let filter = SpanFilter { traceql: Some(parsed), ..SpanFilter::default() };
+        let mut params = Params::default();
+        let condition = filter.where_sql(&window, &mut params);
+        let found = traces(&engine, &condition, params).await;
+        let expected = traces(&engine, sql, Params::default()).await;
+        assert_eq!(found, expected, "{query} (as {condition})");
+        assert!(!found.is_empty() || sql == "FALSE", "{query}: the data should hold a match");
+    }
+}
