@@ -1,5 +1,6 @@
 //! The operational endpoints: `/metrics` (Prometheus text), `/healthz`
-//! (the process answers) and `/readyz` (storage replayed, API open). Until
+//! (the process answers) and `/readyz` (storage replayed, API open; also
+//! as `/ready`, Tempo's name). Until
 //! ready, every other path answers 503.
 
 use std::sync::{Arc, OnceLock};
@@ -32,19 +33,19 @@ impl Ops {
     pub(crate) fn router(&self) -> Router {
         let registry = Arc::clone(&self.registry);
         let ready = Arc::clone(&self.app);
+        let readiness = get(move || async move {
+            if ready.get().is_some() {
+                (StatusCode::OK, "ready\n")
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, "replaying the WAL\n")
+            }
+        });
         let app = Arc::clone(&self.app);
         Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
-            .route(
-                "/readyz",
-                get(move || async move {
-                    if ready.get().is_some() {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "replaying the WAL\n")
-                    }
-                }),
-            )
+            // `/ready` is Tempo's name for it, which Grafana's Tempo data source may probe.
+            .route("/readyz", readiness.clone())
+            .route("/ready", readiness)
             .route("/metrics", get(move || async move { metrics(&registry) }))
             .fallback(move |request: Request<Body>| async move {
                 match app.get() {

@@ -1,20 +1,25 @@
 //! The HTTP read APIs, one module per family over the same domain methods:
 //! spanlake's own `/api/v1` (`v1.rs`, documented in `openapi.rs`), Zipkin's
-//! v2 (`zipkin.rs`) and Jaeger's (`jaeger.rs`: its legacy HTTP API, api_v3
-//! over HTTP in `jaeger/v3.rs` and over gRPC in `jaeger/grpc.rs`). Here: what they share, the
+//! v2 (`zipkin.rs`), Jaeger's (`jaeger.rs`: its legacy HTTP API, api_v3
+//! over HTTP in `jaeger/v3.rs` and over gRPC in `jaeger/grpc.rs`) and
+//! Tempo's (`tempo.rs`). Here: what they share, the
 //! tenant and query-string extractors and the one place where query errors
 //! become HTTP responses.
 
 pub mod jaeger;
 mod openapi;
+mod tempo;
 pub mod v1;
 mod zipkin;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use spanlake_storage::{TENANT_HEADER, TenantId};
@@ -28,7 +33,22 @@ pub(crate) use openapi::ApiError;
 
 /// Every read route of every family.
 pub fn router(engine: Arc<QueryEngine>) -> Router {
-    v1::router(Arc::clone(&engine)).merge(zipkin::router(Arc::clone(&engine))).merge(jaeger::router(engine))
+    v1::router(Arc::clone(&engine))
+        .merge(zipkin::router(Arc::clone(&engine)))
+        .merge(jaeger::router(Arc::clone(&engine)))
+        .merge(tempo::router(Arc::clone(&engine)))
+        .merge(Router::new().route("/api/traces/{trace_id}", get(trace_by_id)).with_state(engine))
+}
+
+/// `GET /api/traces/{id}` is both Jaeger's and Tempo's: Tempo's protobuf
+/// when the client asks for `application/protobuf` (as Grafana's Tempo data
+/// source does), Jaeger's JSON otherwise.
+async fn trace_by_id(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if tempo::wants_protobuf(&headers) {
+        tempo::trace_v1(&engine, &headers, &id).await
+    } else {
+        jaeger::trace(&engine, &headers, &id).await
+    }
 }
 
 /// The tenant named by `X-Scope-OrgID`, `default` without it.
@@ -76,8 +96,33 @@ impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for L
     }
 }
 
+/// The tenant and parameters of a request to another server's API (whose
+/// servers ignore parameters they do not know), refused in that API's
+/// error shape `E`.
+#[derive(Debug)]
+pub(crate) struct Request<T, E> {
+    pub(crate) tenant: TenantId,
+    pub(crate) params: T,
+    error: PhantomData<E>,
+}
+
+impl<S, T, E> FromRequestParts<S> for Request<T, E>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + IntoParams,
+    E: From<QueryError> + IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, E> {
+        let tenant = Tenant::of(&parts.headers)?;
+        let params = params::parse(parts.uri.query().unwrap_or_default(), Unknown::Ignore)?;
+        Ok(Self { tenant, params, error: PhantomData })
+    }
+}
+
 /// Logs what failed on our side; the client's mistakes are only answered.
-fn log_failure(error: &QueryError) {
+pub(crate) fn log_failure(error: &QueryError) {
     if error.status().is_server_error() && !matches!(error, QueryError::Timeout(_)) {
         error!(%error, "query failed");
     }

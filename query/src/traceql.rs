@@ -8,14 +8,14 @@
 mod ast;
 mod lexer;
 mod parser;
-mod sql;
+pub(crate) mod sql;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use ast::{Query, Stage};
+use ast::{Expr, Intrinsic, Query, Scope, Spanset, Stage};
 use thiserror::Error;
 
 use crate::params::{Params, Window};
@@ -96,6 +96,69 @@ impl TraceQl {
     pub(crate) fn condition(&self, window: &Window, params: &mut Params) -> String {
         // `parse` compiled it already; the same query compiles the same way.
         self.compile(window, params).unwrap_or_else(|_| "FALSE".to_owned())
+    }
+}
+
+/// A value a query names, which Tempo returns with the spans it matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Named {
+    Attribute { resource: bool, unscoped: bool, key: String },
+    Status,
+    Kind,
+    StatusMessage,
+}
+
+impl TraceQl {
+    /// The attributes and intrinsics the query's filters and `select()`
+    /// name, each once, in order.
+    pub(crate) fn named(&self) -> Vec<Named> {
+        fn walk(expr: &Expr, out: &mut Vec<Named>) {
+            let named = match expr {
+                Expr::Attribute { scope: scope @ (Scope::Span | Scope::Resource | Scope::Unscoped), name, .. } => {
+                    Some(Named::Attribute {
+                        resource: *scope == Scope::Resource,
+                        unscoped: *scope == Scope::Unscoped,
+                        key: name.clone(),
+                    })
+                }
+                Expr::Intrinsic(Intrinsic::Status, _) => Some(Named::Status),
+                Expr::Intrinsic(Intrinsic::Kind, _) => Some(Named::Kind),
+                Expr::Intrinsic(Intrinsic::StatusMessage, _) => Some(Named::StatusMessage),
+                Expr::Not(inner, _) | Expr::Neg(inner, _) => {
+                    walk(inner, out);
+                    None
+                }
+                Expr::Binary(_, left, right, _) => {
+                    walk(left, out);
+                    walk(right, out);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(named) = named
+                && !out.contains(&named)
+            {
+                out.push(named);
+            }
+        }
+        fn spansets(spanset: &Spanset, out: &mut Vec<Named>) {
+            match spanset {
+                Spanset::Filter(Some(expr), _) => walk(expr, out),
+                Spanset::Filter(None, _) => {}
+                Spanset::Op(_, left, right, _) => {
+                    spansets(left, out);
+                    spansets(right, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        spansets(&self.query.spanset, &mut out);
+        for stage in &self.query.stages {
+            if let Stage::Select(exprs, _) = stage {
+                exprs.iter().for_each(|e| walk(e, &mut out));
+            }
+        }
+        out
     }
 }
 

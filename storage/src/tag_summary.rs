@@ -52,6 +52,22 @@ pub struct TagValues {
     /// Values were left out: more than [`MAX_VALUES`], or too long.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub more: bool,
+    /// Seen as a span attribute (a span-level dedicated column included).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub span: bool,
+    /// Seen as a resource attribute. Summaries written before scopes were
+    /// kept have neither flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resource: bool,
+}
+
+/// Where a tag key was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagScope {
+    Span,
+    Resource,
+    /// A field of the span (`span.kind`, `status.code`).
+    Intrinsic,
 }
 
 /// Whether a new value joins `count` others: only a few, short ones do.
@@ -74,6 +90,18 @@ impl TagValues {
     fn merge(&mut self, other: &TagValues) {
         other.values.iter().for_each(|v| self.insert(v));
         self.more |= other.more;
+        self.span |= other.span;
+        self.resource |= other.resource;
+    }
+
+    /// Whether the key was seen in `scope`; a key of an old summary, seen
+    /// nowhere in particular, counts as a span attribute.
+    pub fn in_scope(&self, scope: TagScope) -> bool {
+        match scope {
+            TagScope::Span => self.span || !self.resource,
+            TagScope::Resource => self.resource,
+            TagScope::Intrinsic => false,
+        }
     }
 }
 
@@ -112,14 +140,15 @@ impl TagSummary {
 
         // Columns whose every value is one tag: the dedicated ones, and the
         // span kind and status in the lower case that search filters use.
-        let mut columns: Vec<(&str, DictionaryArray<Int32Type>, bool)> = Vec::new();
+        let mut columns: Vec<(&str, DictionaryArray<Int32Type>, TagScope)> = Vec::new();
         for d in DEDICATED.iter().filter(|d| d.column != schema::SERVICE_NAME) {
-            columns.extend(dictionary(batch, d.column)?.map(|values| (d.key, values, false)));
+            let scope = if d.level == schema::Level::Resource { TagScope::Resource } else { TagScope::Span };
+            columns.extend(dictionary(batch, d.column)?.map(|values| (d.key, values, scope)));
         }
         for (key, column) in [("span.kind", schema::SPAN_KIND), ("status.code", schema::STATUS_CODE)] {
-            columns.extend(dictionary(batch, column)?.map(|values| (key, values, true)));
+            columns.extend(dictionary(batch, column)?.map(|values| (key, values, TagScope::Intrinsic)));
         }
-        for (key, values, lower) in &columns {
+        for (key, values, scope) in &columns {
             let mut pairs: HashSet<(usize, i32)> = HashSet::default();
             for (row, value) in values.keys().iter().enumerate() {
                 if let Some(value) = value {
@@ -129,31 +158,40 @@ impl TagSummary {
             let texts = values.values().as_string::<i32>();
             for (slot, value) in pairs {
                 let text = texts.value(value as usize);
-                let text = if *lower { text.to_lowercase() } else { text.to_owned() };
-                self.insert(service_name(slot), key, std::iter::once(text.as_str()), false);
+                let text = if *scope == TagScope::Intrinsic { text.to_lowercase() } else { text.to_owned() };
+                self.insert(service_name(slot), key, std::iter::once(text.as_str()), false, *scope);
             }
         }
 
-        let mut staged: Vec<HashMap<&str, Staged>> = vec![HashMap::default(); names.len() + 1];
-        for name in [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES] {
+        for (name, scope) in
+            [(schema::SPAN_ATTRIBUTES, TagScope::Span), (schema::RESOURCE_ATTRIBUTES, TagScope::Resource)]
+        {
             let Some(map) = batch.column_by_name(name).map(|c| c.as_map()) else { continue };
             let (keys, values) = (map.keys().as_string::<i32>(), map.values().as_string::<i32>());
             let offsets = map.value_offsets();
+            let mut staged: Vec<HashMap<&str, Staged>> = vec![HashMap::default(); names.len() + 1];
             for (row, &slot) in service.iter().enumerate() {
                 for i in offsets[row] as usize..offsets[row + 1] as usize {
                     stage(staged[slot].entry(keys.value(i)).or_default(), values.value(i));
                 }
             }
-        }
-        for (slot, keys) in staged.into_iter().enumerate() {
-            for (key, (values, more)) in keys {
-                self.insert(service_name(slot), key, values.into_iter(), more);
+            for (slot, keys) in staged.into_iter().enumerate() {
+                for (key, (values, more)) in keys {
+                    self.insert(service_name(slot), key, values.into_iter(), more, scope);
+                }
             }
         }
         Ok(())
     }
 
-    fn insert<'a>(&mut self, service: &str, key: &str, values: impl Iterator<Item = &'a str>, more: bool) {
+    fn insert<'a>(
+        &mut self,
+        service: &str,
+        key: &str,
+        values: impl Iterator<Item = &'a str>,
+        more: bool,
+        scope: TagScope,
+    ) {
         let keys = self.services.entry(service.to_owned()).or_default();
         if !keys.contains_key(key) && keys.len() >= MAX_KEYS {
             return;
@@ -161,6 +199,8 @@ impl TagSummary {
         let entry = keys.entry(key.to_owned()).or_default();
         values.for_each(|v| entry.insert(v));
         entry.more |= more;
+        entry.span |= scope == TagScope::Span;
+        entry.resource |= scope == TagScope::Resource;
     }
 
     pub fn merge(&mut self, other: &TagSummary) {
@@ -186,6 +226,14 @@ impl TagSummary {
     /// The tag keys (of `service`, if given).
     pub fn keys(&self, service: Option<&str>) -> BTreeSet<&str> {
         self.of(service).flat_map(|keys| keys.keys().map(String::as_str)).collect()
+    }
+
+    /// The attribute keys seen in `scope` (of `service`, if given).
+    pub fn keys_in(&self, service: Option<&str>, scope: TagScope) -> BTreeSet<&str> {
+        self.of(service)
+            .flat_map(|keys| keys.iter().filter(move |(_, v)| v.in_scope(scope)).map(|(k, _)| k.as_str()))
+            .filter(|key| !matches!(*key, "span.kind" | "status.code"))
+            .collect()
     }
 
     /// The values of `key` (of `service`, if given).
@@ -237,7 +285,11 @@ mod tests {
             })
             .collect();
         let resource = Resource {
-            attributes: vec![attribute("service.name", service), attribute("service.version", "1.0")],
+            attributes: vec![
+                attribute("service.name", service),
+                attribute("service.version", "1.0"),
+                attribute("cloud.region", "eu"),
+            ],
             ..Default::default()
         };
         let mut builder = SpanBatchBuilder::new(IngestLimits::default());
@@ -258,8 +310,10 @@ mod tests {
         summary.add(&batch("db", vec![vec![attribute("table", "users")]])).unwrap();
         assert_eq!(
             summary.keys(Some("api")),
-            BTreeSet::from(["customer", "service.version", "span.kind", "status.code"])
+            BTreeSet::from(["cloud.region", "customer", "service.version", "span.kind", "status.code"])
         );
+        assert_eq!(summary.keys_in(Some("api"), TagScope::Span), BTreeSet::from(["customer"]));
+        assert_eq!(summary.keys_in(None, TagScope::Resource), BTreeSet::from(["cloud.region", "service.version"]));
         assert!(summary.keys(None).contains("table"));
         assert_eq!(summary.values("customer", None), BTreeSet::from(["acme", "globex"]));
         assert_eq!(summary.values("span.kind", Some("db")), BTreeSet::from(["server"]));

@@ -22,6 +22,7 @@ mod pgwire;
 mod query_api;
 mod sql;
 mod storage;
+mod tempo;
 mod tenancy;
 mod ui;
 mod webdriver;

@@ -11,27 +11,25 @@ pub mod proto;
 mod v3;
 
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::IntoParams;
 
-use super::{Tenant, log_failure};
+use super::{Request, Tenant, log_failure};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{
-    self, DAY_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, TagFilter, TagSources, TraceIdParam,
-    UnixMicros, UnixMillis, Unknown, Window, bad,
+    DAY_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, TagFilter, TagSources, TraceIdParam,
+    UnixMicros, UnixMillis, Window, bad,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchRequest};
 
@@ -41,7 +39,6 @@ pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/api/services/{service}/operations", get(service_operations))
         .route("/api/operations", get(operations))
         .route("/api/traces", get(search))
-        .route("/api/traces/{trace_id}", get(trace))
         .route("/api/dependencies", get(dependencies))
         .with_state(Arc::clone(&engine))
         .merge(v3::router(engine))
@@ -94,30 +91,6 @@ impl IntoResponse for JaegerError {
             errors: Some(vec![ErrorEntry { code: status.as_u16(), msg: self.0.to_string() }]),
         };
         (status, Json(body)).into_response()
-    }
-}
-
-/// The tenant and parameters of a request, refused in the shape `E` of
-/// the API family.
-#[derive(Debug)]
-struct Request<T, E = JaegerError> {
-    tenant: TenantId,
-    params: T,
-    error: PhantomData<E>,
-}
-
-impl<S, T, E> FromRequestParts<S> for Request<T, E>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + IntoParams,
-    E: From<QueryError> + IntoResponse,
-{
-    type Rejection = E;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, E> {
-        let tenant = Tenant::of(&parts.headers)?;
-        let params = params::parse(parts.uri.query().unwrap_or_default(), Unknown::Ignore)?;
-        Ok(Self { tenant, params, error: PhantomData })
     }
 }
 
@@ -185,7 +158,10 @@ async fn operations_of(
 #[derive(Debug, Deserialize, IntoParams)]
 struct NoParams {}
 
-async fn services(State(engine): State<Arc<QueryEngine>>, request: Request<NoParams>) -> Json<Envelope<Vec<String>>> {
+async fn services(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<NoParams, JaegerError>,
+) -> Json<Envelope<Vec<String>>> {
     let services = engine.services(&request.tenant, None);
     let total = services.len();
     ok(services, total)
@@ -195,7 +171,7 @@ async fn services(State(engine): State<Arc<QueryEngine>>, request: Request<NoPar
 async fn service_operations(
     State(engine): State<Arc<QueryEngine>>,
     Path(service): Path<String>,
-    request: Request<NoParams>,
+    request: Request<NoParams, JaegerError>,
 ) -> Result<Json<Envelope<Vec<String>>>, JaegerError> {
     let operations = engine.operations(&request.tenant, &service, &Window::last(NAMES_LOOKBACK_NS)).await?;
     let mut names: Vec<String> = operations.into_iter().map(|o| o.name).collect();
@@ -222,7 +198,7 @@ struct Operation {
 /// `GET /api/operations?service=&spanKind=`: names with their kinds.
 async fn operations(
     State(engine): State<Arc<QueryEngine>>,
-    request: Request<OperationsParams>,
+    request: Request<OperationsParams, JaegerError>,
 ) -> Result<Json<Envelope<Vec<Operation>>>, JaegerError> {
     let service = request.params.service.ok_or_else(|| bad("service", "is required"))?;
     let operations: Vec<Operation> = operations_of(&engine, &request.tenant, &service, request.params.span_kind)
@@ -293,7 +269,7 @@ impl SearchParams {
 /// newest first; or the traces named by `traceID`.
 async fn search(
     State(engine): State<Arc<QueryEngine>>,
-    request: Request<SearchParams>,
+    request: Request<SearchParams, JaegerError>,
 ) -> Result<Json<Envelope<Vec<model::Trace>>>, JaegerError> {
     let p = &request.params;
     let ids: Vec<TraceId> = if !p.trace_id.is_empty() {
@@ -325,16 +301,20 @@ async fn search(
     Ok(ok(traces, 0))
 }
 
-/// `GET /api/traces/{traceID}`: 404 in Jaeger's shape when no span of it is stored.
-async fn trace(
-    State(engine): State<Arc<QueryEngine>>,
-    Path(id): Path<String>,
-    request: Request<NoParams>,
-) -> Result<Json<Envelope<Vec<model::Trace>>>, JaegerError> {
-    let trace_id = id.parse::<TraceIdParam>().map_err(|e| bad("traceID", e))?.0;
-    match engine.trace(&request.tenant, &trace_id).await? {
-        Some(spans) => Ok(ok(vec![model::trace(trace_id.as_bytes(), &spans)], 1)),
-        None => Err(QueryError::NotFound("trace not found".into()).into()),
+/// `GET /api/traces/{traceID}` (unless Tempo's protobuf is asked for):
+/// 404 in Jaeger's shape when no span of it is stored.
+pub(super) async fn trace(engine: &QueryEngine, headers: &HeaderMap, id: &str) -> Response {
+    let answer = async {
+        let tenant = Tenant::of(headers)?;
+        let trace_id = id.parse::<TraceIdParam>().map_err(|e| bad("traceID", e))?.0;
+        match engine.trace(&tenant, &trace_id).await? {
+            Some(spans) => Ok(ok(vec![model::trace(trace_id.as_bytes(), &spans)], 1)),
+            None => Err(QueryError::NotFound("trace not found".into())),
+        }
+    };
+    match answer.await {
+        Ok(found) => found.into_response(),
+        Err(error) => JaegerError(error).into_response(),
     }
 }
 
@@ -351,7 +331,7 @@ struct DependenciesParams {
 /// `GET /api/dependencies?endTs=&lookback=`: calls between services.
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
-    request: Request<DependenciesParams>,
+    request: Request<DependenciesParams, JaegerError>,
 ) -> Result<Json<Envelope<Vec<Value>>>, JaegerError> {
     let p = &request.params;
     let window = Window::new(None, p.end_ts.map(|t| t.0), p.lookback.map(Lookback::ns), DAY_NS)?;
@@ -368,6 +348,7 @@ async fn dependencies(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::{self, Unknown};
 
     #[test]
     fn jaeger_tags_become_span_filters() {

@@ -127,23 +127,12 @@ impl Compiler<'_> {
     }
 
     fn attribute(&mut self, scope: Scope, name: &str, at: usize) -> Result<Sql, TraceQlError> {
-        let level_place = |level: Level, map: &str, params: &mut Params| match DEDICATED
-            .iter()
-            .find(|d| d.key == name && d.level == level)
-        {
-            Some(d) => (
-                format!("CAST({} AS VARCHAR)", d.column),
-                (d.kind == schema::ColumnKind::Int).then(|| format!("CAST({} AS DOUBLE)", d.column)),
-            ),
-            None => (format!("{map}[{}]", params.text(name)), None),
-        };
         Ok(Sql::Attr(match scope {
-            Scope::Span => vec![level_place(Level::Span, schema::SPAN_ATTRIBUTES, self.params)],
-            Scope::Resource => vec![level_place(Level::Resource, schema::RESOURCE_ATTRIBUTES, self.params)],
-            Scope::Unscoped => vec![
-                level_place(Level::Span, schema::SPAN_ATTRIBUTES, self.params),
-                level_place(Level::Resource, schema::RESOURCE_ATTRIBUTES, self.params),
-            ],
+            Scope::Span => vec![attribute_sql(name, Level::Span, self.params)],
+            Scope::Resource => vec![attribute_sql(name, Level::Resource, self.params)],
+            Scope::Unscoped => {
+                vec![attribute_sql(name, Level::Span, self.params), attribute_sql(name, Level::Resource, self.params)]
+            }
             Scope::Instrumentation => vec![(format!("{}[{}]", schema::SCOPE_ATTRIBUTES, self.params.text(name)), None)],
             Scope::Event | Scope::Link => {
                 return Err(self.err(at, "event. and link. attributes are supported only as `= \"text\"` and `!= nil`"));
@@ -274,6 +263,21 @@ impl Compiler<'_> {
             Literal::Float(f) => self.params.add(datafusion::common::ScalarValue::Float64(Some(*f))),
             Literal::Int(n) | Literal::Duration(n) => format!("CAST({} AS DOUBLE)", self.params.int(*n)),
             _ => "NULL".to_owned(),
+        }
+    }
+}
+
+/// Where an attribute of a level is stored: its text, and its number when
+/// it has a dedicated numeric column.
+pub(crate) fn attribute_sql(key: &str, level: Level, params: &mut Params) -> (String, Option<String>) {
+    match DEDICATED.iter().find(|d| d.key == key && d.level == level) {
+        Some(d) => (
+            format!("CAST({} AS VARCHAR)", d.column),
+            (d.kind == schema::ColumnKind::Int).then(|| format!("CAST({} AS DOUBLE)", d.column)),
+        ),
+        None => {
+            let map = if level == Level::Span { schema::SPAN_ATTRIBUTES } else { schema::RESOURCE_ATTRIBUTES };
+            (format!("{map}[{}]", params.text(key)), None)
         }
     }
 }

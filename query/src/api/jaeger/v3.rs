@@ -22,7 +22,8 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::IntoParams;
 
-use super::{Request, json_tags, log_failure, operations_of, proto, span_filter};
+use super::{json_tags, operations_of, proto, span_filter};
+use crate::api::{Request, log_failure};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{SpanDuration, SpanKind, Timestamp, TraceIdParam, Window, bad};

@@ -1,0 +1,544 @@
+//! Tempo's HTTP API, what Grafana's Tempo data source calls: traces by id
+//! (protobuf `tempopb.Trace` / `TraceByIDResponse` when asked for
+//! `application/protobuf`, JSON otherwise), TraceQL search with the spans
+//! each trace matched, tag names and values by scope, and the probes Grafana
+//! reads (`/api/echo`, `/api/status/buildinfo`). Errors are plain text, as
+//! Tempo writes them. `/api/traces/{id}` is shared with Jaeger's API: the
+//! `Accept` header chooses (`api.rs`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, TracesData};
+use prost::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spanlake_storage::TenantId;
+use spanlake_storage::ids::TraceId;
+use spanlake_storage::schema::{self, Level};
+use spanlake_storage::tag_summary::TagScope;
+use utoipa::IntoParams;
+
+use super::{Request, log_failure};
+use crate::engine::{QueryEngine, SPANS_TABLE};
+use crate::error::QueryError;
+use crate::params::{HOUR_NS, NANOS_PER_SECOND, Params, SpanFilter, TagFilter, TraceIdParam, Window, bad, limit};
+use crate::search::{Columns, MAX_SEARCH_LIMIT, SearchOrder, SearchRequest, TraceSummary};
+use crate::services::MAX_SUGGESTIONS;
+use crate::traceql::sql::attribute_sql;
+use crate::traceql::{Named, TraceQl};
+
+/// The Tempo version whose API this one follows, for clients that pick
+/// features by it (Grafana reads `/api/status/buildinfo`).
+const TEMPO_API_VERSION: &str = "2.8.0";
+/// Intrinsics the TraceQL here can filter on, as Tempo lists them.
+const INTRINSICS: [&str; 11] = [
+    "duration",
+    "event:name",
+    "instrumentation:name",
+    "instrumentation:version",
+    "kind",
+    "name",
+    "span:id",
+    "span:parentID",
+    "status",
+    "statusMessage",
+    "trace:id",
+];
+
+pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
+    Router::new()
+        .route("/api/echo", get(|| async { "echo" }))
+        .route("/api/status/buildinfo", get(buildinfo))
+        .route("/api/v2/traces/{trace_id}", get(trace_v2))
+        .route("/api/search", get(search))
+        .route("/api/search/tags", get(tag_names))
+        .route("/api/v2/search/tags", get(tag_names_v2))
+        .route("/api/search/tag/{tag}/values", get(tag_values))
+        .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
+        .route("/api/metrics/query_range", get(metrics))
+        .route("/api/metrics/query", get(metrics))
+        .with_state(engine)
+}
+
+/// An error as Tempo answers it: the status and a line of text.
+#[derive(Debug)]
+pub(super) struct TempoError(QueryError);
+
+impl From<QueryError> for TempoError {
+    fn from(error: QueryError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for TempoError {
+    fn into_response(self) -> Response {
+        log_failure(&self.0);
+        (self.0.status(), self.0.to_string()).into_response()
+    }
+}
+
+pub(super) fn wants_protobuf(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with("application/protobuf")))
+}
+
+async fn buildinfo() -> Json<Value> {
+    Json(json!({
+        "version": TEMPO_API_VERSION,
+        "revision": format!("spanlake {}", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+/// `GET /api/metrics/query_range` and `/api/metrics/query`.
+async fn metrics() -> TempoError {
+    TempoError(QueryError::BadRequest("TraceQL metrics queries are not supported yet".into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct TraceParams {
+    /// Unix seconds, checked; the trace is found by id alone.
+    start: Option<i64>,
+    end: Option<i64>,
+}
+
+async fn spans_of(engine: &QueryEngine, tenant: &TenantId, id: &str) -> Result<Vec<ResourceSpans>, QueryError> {
+    let trace_id = id.parse::<TraceIdParam>().map_err(|e| bad("traceID", e))?.0;
+    engine.trace(tenant, &trace_id).await?.ok_or_else(|| QueryError::NotFound(format!("trace {trace_id} not found")))
+}
+
+/// `GET /api/traces/{id}` with `Accept: application/protobuf`: `tempopb.Trace`,
+/// whose wire form is OTLP's `TracesData`.
+pub(super) async fn trace_v1(engine: &QueryEngine, headers: &HeaderMap, id: &str) -> Response {
+    let answer = async {
+        let tenant = super::Tenant::of(headers)?;
+        spans_of(engine, &tenant, id).await
+    };
+    match answer.await {
+        Ok(resource_spans) => protobuf(TracesData { resource_spans }.encode_to_vec()),
+        Err(error) => TempoError(error).into_response(),
+    }
+}
+
+fn protobuf(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/protobuf")], bytes).into_response()
+}
+
+/// `tempopb.TraceByIDResponse`: the trace, and metrics spanlake leaves empty.
+#[derive(Clone, PartialEq, Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<TracesData>,
+}
+
+/// `GET /api/v2/traces/{id}`: `TraceByIDResponse` as protobuf, or
+/// `{"trace": <OTLP/JSON>}`.
+async fn trace_v2(
+    State(engine): State<Arc<QueryEngine>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    request: Request<TraceParams, TempoError>,
+) -> Result<Response, TempoError> {
+    if let (Some(start), Some(end)) = (request.params.start, request.params.end) {
+        seconds_window(Some(start), Some(end))?;
+    }
+    let trace = TracesData { resource_spans: spans_of(&engine, &request.tenant, &id).await? };
+    if wants_protobuf(&headers) {
+        return Ok(protobuf(TraceByIdResponse { trace: Some(trace) }.encode_to_vec()));
+    }
+    let trace = serde_json::to_value(trace).map_err(|e| QueryError::Render(e.to_string()))?;
+    Ok(Json(json!({ "trace": trace })).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct SearchParams {
+    /// TraceQL.
+    q: Option<String>,
+    /// logfmt: `service.name=shop http.route="/a b"`; each on the span or its resource.
+    tags: Option<String>,
+    #[serde(rename = "minDuration")]
+    min_duration: Option<String>,
+    #[serde(rename = "maxDuration")]
+    max_duration: Option<String>,
+    limit: Option<usize>,
+    /// Spans per span set, 3 by default.
+    spss: Option<usize>,
+    /// Unix seconds.
+    start: Option<i64>,
+    end: Option<i64>,
+}
+
+/// A window in unix seconds, the last hour by default.
+fn seconds_window(start: Option<i64>, end: Option<i64>) -> Result<Window, QueryError> {
+    let ns = |s: i64| s.saturating_mul(NANOS_PER_SECOND);
+    // Tempo's `end` second is included.
+    Window::new(start.map(ns), end.map(|e| ns(e).saturating_add(NANOS_PER_SECOND)), None, HOUR_NS)
+}
+
+/// `key=value` pairs separated by spaces, values quoted when they hold one.
+fn logfmt(text: &str) -> Result<Vec<(String, String)>, QueryError> {
+    let mut pairs = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let (key, after) =
+            rest.split_once('=').ok_or_else(|| bad("tags", format!("expected key=value in {text:?}")))?;
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').ok_or_else(|| bad("tags", format!("unterminated quote in {text:?}")))?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => after.split_once(' ').unwrap_or((after, "")),
+        };
+        pairs.push((key.trim().to_owned(), value.to_owned()));
+        rest = after.trim_start();
+    }
+    Ok(pairs)
+}
+
+/// `GET /api/search`: the newest traces with a span that meets the query,
+/// each with up to `spss` of the spans it matched.
+async fn search(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<SearchParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let p = &request.params;
+    if p.min_duration.is_some() || p.max_duration.is_some() {
+        return Err(QueryError::BadRequest(
+            "minDuration and maxDuration (trace durations) are not supported yet; use { duration > 100ms } in q".into(),
+        )
+        .into());
+    }
+    let traceql = p.q.as_deref().filter(|q| !q.trim().is_empty()).map(TraceQl::parse).transpose();
+    let traceql = traceql.map_err(|e| QueryError::BadRequest(format!("invalid TraceQL query: {e}")))?;
+    let tags = logfmt(p.tags.as_deref().unwrap_or_default())?;
+    let filter = SpanFilter {
+        tags: tags.into_iter().map(|(k, v)| TagFilter::Equals(k, v)).collect(),
+        traceql: traceql.clone(),
+        ..SpanFilter::default()
+    };
+    let search = SearchRequest {
+        filter,
+        window: seconds_window(p.start, p.end)?,
+        order: SearchOrder::StartDesc,
+        limit: limit("limit", p.limit, 20, MAX_SEARCH_LIMIT)?,
+        cursor: None,
+    };
+    let page = engine.search(&request.tenant, &search).await?;
+    let spss = p.spss.unwrap_or(3).clamp(1, 1000);
+    let named = traceql.as_ref().map(TraceQl::named).unwrap_or_default();
+    let ids: Vec<TraceId> = page.traces.iter().map(|t| t.trace_id).collect();
+    let mut matched = matched_spans(&engine, &request.tenant, &search, &ids, &named, spss).await?;
+    let traces: Vec<Value> = page
+        .traces
+        .into_iter()
+        .map(|t| {
+            let set = matched.remove(&t.trace_id).unwrap_or_else(|| json!({"spans": [], "matched": 0}));
+            summary_json(t, set)
+        })
+        .collect();
+    Ok(Json(json!({ "traces": traces, "metrics": { "completedJobs": 1, "totalJobs": 1 } })))
+}
+
+fn summary_json(t: TraceSummary, span_set: Value) -> Value {
+    json!({
+        "traceID": t.trace_id.to_string(),
+        "rootServiceName": t.root_service_name.unwrap_or_else(|| "<root span not yet received>".to_owned()),
+        "rootTraceName": t.root_span_name.unwrap_or_default(),
+        "startTimeUnixNano": t.start_time_unix_nano.to_string(),
+        "durationMs": t.duration_ns / 1_000_000,
+        "spanSet": span_set.clone(),
+        "spanSets": [span_set],
+    })
+}
+
+/// Per trace of `ids`, its span set: the first `spss` spans that meet the
+/// search's filter, their count, and the values the query named.
+async fn matched_spans(
+    engine: &QueryEngine,
+    tenant: &TenantId,
+    search: &SearchRequest,
+    ids: &[TraceId],
+    named: &[Named],
+    spss: usize,
+) -> Result<HashMap<TraceId, Value>, QueryError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut params = Params::default();
+    let condition = search.filter.where_sql(&search.window, &mut params);
+    let id_list: Vec<String> = ids.iter().map(|id| params.trace_id(id)).collect();
+    let mut values = vec![format!("CAST({} AS VARCHAR) AS v_service", schema::SERVICE_NAME)];
+    let mut keys = vec![("service.name".to_owned(), "v_service".to_owned())];
+    for (i, n) in named.iter().enumerate() {
+        let (key, sql) = match n {
+            Named::Attribute { resource, unscoped, key } => {
+                let level = if *resource { Level::Resource } else { Level::Span };
+                let (text, _) = attribute_sql(key, level, &mut params);
+                let text = if *unscoped {
+                    format!("COALESCE({text}, {})", attribute_sql(key, Level::Resource, &mut params).0)
+                } else {
+                    text
+                };
+                (key.clone(), text)
+            }
+            Named::Status => ("status".to_owned(), format!("lower(CAST({} AS VARCHAR))", schema::STATUS_CODE)),
+            Named::Kind => ("kind".to_owned(), format!("lower(CAST({} AS VARCHAR))", schema::SPAN_KIND)),
+            Named::StatusMessage => ("statusMessage".to_owned(), schema::STATUS_MESSAGE.to_owned()),
+        };
+        if keys.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        values.push(format!("{sql} AS v{i}"));
+        keys.push((key, format!("v{i}")));
+    }
+    let sql = format!(
+        "WITH m AS (
+            SELECT trace_id, span_id, CAST(span_name AS VARCHAR) AS name, CAST(start_time AS BIGINT) AS start_ns,
+                   CAST(duration_ns AS BIGINT) AS duration_ns, {values},
+                   CAST(count(*) OVER (PARTITION BY trace_id) AS BIGINT) AS matched,
+                   row_number() OVER (PARTITION BY trace_id ORDER BY start_time, span_id) AS n
+            FROM {SPANS_TABLE} WHERE {condition} AND trace_id IN ({ids}))
+         SELECT * FROM m WHERE n <= {spss}
+         ORDER BY trace_id, n",
+        values = values.join(", "),
+        ids = id_list.join(", "),
+    );
+    let mut sets: HashMap<TraceId, (Vec<Value>, i64)> = HashMap::new();
+    for batch in engine.batches(tenant, &sql, params).await? {
+        let c = Columns(&batch);
+        let (starts, durations, counts) = (c.ints("start_ns")?, c.ints("duration_ns")?, c.ints("matched")?);
+        let names = c.texts("name")?;
+        let span_ids = c.ids("span_id")?;
+        let columns: Vec<(String, arrow::array::StringArray)> =
+            keys.iter().map(|(k, col)| Ok((k.clone(), c.texts(col)?))).collect::<Result<_, QueryError>>()?;
+        for row in 0..batch.num_rows() {
+            let attributes: Vec<Value> = columns
+                .iter()
+                .filter(|(_, values)| !arrow::array::Array::is_null(values, row))
+                .map(|(key, values)| json!({"key": key, "value": {"stringValue": values.value(row)}}))
+                .collect();
+            let span = json!({
+                "spanID": const_hex::encode(span_ids.value(row)),
+                "name": names.value(row),
+                "startTimeUnixNano": starts[row].to_string(),
+                "durationNanos": durations[row].to_string(),
+                "attributes": attributes,
+            });
+            let entry = sets.entry(c.trace_id("trace_id", row)?).or_default();
+            entry.0.push(span);
+            entry.1 = counts[row];
+        }
+    }
+    Ok(sets.into_iter().map(|(id, (spans, matched))| (id, json!({ "spans": spans, "matched": matched }))).collect())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct TagsParams {
+    /// `span`, `resource`, `intrinsic`, or all (`none` or absent).
+    scope: Option<String>,
+    start: Option<i64>,
+    end: Option<i64>,
+    /// TraceQL narrowing the values (tag values only).
+    q: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scopes {
+    All,
+    One(TagScope),
+}
+
+fn scopes(text: Option<&str>) -> Result<Scopes, QueryError> {
+    Ok(match text {
+        None | Some("" | "none" | "all") => Scopes::All,
+        Some("span") => Scopes::One(TagScope::Span),
+        Some("resource") => Scopes::One(TagScope::Resource),
+        Some("intrinsic") => Scopes::One(TagScope::Intrinsic),
+        Some(other) => return Err(bad("scope", format!("{other:?}: one of span, resource, intrinsic, none"))),
+    })
+}
+
+async fn scoped_keys(
+    engine: &QueryEngine,
+    tenant: &TenantId,
+    p: &TagsParams,
+) -> Result<Vec<(&'static str, Vec<String>)>, QueryError> {
+    let wanted = scopes(p.scope.as_deref())?;
+    let summary = engine.tag_summary(tenant, &seconds_window(p.start, p.end)?).await?;
+    let mut out = Vec::new();
+    for (name, scope) in
+        [("span", TagScope::Span), ("resource", TagScope::Resource), ("intrinsic", TagScope::Intrinsic)]
+    {
+        if wanted != Scopes::All && wanted != Scopes::One(scope) {
+            continue;
+        }
+        let keys: Vec<String> = if scope == TagScope::Intrinsic {
+            INTRINSICS.iter().map(|k| (*k).to_owned()).collect()
+        } else {
+            let mut keys: Vec<String> = summary.keys_in(None, scope).into_iter().map(str::to_owned).collect();
+            if scope == TagScope::Resource && !summary.services.is_empty() {
+                keys.push("service.name".to_owned());
+                keys.sort();
+            }
+            keys.truncate(MAX_SUGGESTIONS);
+            keys
+        };
+        out.push((name, keys));
+    }
+    Ok(out)
+}
+
+/// `GET /api/search/tags`: tag names without their scope.
+async fn tag_names(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<TagsParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let mut names: Vec<String> = scoped_keys(&engine, &request.tenant, &request.params)
+        .await?
+        .into_iter()
+        .filter(|(scope, _)| *scope != "intrinsic")
+        .flat_map(|(_, keys)| keys)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(Json(json!({ "tagNames": names })))
+}
+
+/// `GET /api/v2/search/tags`: tag names per scope.
+async fn tag_names_v2(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<TagsParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let scopes: Vec<Value> = scoped_keys(&engine, &request.tenant, &request.params)
+        .await?
+        .into_iter()
+        .map(|(name, tags)| json!({"name": name, "tags": tags}))
+        .collect();
+    Ok(Json(json!({ "scopes": scopes })))
+}
+
+/// The values of `tag` (`resource.service.name`, `span.http.route`,
+/// `.customer`, `name`, `status`, `kind`, or a bare key), each with its
+/// TraceQL type.
+async fn typed_values(
+    engine: &QueryEngine,
+    tenant: &TenantId,
+    tag: &str,
+    p: &TagsParams,
+) -> Result<Vec<(&'static str, String)>, QueryError> {
+    let window = seconds_window(p.start, p.end)?;
+    let keyword = |values: &[&str]| values.iter().map(|v| ("keyword", (*v).to_owned())).collect();
+    match tag {
+        "status" => return Ok(keyword(&["error", "ok", "unset"])),
+        "kind" => return Ok(keyword(&["client", "consumer", "internal", "producer", "server", "unspecified"])),
+        _ => {}
+    }
+    let (level, key) = if let Some(key) = tag.strip_prefix("resource.") {
+        (Some(Level::Resource), key)
+    } else if let Some(key) = tag.strip_prefix("span.") {
+        (Some(Level::Span), key)
+    } else {
+        (None, tag.strip_prefix('.').unwrap_or(tag))
+    };
+    let query = p.q.as_deref().filter(|q| !q.trim().is_empty() && q.trim() != "{}");
+    let int_column = schema::DEDICATED.iter().any(|d| d.key == key && d.kind == schema::ColumnKind::Int);
+    let kind = if int_column { "int" } else { "string" };
+    let values: Vec<String> = match (tag, query) {
+        ("name", _) | (_, Some(_)) => {
+            // A scan, bounded by the window and the answer's length.
+            let traceql = query.map(TraceQl::parse).transpose();
+            let traceql = traceql.map_err(|e| QueryError::BadRequest(format!("invalid TraceQL query: {e}")))?;
+            let filter = SpanFilter { traceql, ..SpanFilter::default() };
+            let mut params = Params::default();
+            let condition = filter.where_sql(&window, &mut params);
+            let value = if tag == "name" {
+                format!("CAST({} AS VARCHAR)", schema::SPAN_NAME)
+            } else {
+                let span = attribute_sql(key, Level::Span, &mut params).0;
+                let resource = attribute_sql(key, Level::Resource, &mut params).0;
+                match level {
+                    Some(Level::Span) => span,
+                    Some(Level::Resource) => resource,
+                    None => format!("COALESCE({span}, {resource})"),
+                }
+            };
+            let sql = format!(
+                "SELECT DISTINCT {value} AS v FROM {SPANS_TABLE} WHERE {condition} AND {value} IS NOT NULL
+                 ORDER BY v LIMIT {MAX_SUGGESTIONS}"
+            );
+            let mut out = Vec::new();
+            for batch in engine.batches(tenant, &sql, params).await? {
+                let texts = Columns(&batch).texts("v")?;
+                out.extend(texts.iter().flatten().map(str::to_owned));
+            }
+            out
+        }
+        // Summaries are per service: the service names are the services.
+        _ if key == schema::attr::SERVICE_NAME && level != Some(Level::Span) => engine.services(tenant, Some(window)),
+        _ => engine.tag_values(tenant, key, None, None, &window).await?,
+    };
+    let kind = if tag == "name" { "string" } else { kind };
+    Ok(values.into_iter().map(|v| (kind, v)).collect())
+}
+
+/// `GET /api/search/tag/{tag}/values`.
+async fn tag_values(
+    State(engine): State<Arc<QueryEngine>>,
+    Path(tag): Path<String>,
+    request: Request<TagsParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let values = typed_values(&engine, &request.tenant, &tag, &request.params).await?;
+    Ok(Json(json!({ "tagValues": values.into_iter().map(|(_, v)| v).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v2/search/tag/{scope.tag}/values`: typed values.
+async fn tag_values_v2(
+    State(engine): State<Arc<QueryEngine>>,
+    Path(tag): Path<String>,
+    request: Request<TagsParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let values = typed_values(&engine, &request.tenant, &tag, &request.params).await?;
+    let values: Vec<Value> = values.into_iter().map(|(kind, v)| json!({"type": kind, "value": v})).collect();
+    Ok(Json(json!({ "tagValues": values })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_pairs_take_quotes() {
+        let pairs = logfmt(r#"service.name=shop http.route="/a b"  k=v"#).unwrap();
+        let expected = [("service.name", "shop"), ("http.route", "/a b"), ("k", "v")];
+        assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert!(logfmt("novalue").is_err());
+        assert!(logfmt(r#"k="open"#).is_err());
+    }
+
+    #[test]
+    fn an_end_second_is_included() {
+        let w = seconds_window(Some(100), Some(200)).unwrap();
+        assert_eq!((w.start_ns, w.end_ns), (100 * NANOS_PER_SECOND, 201 * NANOS_PER_SECOND));
+    }
+
+    #[test]
+    fn trace_by_id_wire_form_is_otlp() {
+        // tempopb.Trace's one field is OTLP's resource spans, number 1.
+        let data = TracesData { resource_spans: vec![ResourceSpans::default()] };
+        let decoded =
+            TraceByIdResponse::decode(TraceByIdResponse { trace: Some(data.clone()) }.encode_to_vec().as_slice());
+        assert_eq!(decoded.unwrap().trace, Some(data));
+    }
+}

@@ -1,0 +1,135 @@
+//! Tempo's HTTP API as Grafana's Tempo data source calls it: a trace sent by
+//! the Rust OpenTelemetry SDK comes back as `tempopb` protobuf (decoded by
+//! prost here) and as JSON, TraceQL searches answer with the spans each
+//! trace matched, and tag names and values come by scope.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message;
+use serde_json::{Value, json};
+use spanlake_query::params::percent_encode;
+
+use crate::fixture::{get, get_ok, now_ms};
+use crate::harness::TestServer;
+use crate::otlp_compare::{assert_same_spans, trace_ids};
+use crate::otlp_rust::{Transport, emit_trace};
+
+/// `tempopb.TraceByIDResponse`, the part a client reads.
+#[derive(Clone, PartialEq, Message)]
+struct TraceByIdResponse {
+    #[prost(message, optional, tag = "1")]
+    trace: Option<TracesData>,
+}
+
+async fn fetch(server: &TestServer, path: &str, accept: &str, tenant: Option<&str>) -> (u16, Vec<u8>) {
+    let mut request = reqwest::Client::new().get(server.api_url(path)).header("accept", accept);
+    if let Some(tenant) = tenant {
+        request = request.header("x-scope-orgid", tenant);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grafanas_tempo_calls_are_answered() {
+    let server = TestServer::start().await;
+    let expected = tokio::task::block_in_place(|| emit_trace(Transport::HttpJson, &server));
+    let id = trace_ids(&expected).remove(0);
+    let spans: Vec<_> = expected.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans).collect();
+    let root = spans.iter().find(|s| s.parent_span_id.is_empty()).unwrap();
+    let db = spans.iter().find(|s| s.name == "INSERT orders").unwrap();
+
+    assert_eq!(fetch(&server, "/api/echo", "*/*", None).await, (200, b"echo".to_vec()));
+    assert_eq!(get_ok(&server, "/api/status/buildinfo").await["version"], "2.8.0");
+    assert_eq!(fetch(&server, "/ready", "*/*", None).await.0, 200);
+
+    // Trace by id, as protobuf (v1 and v2) and as JSON.
+    let (status, body) = fetch(&server, &format!("/api/traces/{id}"), "application/protobuf", None).await;
+    assert_eq!(status, 200);
+    assert_same_spans(&expected, &TracesData::decode(body.as_slice()).expect("tempopb.Trace").resource_spans);
+    let (status, body) = fetch(&server, &format!("/api/v2/traces/{id}"), "application/protobuf", None).await;
+    assert_eq!(status, 200);
+    let v2 = TraceByIdResponse::decode(body.as_slice()).expect("TraceByIDResponse");
+    assert_same_spans(&expected, &v2.trace.expect("a trace").resource_spans);
+    let json = get_ok(&server, &format!("/api/v2/traces/{id}?start=1&end={}", now_ms() / 1000 + 60)).await;
+    let got: ExportTraceServiceRequest = serde_json::from_value(json["trace"].clone()).expect("OTLP/JSON");
+    assert_same_spans(&expected, &got.resource_spans);
+    let jaeger = get_ok(&server, &format!("/api/traces/{id}")).await;
+    assert_eq!(jaeger["data"][0]["spans"].as_array().unwrap().len(), spans.len(), "JSON is Jaeger's");
+    let missing = "0af7651916cd43dd8448eb211c80319c";
+    let (status, body) = fetch(&server, &format!("/api/v2/traces/{missing}"), "application/protobuf", None).await;
+    assert_eq!((status, String::from_utf8(body).unwrap()), (404, format!("trace {missing} not found")));
+
+    // TraceQL search with span sets.
+    let window = format!("start={}&end={}", now_ms() / 1000 - 3600, now_ms() / 1000 + 60);
+    let search = |q: &str, extra: &str| {
+        let path = format!("/api/search?q={}&{window}&{extra}", percent_encode(q));
+        let server = &server;
+        async move { get_ok(server, &path).await }
+    };
+    let found = search(r#"{ span.db.system = "postgresql" }"#, "").await;
+    let trace = &found["traces"][0];
+    assert_eq!(found["traces"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(trace["traceID"], id);
+    assert_eq!(trace["rootServiceName"], "rust-sdk-HttpJson");
+    assert_eq!(trace["rootTraceName"], "POST /checkout");
+    assert_eq!(trace["startTimeUnixNano"], root.start_time_unix_nano.to_string());
+    assert_eq!(trace["durationMs"], (root.end_time_unix_nano - root.start_time_unix_nano) / 1_000_000);
+    let set = &trace["spanSets"][0];
+    assert_eq!(set["matched"], 1);
+    assert_eq!(set["spans"][0]["spanID"], const_hex::encode(&db.span_id));
+    assert_eq!(set["spans"][0]["name"], "INSERT orders");
+    assert_eq!(set["spans"][0]["startTimeUnixNano"], db.start_time_unix_nano.to_string());
+    assert_eq!(set["spans"][0]["durationNanos"], (db.end_time_unix_nano - db.start_time_unix_nano).to_string());
+    let attributes = set["spans"][0]["attributes"].as_array().unwrap();
+    assert!(
+        attributes.contains(&json!({"key": "db.system", "value": {"stringValue": "postgresql"}})),
+        "{attributes:?}"
+    );
+    assert!(attributes.contains(&json!({"key": "service.name", "value": {"stringValue": "rust-sdk-HttpJson"}})));
+    assert_eq!(trace["spanSet"], *set, "the deprecated single span set too");
+
+    let both = search("{ kind = server } || { kind = client }", "spss=1").await;
+    let set = &both["traces"][0]["spanSets"][0];
+    assert_eq!((set["matched"].clone(), set["spans"].as_array().unwrap().len()), (json!(2), 1));
+    assert_eq!(search(r#"{ status = error && span.db.system = "mysql" }"#, "").await["traces"], json!([]));
+    assert_eq!(search("{}", "tags=db.system%3Dpostgresql").await["traces"][0]["traceID"], id);
+    let (status, body) =
+        fetch(&server, &format!("/api/search?q={}", percent_encode("{ duration > }")), "*/*", None).await;
+    let message = String::from_utf8(body).unwrap();
+    assert_eq!(status, 400);
+    assert!(message.starts_with("invalid TraceQL query: parse error at line 1, col 14:"), "{message}");
+    let (status, body) = fetch(&server, "/api/search?q=%7B%7D", "*/*", Some("someone-else")).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["traces"], json!([]), "tenants are apart");
+
+    // Tags by scope, and their values.
+    let tags = get_ok(&server, &format!("/api/v2/search/tags?{window}")).await;
+    let scope =
+        |name: &str| tags["scopes"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["tags"].clone();
+    let (span_tags, resource_tags) = (scope("span"), scope("resource"));
+    for key in ["db.system", "attr.int", "http.route"] {
+        assert!(span_tags.as_array().unwrap().contains(&json!(key)), "{key}: {span_tags}");
+    }
+    for key in ["service.name", "service.version", "resource.int"] {
+        assert!(resource_tags.as_array().unwrap().contains(&json!(key)), "{key}: {resource_tags}");
+    }
+    assert!(!span_tags.as_array().unwrap().contains(&json!("resource.int")));
+    assert!(scope("intrinsic").as_array().unwrap().contains(&json!("duration")));
+    let only_resource = get_ok(&server, &format!("/api/v2/search/tags?scope=resource&{window}")).await;
+    assert_eq!(only_resource["scopes"].as_array().unwrap().len(), 1);
+    let v1_names = get_ok(&server, &format!("/api/search/tags?{window}")).await;
+    assert!(v1_names["tagNames"].as_array().unwrap().contains(&json!("db.system")));
+
+    let values = get_ok(&server, &format!("/api/v2/search/tag/resource.service.name/values?{window}")).await;
+    assert!(values["tagValues"].as_array().unwrap().contains(&json!({"type": "string", "value": "rust-sdk-HttpJson"})));
+    let q = percent_encode(r#"{ resource.service.name = "rust-sdk-HttpJson" && kind = client }"#);
+    let names = get_ok(&server, &format!("/api/v2/search/tag/name/values?q={q}&{window}")).await;
+    assert_eq!(names["tagValues"], json!([{"type": "string", "value": "INSERT orders"}]));
+    let statuses = get_ok(&server, "/api/v2/search/tag/status/values").await;
+    assert!(statuses["tagValues"].as_array().unwrap().contains(&json!({"type": "keyword", "value": "error"})));
+    let routes = get_ok(&server, &format!("/api/search/tag/http.route/values?{window}")).await;
+    assert_eq!(routes["tagValues"], json!(["/checkout"]));
+    let (status, _) = get(&server, "/api/metrics/query_range?q=%7B%7D%20%7C%20rate()").await;
+    assert_eq!(status, 400);
+}
