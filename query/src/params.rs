@@ -14,7 +14,7 @@ use datafusion::common::ScalarValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use spanlake_storage::ids::TraceId;
-use spanlake_storage::schema::{self, DEDICATED};
+use spanlake_storage::schema::{self, DEDICATED, Level};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -511,16 +511,27 @@ fn field_tag_sql(key: &str) -> Option<String> {
         "error" => {
             format!("CASE WHEN {} = 'ERROR' THEN COALESCE({}, '') END", schema::STATUS_CODE, schema::STATUS_MESSAGE)
         }
-        _ => return DEDICATED.iter().find(|d| d.key == key).map(|d| format!("CAST({} AS VARCHAR)", d.column)),
+        _ => {
+            let dedicated =
+                schema::dedicated_column(key, Level::Span).or_else(|| schema::dedicated_column(key, Level::Resource));
+            return dedicated.map(|d| format!("CAST({} AS VARCHAR)", d.column));
+        }
     })
 }
 
+/// The places of attribute `key` (under any of its names) in `maps`.
+fn map_places(key: &str, maps: &[&str], params: &mut Params) -> Vec<String> {
+    let names: Vec<String> = schema::attribute_names(key).into_iter().map(|n| params.text(n)).collect();
+    maps.iter().flat_map(|map| names.iter().map(move |name| format!("{map}[{name}]"))).collect()
+}
+
 /// The SQL value of a tag key for one span: span fields and dedicated
-/// columns first, then the span's attributes, then its resource's.
+/// columns first, then the span's attributes, then its resource's, each
+/// under any name of the attribute.
 pub(crate) fn tag_sql(key: &str, params: &mut Params) -> String {
     field_tag_sql(key).unwrap_or_else(|| {
-        let key = params.text(key);
-        format!("COALESCE({}[{key}], {}[{key}])", schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES)
+        let places = map_places(key, &[schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES], params);
+        format!("COALESCE({})", places.join(", "))
     })
 }
 
@@ -540,16 +551,18 @@ pub enum TagSources {
 fn tag_condition(tag: &TagFilter, sources: TagSources, params: &mut Params) -> String {
     let anywhere = sources == TagSources::Anywhere && field_tag_sql(tag.key()).is_none();
     if anywhere && let TagFilter::Equals(k, _) | TagFilter::Exists(k) = tag {
+        let maps = [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES, schema::SCOPE_ATTRIBUTES];
+        let places = map_places(k, &maps, params);
         let key = params.text(k);
         let value = match tag {
             TagFilter::Equals(_, v) => Some(params.text(v)),
             _ => None,
         };
-        let mut any: Vec<String> = [schema::SPAN_ATTRIBUTES, schema::RESOURCE_ATTRIBUTES, schema::SCOPE_ATTRIBUTES]
+        let mut any: Vec<String> = places
             .iter()
-            .map(|map| match &value {
-                Some(value) => format!("{map}[{key}] = {value}"),
-                None => format!("{map}[{key}] IS NOT NULL"),
+            .map(|place| match &value {
+                Some(value) => format!("{place} = {value}"),
+                None => format!("{place} IS NOT NULL"),
             })
             .collect();
         let nested_value = value.unwrap_or_else(|| "CAST(NULL AS VARCHAR)".to_owned());

@@ -161,6 +161,50 @@ pub const DEDICATED: &[Dedicated] = &[
 ];
 
 /// Names of the span kinds and status codes as stored, indexed by their OTLP number.
+/// Span attributes the stable semantic conventions renamed: (current name,
+/// an older name). Fleets send both generations for years, so the two names
+/// are one attribute to every query, a dedicated column holds either, and
+/// what was sent is kept exactly. A current name may have several older
+/// ones (`server.port` was `net.peer.port` on clients, `net.host.port` on
+/// servers).
+pub const RENAMED: &[(&str, &str)] = &[
+    ("http.request.method", "http.method"),
+    ("http.response.status_code", "http.status_code"),
+    ("url.full", "http.url"),
+    ("url.scheme", "http.scheme"),
+    ("server.address", "net.peer.name"),
+    ("server.port", "net.peer.port"),
+    ("server.port", "net.host.port"),
+    ("client.address", "http.client_ip"),
+    ("user_agent.original", "http.user_agent"),
+    ("network.protocol.version", "http.flavor"),
+    ("db.query.text", "db.statement"),
+    ("db.namespace", "db.name"),
+    ("messaging.destination.name", "messaging.destination"),
+];
+
+/// The current name of an older attribute name.
+pub fn current_name(key: &str) -> Option<&'static str> {
+    RENAMED.iter().find(|(_, old)| *old == key).map(|(current, _)| *current)
+}
+
+/// Every name of the attribute `key` names: `key` first, then its current
+/// name or its older ones.
+pub fn attribute_names(key: &str) -> Vec<&str> {
+    let mut names = vec![key];
+    match current_name(key) {
+        Some(current) => names.push(current),
+        None => names.extend(RENAMED.iter().filter(|(current, _)| *current == key).map(|(_, old)| *old)),
+    }
+    names
+}
+
+/// The dedicated column of attribute `key` at `level`, under either name.
+pub fn dedicated_column(key: &str, level: Level) -> Option<&'static Dedicated> {
+    let current = current_name(key).unwrap_or(key);
+    DEDICATED.iter().find(|d| d.level == level && d.key == current)
+}
+
 pub const SPAN_KINDS: [&str; 6] = ["UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"];
 pub const STATUS_CODES: [&str; 3] = ["UNSET", "OK", "ERROR"];
 
@@ -174,6 +218,10 @@ pub mod value_type {
     pub const ARRAY: &str = "array";
     pub const KVLIST: &str = "kvlist";
     pub const EMPTY: &str = "empty";
+    /// Not a value's type: under a dedicated column's key, it says the
+    /// column holds a value sent under an older name (which the map keeps),
+    /// not one sent under this key.
+    pub const DERIVED: &str = "derived";
 }
 
 /// The span file sort order, as declared in every Parquet footer. Service

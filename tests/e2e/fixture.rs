@@ -32,7 +32,8 @@ pub struct Span {
     pub start_ms: i64,
     pub duration_ms: i64,
     pub error: bool,
-    pub attributes: Vec<(&'static str, String)>,
+    /// Keys and OTLP/JSON values.
+    pub attributes: Vec<(&'static str, Value)>,
     pub resource: Vec<(&'static str, &'static str)>,
 }
 
@@ -69,7 +70,12 @@ impl Span {
     }
 
     pub fn attr(mut self, key: &'static str, value: &str) -> Self {
-        self.attributes.push((key, value.to_owned()));
+        self.attributes.push((key, json!({"stringValue": value})));
+        self
+    }
+
+    pub fn attr_int(mut self, key: &'static str, value: i64) -> Self {
+        self.attributes.push((key, json!({"intValue": value.to_string()})));
         self
     }
 
@@ -81,8 +87,7 @@ impl Span {
     fn otlp(&self, base_ms: i64) -> Value {
         let start = (base_ms + self.start_ms) as i128 * 1_000_000;
         let end = start + self.duration_ms as i128 * 1_000_000;
-        let attributes: Vec<Value> =
-            self.attributes.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect();
+        let attributes: Vec<Value> = self.attributes.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
         let mut span = json!({
             "traceId": trace_id(self.trace), "spanId": span_id(self.id), "name": self.name, "kind": self.kind,
             "startTimeUnixNano": start.to_string(), "endTimeUnixNano": end.to_string(),

@@ -20,6 +20,7 @@ mod otlp_python;
 mod otlp_rust;
 mod pgwire;
 mod query_api;
+mod semconv;
 mod sql;
 mod storage;
 mod tempo;

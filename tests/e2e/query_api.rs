@@ -44,7 +44,7 @@ async fn shop_server() -> (TestServer, i64) {
 }
 
 /// The trace numbers a search answers, in order.
-async fn found(server: &TestServer, query: &str) -> Vec<u16> {
+pub async fn found(server: &TestServer, query: &str) -> Vec<u16> {
     let body = get_ok(server, &format!("/api/v1/search?{query}")).await;
     body["traces"]
         .as_array()

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, ScalarUDF, Signature, SimpleScalarUDF, Volatility, cast,
 };
 use datafusion::optimizer::AnalyzerRule;
-use spanlake_storage::schema::{self, DEDICATED, Level};
+use spanlake_storage::schema::{self, Level};
 
 /// The functions and the levels they search, in order.
 const SCOPES: [(&str, &[Level]); 3] =
@@ -89,13 +89,16 @@ fn rewrite(expr: Expr, input: &DFSchema) -> Result<Transformed<Expr>> {
     };
     let mut places = Vec::new();
     for level in *levels {
-        let dedicated = DEDICATED.iter().find(|d| d.key == key && d.level == *level);
+        // Under any name of the attribute (`http.method` is `http.request.method`).
+        let dedicated = schema::dedicated_column(&key, *level);
         places.extend(dedicated.and_then(|d| column(d.column)).map(|c| cast(c, DataType::Utf8)));
         let map = match level {
             Level::Span => schema::SPAN_ATTRIBUTES,
             Level::Resource => schema::RESOURCE_ATTRIBUTES,
         };
-        places.extend(column(map).map(|m| cast(get_field(m, key.as_str()), DataType::Utf8)));
+        for name in schema::attribute_names(&key) {
+            places.extend(column(map).map(|m| cast(get_field(m, name), DataType::Utf8)));
+        }
     }
     Ok(match places.len() {
         0 => {

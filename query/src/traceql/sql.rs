@@ -8,7 +8,7 @@
 //! (`.key`) matches when the span's or the resource's value does. Regular
 //! expressions are anchored at both ends, as in Tempo.
 
-use spanlake_storage::schema::{self, DEDICATED, Level};
+use spanlake_storage::schema::{self, Level};
 
 use super::TraceQlError;
 use super::ast::{BinaryOp, Expr, Intrinsic, Literal, Scope, Spanset, SpansetOp, Status};
@@ -270,14 +270,20 @@ impl Compiler<'_> {
 /// Where an attribute of a level is stored: its text, and its number when
 /// it has a dedicated numeric column.
 pub(crate) fn attribute_sql(key: &str, level: Level, params: &mut Params) -> (String, Option<String>) {
-    match DEDICATED.iter().find(|d| d.key == key && d.level == level) {
+    match schema::dedicated_column(key, level) {
         Some(d) => (
             format!("CAST({} AS VARCHAR)", d.column),
             (d.kind == schema::ColumnKind::Int).then(|| format!("CAST({} AS DOUBLE)", d.column)),
         ),
         None => {
             let map = if level == Level::Span { schema::SPAN_ATTRIBUTES } else { schema::RESOURCE_ATTRIBUTES };
-            (format!("{map}[{}]", params.text(key)), None)
+            // Either name of a renamed attribute.
+            let places: Vec<String> =
+                schema::attribute_names(key).into_iter().map(|name| format!("{map}[{}]", params.text(name))).collect();
+            match places.as_slice() {
+                [one] => (one.clone(), None),
+                _ => (format!("COALESCE({})", places.join(", ")), None),
+            }
         }
     }
 }

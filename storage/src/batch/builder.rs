@@ -283,19 +283,27 @@ impl SpanBatchBuilder {
         let mut filled = [false; DEDICATED_COUNT];
         let mut remote = RemoteServiceHints::default();
         let (unique, repeated) = self.unique(&span.attributes);
-        for (key, kv) in unique {
+        for &(key, kv) in &unique {
             let value = kv_value(kv);
             remote.observe(key, value);
-            match promotion(Level::Span, key, value) {
-                Some((i, v)) => {
-                    filled[i] = true;
-                    self.dedicated[i].append(Some(&v));
-                }
-                None => {
-                    let (key, value) = self.encode(key, kv, summary);
-                    self.span_attributes.push(key, &value);
-                }
+            if let Some((i, v)) = promotion(Level::Span, key, value) {
+                filled[i] = true;
+                self.dedicated[i].append(Some(&v));
+                continue;
             }
+            // An older name fills the column when the current one was not
+            // sent; the attribute stays in the map as it was sent.
+            if let Some(current) = schema::current_name(key)
+                && !unique.iter().any(|(k, _)| *k == current)
+                && let Some((i, v)) = promotion(Level::Span, current, value)
+                && !filled[i]
+            {
+                filled[i] = true;
+                self.dedicated[i].append(Some(&v));
+                self.span_attributes.types.push(current, schema::value_type::DERIVED);
+            }
+            let (key, value) = self.encode(key, kv, summary);
+            self.span_attributes.push(key, &value);
         }
         self.span_attributes.finish_row();
         match remote.remote_service_name(span.kind) {
@@ -490,33 +498,71 @@ struct RemoteServiceHints<'a> {
     db_system: Option<&'a str>,
     messaging_system: Option<&'a str>,
     server_address: Option<&'a str>,
+    /// `net.peer.name`, the older `server.address`.
+    peer_name: Option<&'a str>,
+    /// The host of `url.full` or `http.url`.
+    url_host: Option<&'a str>,
+}
+
+/// The host of a URL: between `scheme://` (and any `user@`) and the port
+/// or path.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 impl<'a> RemoteServiceHints<'a> {
     fn observe(&mut self, key: &str, value: Option<&'a Value>) {
         let Some(Value::StringValue(s)) = value else { return };
-        let slot = match key {
-            attr::PEER_SERVICE => &mut self.peer_service,
-            attr::DB_SYSTEM => &mut self.db_system,
-            attr::MESSAGING_SYSTEM => &mut self.messaging_system,
-            attr::SERVER_ADDRESS => &mut self.server_address,
+        let (slot, value) = match key {
+            attr::PEER_SERVICE => (&mut self.peer_service, Some(s.as_str())),
+            attr::DB_SYSTEM => (&mut self.db_system, Some(s.as_str())),
+            attr::MESSAGING_SYSTEM => (&mut self.messaging_system, Some(s.as_str())),
+            attr::SERVER_ADDRESS => (&mut self.server_address, Some(s.as_str())),
+            "net.peer.name" => (&mut self.peer_name, Some(s.as_str())),
+            "url.full" | "http.url" => (&mut self.url_host, url_host(s)),
             _ => return,
         };
-        slot.get_or_insert(s.as_str());
+        if let Some(value) = value {
+            slot.get_or_insert(value);
+        }
     }
 
     /// `peer.service` when the instrumentation names the peer; for outgoing
     /// calls (CLIENT, PRODUCER) the database or messaging system, else the
-    /// server address, as the OpenTelemetry Zipkin exporter picks its
-    /// `remoteEndpoint`.
+    /// server address (`server.address`, or the older `net.peer.name`),
+    /// else the host of the URL, as the OpenTelemetry Zipkin exporter
+    /// picks its `remoteEndpoint`.
     fn remote_service_name(&self, kind: i32) -> Option<&'a str> {
         const CLIENT: i32 = 3;
         const PRODUCER: i32 = 4;
         let outgoing = kind == CLIENT || kind == PRODUCER;
         self.peer_service.or(if outgoing {
-            self.db_system.or(self.messaging_system).or(self.server_address)
+            self.db_system.or(self.messaging_system).or(self.server_address).or(self.peer_name).or(self.url_host)
         } else {
             None
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_of_urls() {
+        for (url, host) in [
+            ("http://a.example/x", Some("a.example")),
+            ("https://user:pw@b.example:8443", Some("b.example")),
+            ("http://[2001:db8::1]:80/", Some("2001:db8::1")),
+            ("no scheme", None),
+            ("http:///path", None),
+        ] {
+            assert_eq!(super::url_host(url), host, "{url}");
+        }
     }
 }

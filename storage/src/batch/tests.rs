@@ -235,3 +235,70 @@ fn repeated_keys_keep_the_first_value_and_count_the_rest_as_dropped() {
     assert_eq!(attributes, [("http.route", Some(s("/a"))), ("k", Some(Value::DoubleValue(1.5)))]);
     assert_eq!(span.dropped_attributes_count, 3);
 }
+
+/// One client span per generation of the semantic conventions, and one
+/// that sends both (as Java agents do while migrating).
+fn generations() -> Vec<ResourceSpans> {
+    let client = |id: u8, attributes: Vec<KeyValue>| Span {
+        trace_id: vec![5; 16],
+        span_id: vec![id; 8],
+        name: "GET".into(),
+        kind: 3,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_100_000_000,
+        attributes,
+        status: Some(Status::default()),
+        ..Default::default()
+    };
+    let older = vec![
+        kv("http.method", s("GET")),
+        kv("http.status_code", Value::IntValue(503)),
+        kv("http.url", s("http://user@inventory.internal:8080/items?x=1")),
+        kv("net.peer.name", s("inventory")),
+    ];
+    let current = vec![
+        kv("http.request.method", s("POST")),
+        kv("http.response.status_code", Value::IntValue(201)),
+        kv("url.full", s("https://[::1]:8443/orders")),
+    ];
+    let both = vec![
+        kv("http.method", s("PUT")),
+        kv("http.request.method", s("PUT")),
+        kv("http.status_code", Value::IntValue(204)),
+        kv("http.response.status_code", Value::IntValue(204)),
+    ];
+    vec![ResourceSpans {
+        resource: Some(Resource { attributes: vec![kv("service.name", s("shop"))], ..Default::default() }),
+        scope_spans: vec![ScopeSpans {
+            spans: vec![client(1, older), client(2, current), client(3, both)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]
+}
+
+#[test]
+fn either_generation_of_names_fills_the_columns_and_comes_back_as_sent() {
+    let input = generations();
+    let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+    builder.append(&input);
+    let batch = builder.finish().unwrap();
+    let text = |name: &str| {
+        let column =
+            arrow::compute::cast(batch.column_by_name(name).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+        let strings = arrow::array::AsArray::as_string::<i32>(&column);
+        use arrow::array::Array;
+        (0..3).map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_owned())).collect::<Vec<_>>()
+    };
+    let some = |v: [&str; 3]| v.map(|s| Some(s.to_owned())).to_vec();
+    assert_eq!(text("http_method"), some(["GET", "POST", "PUT"]));
+    assert_eq!(text("http_status_code"), some(["503", "201", "204"]));
+    assert_eq!(
+        text("url_full")[..2],
+        some(["http://user@inventory.internal:8080/items?x=1", "https://[::1]:8443/orders", ""])[..2]
+    );
+    assert_eq!(text("url_full")[2], None);
+    // The remote service from the older peer name, else the URL's host.
+    assert_eq!(text(schema::REMOTE_SERVICE_NAME), vec![Some("inventory".into()), Some("::1".into()), None]);
+    assert_eq!(normalize(spans_to_otlp(&[batch]).unwrap()), normalize(input), "each span keeps its own names");
+}

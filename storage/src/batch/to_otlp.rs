@@ -20,7 +20,7 @@ use prost::Message;
 use thiserror::Error;
 
 use crate::attributes::{self, AttributeError};
-use crate::schema::{self, ColumnKind, DEDICATED, Level, nested};
+use crate::schema::{self, ColumnKind, DEDICATED, Level, nested, value_type};
 
 #[derive(Debug, Error)]
 pub enum ToOtlpError {
@@ -157,8 +157,18 @@ impl<'a> Rows<'a> {
         row: usize,
     ) -> Result<Vec<KeyValue>, ToOtlpError> {
         let mut out = Vec::new();
+        let types_of_row = self.map(types)?.value(row);
+        let type_keys = types_of_row.column(0).as_string::<i32>();
+        let type_tags = types_of_row.column(1).as_string::<i32>();
+        // A column filled from an older name was not sent under its own.
+        let derived = |key: &str| {
+            (0..type_keys.len()).any(|i| type_keys.value(i) == key && type_tags.value(i) == value_type::DERIVED)
+        };
         for (d, column) in DEDICATED.iter().zip(&self.dedicated) {
             let Some(text) = column.opt(row).filter(|_| d.level == level) else { continue };
+            if derived(d.key) {
+                continue;
+            }
             let value = match d.kind {
                 ColumnKind::Int => Value::IntValue(text.parse().map_err(|_| AttributeError::Unreadable {
                     key: d.key.to_owned(),
