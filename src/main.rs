@@ -2,6 +2,7 @@
 //! everything, `demo` sends demo traffic, `load` measures ingest, `sql`
 //! queries the spans.
 
+mod cors;
 mod demo;
 mod load;
 mod ops;

@@ -135,6 +135,11 @@ pub(crate) struct QueryArgs {
     /// through the UI's login page, and as the pgwire password. Receivers stay open.
     #[arg(long, env = "SPANLAKE_AUTH_TOKEN", hide_env_values = true)]
     pub(crate) auth_token: Option<String>,
+    /// Origins whose pages may call the read APIs from a browser
+    /// (comma-separated, or `*`). Default: every origin without an auth
+    /// token, none with one (then list them; `*` is refused with credentials).
+    #[arg(long, env = "SPANLAKE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub(crate) cors_allowed_origins: Vec<String>,
     /// Memory one query may hold, in bytes.
     #[arg(long, env = "SPANLAKE_QUERY_MEMORY_LIMIT", default_value_t = QueryLimits::default().memory_bytes)]
     pub(crate) query_memory_limit: usize,
@@ -239,6 +244,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));
     let reads = match &token {
         Some(token) => token.require(reads),
+        None => reads,
+    };
+    // Outside the token check: a preflight request carries no credentials.
+    let reads = match crate::cors::layer(&args.query.cors_allowed_origins, token.is_some())? {
+        Some(cors) => reads.layer(cors),
         None => reads,
     };
     ops.ready(

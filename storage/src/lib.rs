@@ -18,6 +18,7 @@ pub mod ids;
 mod maintenance;
 pub mod metrics;
 pub mod paths;
+mod remote_service;
 pub mod schema;
 pub mod tag_summary;
 pub mod trace_filter;

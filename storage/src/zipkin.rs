@@ -14,10 +14,24 @@
 //! | 64-bit trace id | 128-bit, high half zero (and back to 16 hex digits) |
 //!
 //! Times are microseconds in Zipkin, nanoseconds in OTLP. A span reported in
-//! parts (same trace, id, side and service) is stored as sent and merged
-//! when read, as Zipkin does.
+//! parts (same trace, id, side, service and host) is stored as sent and
+//! merged when read, as Zipkin does; parts from different hosts (a shared
+//! SERVER span answered by two instances) stay apart.
+//!
+//! On the way in, what Zipkin normalizes is normalized as Zipkin does: ids
+//! of any case, short ones left-padded with zeros (to 16 hex digits, or 32
+//! for a trace id longer than 16); span and service names lower-cased; an
+//! IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) as IPv4. Annotations in the
+//! OpenTelemetry Collector's event form, `name|{json attributes}|dropped`,
+//! become events with their attributes, and events with attributes go out
+//! in that form. On the way out the remote endpoint follows the rule of
+//! the `remote_service_name` column (`remote_service.rs`): `peer.service`,
+//! else for outgoing calls the database, messaging or RPC system, the
+//! server address or the URL's host; its address and port come from
+//! `network.peer.*`, else `server.address`/`server.port`.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
@@ -28,6 +42,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{SpanId, TraceId};
+use crate::remote_service::RemoteService;
 use crate::schema::attr;
 
 const PEER_ADDRESS: &str = "network.peer.address";
@@ -158,9 +173,82 @@ fn flag(key: &str) -> KeyValue {
     key_value(key, Value::BoolValue(true))
 }
 
+/// An address as Zipkin keeps it: IPv4-mapped IPv6 as IPv4.
+fn normal_ip(ip: &str) -> String {
+    match ip.parse::<Ipv6Addr>().ok().and_then(|v6| v6.to_ipv4_mapped()) {
+        Some(v4) => v4.to_string(),
+        None => ip.to_owned(),
+    }
+}
+
+/// An id of up to `long` hex digits, lower-cased and left-padded with zeros
+/// to `short` digits, or to `long` when it has more than `short`.
+fn padded(text: &str, short: usize, long: usize) -> Option<String> {
+    let len = text.len();
+    if len == 0 || len > long || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let width = if len <= short { short } else { long };
+    Some(format!("{:0>width$}", text.to_ascii_lowercase()))
+}
+
+/// A trace id as Zipkin reads it: up to 32 hex digits of any case, short
+/// ones left-padded.
+pub fn trace_id(text: &str) -> Result<TraceId, String> {
+    padded(text, 16, 32)
+        .and_then(|id| id.parse::<TraceId>().ok())
+        .ok_or_else(|| format!("trace id must be up to 32 hex characters, got {text:?}"))
+}
+
+/// An annotation in the OpenTelemetry Collector's form of an event with
+/// attributes, `name|{json}|dropped`: its name, attributes and dropped count.
+fn event_form(value: &str) -> Option<(String, Vec<KeyValue>, u32)> {
+    let (rest, dropped) = value.rsplit_once('|')?;
+    let dropped = dropped.parse().ok()?;
+    let split = rest.find("|{")?;
+    let (name, json) = (&rest[..split], &rest[split + 1..]);
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).ok()?;
+    let attributes = map
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(s) => string(&key, s),
+            serde_json::Value::Bool(b) => key_value(&key, Value::BoolValue(b)),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => int(&key, i),
+                None => key_value(&key, Value::DoubleValue(n.as_f64().unwrap_or_default())),
+            },
+            other => string(&key, other.to_string()),
+        })
+        .collect();
+    Some((name.to_owned(), attributes, dropped))
+}
+
+/// An event as a Zipkin annotation value: its name, or with attributes the
+/// OpenTelemetry Collector's `name|{json}|dropped`.
+fn annotation_value(event: &Event) -> String {
+    if event.attributes.is_empty() {
+        return event.name.clone();
+    }
+    let json: serde_json::Map<String, serde_json::Value> = event
+        .attributes
+        .iter()
+        .map(|kv| {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => serde_json::Value::from(s.as_str()),
+                Some(Value::BoolValue(b)) => serde_json::Value::from(*b),
+                Some(Value::IntValue(i)) => serde_json::Value::from(*i),
+                Some(Value::DoubleValue(d)) => serde_json::Value::from(*d),
+                _ => serde_json::Value::from(kv.value.as_ref().map(text).unwrap_or_default()),
+            };
+            (kv.key.clone(), value)
+        })
+        .collect();
+    format!("{}|{}|{}", event.name, serde_json::Value::Object(json), event.dropped_attributes_count)
+}
+
 fn endpoint_attributes(endpoint: &Endpoint, address: &str, port: &str, out: &mut Vec<KeyValue>) {
     if let Some(ip) = endpoint.ipv4.as_ref().or(endpoint.ipv6.as_ref()) {
-        out.push(string(address, ip.clone()));
+        out.push(string(address, normal_ip(ip)));
     }
     if let Some(p) = endpoint.port {
         out.push(int(port, p.into()));
@@ -169,11 +257,16 @@ fn endpoint_attributes(endpoint: &Endpoint, address: &str, port: &str, out: &mut
 
 fn to_otlp_span(index: usize, span: ZipkinSpan) -> Result<Span, ZipkinError> {
     let error = |message: String| ZipkinError { index, message };
-    let trace_id = span.trace_id.parse::<TraceId>().map_err(|e| error(e.to_string()))?;
-    let span_id = span.id.parse::<SpanId>().map_err(|e| error(e.to_string()))?;
+    let span_id_of = |text: &str| {
+        padded(text, 16, 16)
+            .and_then(|id| id.parse::<SpanId>().ok())
+            .ok_or_else(|| error(format!("span id must be up to 16 hex characters, got {text:?}")))
+    };
+    let trace_id = trace_id(&span.trace_id).map_err(error)?;
+    let span_id = span_id_of(&span.id)?;
     let parent_span_id = match span.parent_id.as_deref() {
         None | Some("") => Vec::new(),
-        Some(parent) => parent.parse::<SpanId>().map_err(|e| error(format!("parentId: {e}")))?.0.to_vec(),
+        Some(parent) => span_id_of(parent).map_err(|e| error(format!("parentId: {}", e.message)))?.0.to_vec(),
     };
     let micros = |us: u64| us.checked_mul(1000).ok_or_else(|| error(format!("time {us} µs is out of range")));
     // A part without a timestamp (annotations only) takes its first annotation's.
@@ -186,7 +279,7 @@ fn to_otlp_span(index: usize, span: ZipkinSpan) -> Result<Span, ZipkinError> {
     let mut attributes = Vec::new();
     if let Some(remote) = &span.remote_endpoint {
         if let Some(service) = &remote.service_name {
-            attributes.push(string(attr::PEER_SERVICE, service.clone()));
+            attributes.push(string(attr::PEER_SERVICE, service.to_lowercase()));
         }
         endpoint_attributes(remote, PEER_ADDRESS, PEER_PORT, &mut attributes);
     }
@@ -217,13 +310,21 @@ fn to_otlp_span(index: usize, span: ZipkinSpan) -> Result<Span, ZipkinError> {
     let events = span
         .annotations
         .into_iter()
-        .map(|a| Ok(Event { time_unix_nano: micros(a.timestamp)?, name: a.value, ..Default::default() }))
+        .map(|a| {
+            let time_unix_nano = micros(a.timestamp)?;
+            Ok(match event_form(&a.value) {
+                Some((name, attributes, dropped_attributes_count)) => {
+                    Event { time_unix_nano, name, attributes, dropped_attributes_count }
+                }
+                None => Event { time_unix_nano, name: a.value, ..Default::default() },
+            })
+        })
         .collect::<Result<_, ZipkinError>>()?;
     Ok(Span {
         trace_id: trace_id.0.to_vec(),
         span_id: span_id.0.to_vec(),
         parent_span_id,
-        name: span.name.unwrap_or_default(),
+        name: span.name.unwrap_or_default().to_lowercase(),
         kind: kind as i32,
         start_time_unix_nano,
         end_time_unix_nano,
@@ -238,7 +339,8 @@ fn to_otlp_span(index: usize, span: ZipkinSpan) -> Result<Span, ZipkinError> {
 pub fn to_otlp(spans: Vec<ZipkinSpan>) -> Result<Vec<ResourceSpans>, ZipkinError> {
     let mut by_service: BTreeMap<String, Vec<Span>> = BTreeMap::new();
     for (index, span) in spans.into_iter().enumerate() {
-        let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.clone()).unwrap_or_default();
+        let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.as_deref()).unwrap_or_default();
+        let service = service.to_lowercase();
         by_service.entry(service).or_default().push(to_otlp_span(index, span)?);
     }
     Ok(by_service
@@ -273,6 +375,7 @@ fn hex_trace_id(id: &[u8]) -> String {
 }
 
 fn address(endpoint: &mut Endpoint, ip: String) {
+    let ip = normal_ip(&ip);
     if ip.contains(':') {
         endpoint.ipv6 = Some(ip);
     } else {
@@ -285,8 +388,16 @@ fn from_otlp_span(service: Option<&str>, resource_tags: &[KeyValue], scope: (&st
     let mut remote = Endpoint::default();
     let mut tags = BTreeMap::new();
     let (mut shared, mut debug) = (None, None);
+    let mut peer = RemoteService::default();
+    let (mut server_address, mut server_port) = (None, None);
     for kv in resource_tags.iter().chain(&span.attributes) {
         let value = kv.value.as_ref().map(text).unwrap_or_default();
+        peer.observe(&kv.key, kv.value.as_ref().and_then(|v| v.value.as_ref()));
+        match kv.key.as_str() {
+            "server.address" => server_address = Some(value.clone()),
+            "server.port" => server_port = value.parse().ok(),
+            _ => {}
+        }
         match kv.key.as_str() {
             attr::PEER_SERVICE => remote.service_name = Some(value),
             PEER_ADDRESS => address(&mut remote, value),
@@ -299,6 +410,21 @@ fn from_otlp_span(service: Option<&str>, resource_tags: &[KeyValue], scope: (&st
                 tags.insert(kv.key.clone(), value);
             }
         }
+    }
+    // The peer by the rule every other surface uses.
+    if remote.service_name.is_none() {
+        remote.service_name = peer.name(span.kind).map(str::to_owned);
+    }
+    let outgoing = matches!(SpanKind::try_from(span.kind), Ok(SpanKind::Client | SpanKind::Producer));
+    if outgoing
+        && remote.ipv4.is_none()
+        && remote.ipv6.is_none()
+        && let Some(ip) = server_address.filter(|a| a.parse::<IpAddr>().is_ok())
+    {
+        address(&mut remote, ip);
+    }
+    if outgoing && remote.port.is_none() {
+        remote.port = server_port;
     }
     let (scope_name, scope_version) = scope;
     if !scope_name.is_empty() {
@@ -336,7 +462,7 @@ fn from_otlp_span(service: Option<&str>, resource_tags: &[KeyValue], scope: (&st
         annotations: span
             .events
             .iter()
-            .map(|e| Annotation { timestamp: e.time_unix_nano / 1000, value: e.name.clone() })
+            .map(|e| Annotation { timestamp: e.time_unix_nano / 1000, value: annotation_value(e) })
             .collect(),
         tags,
         debug,
@@ -360,21 +486,40 @@ pub fn from_otlp(resource_spans: &[ResourceSpans]) -> Vec<ZipkinSpan> {
     merge(spans)
 }
 
-/// Zipkin's merge: parts with the same id, side (`shared`) and local
-/// service are one span.
+/// The host of a part: its local address, when it has one.
+fn host(span: &ZipkinSpan) -> Option<(Option<String>, Option<String>)> {
+    let local = span.local_endpoint.as_ref()?;
+    (local.ipv4.is_some() || local.ipv6.is_some()).then(|| (local.ipv4.clone(), local.ipv6.clone()))
+}
+
+/// Zipkin's merge: parts with the same id, side (`shared`), local service
+/// and host are one span. A part that names no host joins the first part
+/// with the same id, side and service.
 pub fn merge(spans: Vec<ZipkinSpan>) -> Vec<ZipkinSpan> {
-    let mut merged: BTreeMap<(String, String, bool, Option<String>), ZipkinSpan> = BTreeMap::new();
+    type Key = (String, String, bool, Option<String>);
+    let mut groups: BTreeMap<Key, Vec<ZipkinSpan>> = BTreeMap::new();
+    let mut hostless: Vec<(Key, ZipkinSpan)> = Vec::new();
     for span in spans {
         let service = span.local_endpoint.as_ref().and_then(|e| e.service_name.clone());
         let key = (span.trace_id.clone(), span.id.clone(), span.shared == Some(true), service);
-        match merged.get_mut(&key) {
-            None => {
-                merged.insert(key, span);
-            }
+        let Some(span_host) = host(&span) else {
+            hostless.push((key, span));
+            continue;
+        };
+        let group = groups.entry(key).or_default();
+        match group.iter_mut().find(|s| host(s).as_ref() == Some(&span_host)) {
             Some(into) => merge_into(into, span),
+            None => group.push(span),
         }
     }
-    let mut spans: Vec<ZipkinSpan> = merged.into_values().collect();
+    for (key, span) in hostless {
+        let group = groups.entry(key).or_default();
+        match group.first_mut() {
+            Some(into) => merge_into(into, span),
+            None => group.push(span),
+        }
+    }
+    let mut spans: Vec<ZipkinSpan> = groups.into_values().flatten().collect();
     spans.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
     spans
 }
@@ -464,8 +609,98 @@ mod tests {
 
     #[test]
     fn bad_ids_name_the_span() {
-        let error = to_otlp(vec![ZipkinSpan::default(), span(r#"{"traceId":"xyz","id":"1"}"#)]).unwrap_err();
-        assert_eq!(error.index, 0);
+        let error =
+            to_otlp(vec![span(r#"{"traceId":"1","id":"1"}"#), span(r#"{"traceId":"xyz","id":"1"}"#)]).unwrap_err();
+        assert_eq!(error.index, 1);
         assert!(error.to_string().contains("trace id"), "{error}");
+        let long = "1".repeat(33);
+        assert!(to_otlp(vec![span(&format!(r#"{{"traceId":"{long}","id":"1"}}"#))]).is_err());
+        assert!(to_otlp(vec![ZipkinSpan::default()]).is_err(), "an empty id");
+    }
+
+    #[test]
+    fn what_zipkin_normalizes_is_normalized() {
+        let sent = span(
+            r#"{"traceId":"ABC","id":"1F","parentId":"2","name":"GET /Users","kind":"CLIENT","timestamp":10,
+                "localEndpoint":{"serviceName":"FrontEnd","ipv6":"::ffff:10.0.0.7"},
+                "remoteEndpoint":{"serviceName":"Users"}}"#,
+        );
+        let back = from_otlp(&to_otlp(vec![sent]).unwrap());
+        let span = &back[0];
+        assert_eq!((span.trace_id.as_str(), span.id.as_str()), ("0000000000000abc", "000000000000001f"));
+        assert_eq!(span.parent_id.as_deref(), Some("0000000000000002"));
+        assert_eq!(span.name.as_deref(), Some("get /users"));
+        let local = span.local_endpoint.as_ref().unwrap();
+        assert_eq!(
+            (local.service_name.as_deref(), local.ipv4.as_deref(), local.ipv6.as_deref()),
+            (Some("frontend"), Some("10.0.0.7"), None)
+        );
+        assert_eq!(span.remote_endpoint.as_ref().unwrap().service_name.as_deref(), Some("users"));
+        let long = from_otlp(&to_otlp(vec![self::span(r#"{"traceId":"1234567890abcdef1","id":"1"}"#)]).unwrap());
+        assert_eq!(long[0].trace_id, "00000000000000001234567890abcdef1"[1..]);
+    }
+
+    #[test]
+    fn events_with_attributes_travel_as_the_collector_writes_them() {
+        let value = r#"exception|{"exception.type":"IOError","exception.message":"disk full","retries":2}|1"#;
+        let sent = span(&format!(
+            r#"{{"traceId":"1","id":"1","timestamp":10,"annotations":[{{"timestamp":11,"value":"plain"}},{{"timestamp":12,"value":{}}}]}}"#,
+            serde_json::to_string(value).unwrap()
+        ));
+        let otlp = to_otlp(vec![sent.clone()]).unwrap();
+        let events = &otlp[0].scope_spans[0].spans[0].events;
+        assert_eq!(
+            (events[1].name.as_str(), events[1].attributes.len(), events[1].dropped_attributes_count),
+            ("exception", 3, 1)
+        );
+        assert_eq!(events[1].attributes[2], int("retries", 2));
+        assert_eq!(from_otlp(&otlp)[0].annotations, sent.annotations);
+    }
+
+    #[test]
+    fn parts_from_two_hosts_are_two_spans() {
+        let at = |ip: Option<&str>, timestamp: u64| {
+            let local = match ip {
+                Some(ip) => format!(r#"{{"serviceName":"s","ipv4":"{ip}"}}"#),
+                None => r#"{"serviceName":"s"}"#.to_owned(),
+            };
+            span(&format!(
+                r#"{{"traceId":"1","id":"1","kind":"SERVER","shared":true,"timestamp":{timestamp},"localEndpoint":{local}}}"#
+            ))
+        };
+        let merged =
+            merge(vec![at(Some("10.0.0.1"), 10), at(Some("10.0.0.2"), 20), at(None, 5), at(Some("10.0.0.1"), 8)]);
+        assert_eq!(merged.len(), 2, "{merged:#?}");
+        let hosts: Vec<Option<&str>> =
+            merged.iter().map(|s| s.local_endpoint.as_ref().unwrap().ipv4.as_deref()).collect();
+        assert_eq!(hosts, [Some("10.0.0.1"), Some("10.0.0.2")]);
+        assert_eq!(merged[0].timestamp, Some(5), "the part without a host joined the first");
+    }
+
+    #[test]
+    fn the_remote_endpoint_follows_the_remote_service_rule() {
+        let client = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![1; 8],
+            kind: SpanKind::Client as i32,
+            attributes: vec![
+                string("db.system", "postgresql"),
+                string("server.address", "10.1.2.3"),
+                int("server.port", 5432),
+            ],
+            ..Default::default()
+        };
+        let rs = ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![client], ..Default::default() }],
+            ..Default::default()
+        };
+        let remote = from_otlp(&[rs])[0].remote_endpoint.clone().unwrap();
+        let expected = Endpoint {
+            service_name: Some("postgresql".into()),
+            ipv4: Some("10.1.2.3".into()),
+            ipv6: None,
+            port: Some(5432),
+        };
+        assert_eq!(remote, expected);
     }
 }

@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 
 use crate::fixture::{get, get_ok, now_ms};
-use crate::harness::{TestServer, node, python};
+use crate::harness::{ServerOptions, TestServer, node, python};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/zipkin_report.py");
 const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/zipkin_export.mjs");
@@ -174,8 +174,17 @@ async fn bad_zipkin_requests_are_refused_clearly() {
     let spans = json!([{"traceId": "a1", "id": "0000000000000001"}, {"traceId": "zz", "id": "1"}]);
     let (status, body) = post(&server, serde_json::to_vec(&spans).unwrap(), false).await;
     assert_eq!(status, 400);
-    assert!(body.contains("span 0") && body.contains("trace id"), "{body}");
+    assert!(body.contains("span 1") && body.contains("trace id"), "{body}");
     assert_eq!(server.span_count().await, 0, "nothing of a refused list is stored");
+    // Short ids are left-padded, as Zipkin does, not refused.
+    let short = json!([{"traceId": "A1", "id": "b2", "name": "x", "timestamp": now_ms() * 1000, "duration": 5}]);
+    let (status, body) = post(&server, serde_json::to_vec(&short).unwrap(), false).await;
+    assert_eq!(status, 202, "{body}");
+    let stored = get_ok(&server, "/api/v2/trace/a1").await;
+    assert_eq!(
+        (stored[0]["traceId"].clone(), stored[0]["id"].clone()),
+        (json!("00000000000000a1"), json!("00000000000000b2"))
+    );
     for (content_type, body, status, message) in [
         ("application/x-protobuf", &b"\x0a\xff\xff"[..], 400, "proto3 ListOfSpans"),
         ("application/x-thrift", &b"x"[..], 415, "application/x-protobuf"),
@@ -209,4 +218,54 @@ async fn bad_zipkin_requests_are_refused_clearly() {
         let message = body["error"].as_str().unwrap_or_default();
         assert!(message.starts_with(parameter), "{path}: {message}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zipkins_ui_finds_the_api_under_zipkin_and_on_other_origins() {
+    let server = TestServer::start().await;
+    let config = get_ok(&server, "/zipkin/config.json").await;
+    assert_eq!((config["searchEnabled"].clone(), config["dependency"]["enabled"].clone()), (json!(true), json!(true)));
+    let services = get_ok(&server, "/zipkin/api/v2/services").await;
+    assert_eq!(services, get_ok(&server, "/api/v2/services").await);
+
+    // CORS: every origin may read without a token.
+    let client = reqwest::Client::new();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, server.api_url("/api/v2/services"))
+        .header("origin", "http://lens.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let read =
+        client.get(server.api_url("/api/v2/services")).header("origin", "http://lens.example").send().await.unwrap();
+    assert_eq!(read.headers()["access-control-allow-origin"], "*");
+
+    // With a token, only the origins listed, with credentials.
+    let options = ServerOptions::default()
+        .arg("--auth-token", "s3cret")
+        .arg("--cors-allowed-origins", "http://lens.example,http://other.example");
+    let guarded = TestServer::start_with(options).await;
+    let ask = |origin: &'static str| {
+        let (client, url) = (client.clone(), guarded.api_url("/zipkin/api/v2/services"));
+        async move {
+            client
+                .request(reqwest::Method::OPTIONS, url)
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .header("access-control-request-headers", "authorization")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let allowed = ask("http://lens.example").await;
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "http://lens.example");
+    assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
+    let refused = ask("http://evil.example").await;
+    assert!(refused.headers().get("access-control-allow-origin").is_none(), "{:?}", refused.headers());
+    let (status, _) = get(&guarded, "/zipkin/api/v2/services").await;
+    assert_eq!(status, 401, "the token still guards the reads");
 }

@@ -16,17 +16,38 @@ use spanlake_storage::ids::TraceId;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 use utoipa::IntoParams;
 
-use super::v1::path_trace_id;
 use super::{LooseQuery, Tenant};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{
     DAY_NS, HOUR_NS, Lookback, MAX_TRACE_IDS, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, TagFilter, Timestamp,
-    TraceIdList, Window, bad, limit,
+    Window, bad, limit,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchRequest};
 
+/// The read API at `/api/v2`, and again under `/zipkin` with the UI's
+/// configuration, as a Zipkin server serves them to its UI (Lens).
 pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
+    let api = routes(engine);
+    api.clone().nest("/zipkin", api).route("/zipkin/config.json", get(ui_config))
+}
+
+/// What Zipkin's UI reads at start: Zipkin's own defaults.
+async fn ui_config() -> Json<Value> {
+    Json(json!({
+        "environment": "",
+        "queryLimit": 10,
+        "defaultLookback": 900_000,
+        "searchEnabled": true,
+        "logsUrl": null,
+        "supportUrl": null,
+        "archivePostUrl": null,
+        "archiveUrl": null,
+        "dependency": {"enabled": true, "lowErrorRate": 0.5, "highErrorRate": 0.75},
+    }))
+}
+
+fn routes(engine: Arc<QueryEngine>) -> Router {
     Router::new()
         .route("/api/v2/services", get(services))
         .route("/api/v2/spans", get(span_names))
@@ -160,7 +181,7 @@ async fn trace(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ZipkinSpan>>, QueryError> {
-    let trace_id = path_trace_id("traceId", &id)?;
+    let trace_id = zipkin::trace_id(&id).map_err(|e| bad("traceId", e))?;
     zipkin_trace(&engine, &tenant, &trace_id)
         .await?
         .map(Json)
@@ -170,9 +191,9 @@ async fn trace(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 struct TraceManyParams {
+    /// Comma-separated; repeatable.
     #[serde(default)]
-    #[param(inline)]
-    trace_ids: Vec<TraceIdList>,
+    trace_ids: Vec<String>,
 }
 
 /// `GET /api/v2/traceMany?traceIds=a,b`: the traces found, in the order asked.
@@ -181,7 +202,14 @@ async fn trace_many(
     Tenant(tenant): Tenant,
     LooseQuery(params): LooseQuery<TraceManyParams>,
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, QueryError> {
-    let ids: Vec<TraceId> = params.trace_ids.into_iter().flat_map(|list| list.0).collect();
+    let ids: Vec<TraceId> = params
+        .trace_ids
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| zipkin::trace_id(id).map_err(|e| bad("traceIds", e)))
+        .collect::<Result<_, _>>()?;
     if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
         return Err(bad("traceIds", format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
     }

@@ -22,7 +22,8 @@ use super::columns::{
     append_optional_label, append_optional_str, encode_limited,
 };
 use crate::attributes::EncodedValue;
-use crate::schema::{self, ColumnKind, DEDICATED, Level, attr};
+use crate::remote_service::RemoteService;
+use crate::schema::{self, ColumnKind, DEDICATED, Level};
 
 const DEDICATED_COUNT: usize = DEDICATED.len();
 
@@ -281,7 +282,7 @@ impl SpanBatchBuilder {
 
         // Span attributes: promote what has a dedicated column, keep the rest.
         let mut filled = [false; DEDICATED_COUNT];
-        let mut remote = RemoteServiceHints::default();
+        let mut remote = RemoteService::default();
         let (unique, repeated) = self.unique(&span.attributes);
         for &(key, kv) in &unique {
             let value = kv_value(kv);
@@ -306,7 +307,7 @@ impl SpanBatchBuilder {
             self.span_attributes.push(key, &value);
         }
         self.span_attributes.finish_row();
-        match remote.remote_service_name(span.kind) {
+        match remote.name(span.kind) {
             Some(name) => self.remote_service_name.append_value(name),
             None => self.remote_service_name.append_null(),
         }
@@ -489,80 +490,4 @@ fn validate(span: &Span) -> Result<SpanIds, String> {
         }
     }
     Ok(SpanIds { trace_id, span_id, parent_span_id, start, end })
-}
-
-/// The attributes that name the peer of a call, seen while reading a span.
-#[derive(Default)]
-struct RemoteServiceHints<'a> {
-    peer_service: Option<&'a str>,
-    db_system: Option<&'a str>,
-    messaging_system: Option<&'a str>,
-    server_address: Option<&'a str>,
-    /// `net.peer.name`, the older `server.address`.
-    peer_name: Option<&'a str>,
-    /// The host of `url.full` or `http.url`.
-    url_host: Option<&'a str>,
-}
-
-/// The host of a URL: between `scheme://` (and any `user@`) and the port
-/// or path.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next()?,
-        None => host.split(':').next()?,
-    };
-    (!host.is_empty()).then_some(host)
-}
-
-impl<'a> RemoteServiceHints<'a> {
-    fn observe(&mut self, key: &str, value: Option<&'a Value>) {
-        let Some(Value::StringValue(s)) = value else { return };
-        let (slot, value) = match key {
-            attr::PEER_SERVICE => (&mut self.peer_service, Some(s.as_str())),
-            attr::DB_SYSTEM => (&mut self.db_system, Some(s.as_str())),
-            attr::MESSAGING_SYSTEM => (&mut self.messaging_system, Some(s.as_str())),
-            attr::SERVER_ADDRESS => (&mut self.server_address, Some(s.as_str())),
-            "net.peer.name" => (&mut self.peer_name, Some(s.as_str())),
-            "url.full" | "http.url" => (&mut self.url_host, url_host(s)),
-            _ => return,
-        };
-        if let Some(value) = value {
-            slot.get_or_insert(value);
-        }
-    }
-
-    /// `peer.service` when the instrumentation names the peer; for outgoing
-    /// calls (CLIENT, PRODUCER) the database or messaging system, else the
-    /// server address (`server.address`, or the older `net.peer.name`),
-    /// else the host of the URL, as the OpenTelemetry Zipkin exporter
-    /// picks its `remoteEndpoint`.
-    fn remote_service_name(&self, kind: i32) -> Option<&'a str> {
-        const CLIENT: i32 = 3;
-        const PRODUCER: i32 = 4;
-        let outgoing = kind == CLIENT || kind == PRODUCER;
-        self.peer_service.or(if outgoing {
-            self.db_system.or(self.messaging_system).or(self.server_address).or(self.peer_name).or(self.url_host)
-        } else {
-            None
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hosts_of_urls() {
-        for (url, host) in [
-            ("http://a.example/x", Some("a.example")),
-            ("https://user:pw@b.example:8443", Some("b.example")),
-            ("http://[2001:db8::1]:80/", Some("2001:db8::1")),
-            ("no scheme", None),
-            ("http:///path", None),
-        ] {
-            assert_eq!(super::url_host(url), host, "{url}");
-        }
-    }
 }
