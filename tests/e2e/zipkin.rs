@@ -31,8 +31,22 @@ async fn post(server: &TestServer, body: Vec<u8>, gzip: bool) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Spans sorted by id, names lower-cased as a Zipkin server stores them.
 fn by_id(spans: &Value) -> Vec<Value> {
     let mut spans = spans.as_array().unwrap().clone();
+    let lower = |value: Option<&mut Value>| {
+        if let Some(value) = value
+            && let Some(text) = value.as_str()
+        {
+            *value = json!(text.to_lowercase());
+        }
+    };
+    for span in &mut spans {
+        lower(span.get_mut("name"));
+        for endpoint in ["localEndpoint", "remoteEndpoint"] {
+            lower(span.get_mut(endpoint).and_then(|e| e.get_mut("serviceName")));
+        }
+    }
     spans.sort_by_key(|s| (s["id"].as_str().unwrap().to_owned(), s["shared"].as_bool().unwrap_or(false)));
     spans
 }
