@@ -83,19 +83,6 @@ impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for Q
     }
 }
 
-/// [`Query`] for the APIs of other servers, which ignore parameters they do
-/// not know.
-#[derive(Debug)]
-pub struct LooseQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for LooseQuery<T> {
-    type Rejection = QueryError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, QueryError> {
-        params::parse(parts.uri.query().unwrap_or_default(), Unknown::Ignore).map(Self)
-    }
-}
-
 /// The tenant and parameters of a request to another server's API (whose
 /// servers ignore parameters they do not know), refused in that API's
 /// error shape `E`.

@@ -418,6 +418,14 @@ text_param!(TraceIdList, "TraceIdList", |s| s
     .pattern(Some(r"^\s*([0-9a-fA-F]{16}|[0-9a-fA-F]{32})\s*(,\s*([0-9a-fA-F]{16}|[0-9a-fA-F]{32})\s*){0,99}$"))
     .description(Some("Comma-separated trace ids (32 hex digits, or 16 for a 64-bit id), 1 to 100")));
 
+/// Trace ids of one request, 1 to [`MAX_TRACE_IDS`] of them in all.
+pub(crate) fn some_trace_ids(name: &str, ids: Vec<TraceId>) -> Result<Vec<TraceId>, QueryError> {
+    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
+        return Err(bad(name, format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
+    }
+    Ok(ids)
+}
+
 /// A trace id in a path or a query: 32 hex digits, or 16 for a 64-bit id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceIdParam(pub TraceId);

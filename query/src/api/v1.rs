@@ -24,7 +24,7 @@ use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
 use crate::params::{
     GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, TagSources,
-    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit,
+    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, some_trace_ids,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
@@ -404,10 +404,7 @@ pub(crate) async fn get_traces(
     Tenant(tenant): Tenant,
     Query(params): Query<TraceIdsParams>,
 ) -> Result<Json<TraceList>, QueryError> {
-    let ids: Vec<TraceId> = params.ids.into_iter().flat_map(|list| list.0).collect();
-    if ids.is_empty() || ids.len() > crate::params::MAX_TRACE_IDS {
-        return Err(bad("ids", format!("give 1 to {} trace ids", crate::params::MAX_TRACE_IDS)));
-    }
+    let ids = some_trace_ids("ids", params.ids.into_iter().flat_map(|list| list.0).collect())?;
     let mut list = TraceList { traces: Vec::new(), missing: Vec::new() };
     for trace_id in ids {
         match engine.trace(&tenant, &trace_id).await? {

@@ -16,12 +16,12 @@ use spanlake_storage::ids::TraceId;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 use utoipa::IntoParams;
 
-use super::{LooseQuery, Tenant};
+use super::{Request, Tenant};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{
-    DAY_NS, HOUR_NS, Lookback, MAX_TRACE_IDS, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, TagFilter, Timestamp,
-    Window, bad, limit,
+    DAY_NS, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, TagFilter, Timestamp, Window, bad, limit,
+    some_trace_ids,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchRequest};
 
@@ -86,8 +86,7 @@ async fn services(State(engine): State<Arc<QueryEngine>>, Tenant(tenant): Tenant
 /// `GET /api/v2/spans?serviceName=`: the service's span names.
 async fn span_names(
     State(engine): State<Arc<QueryEngine>>,
-    Tenant(tenant): Tenant,
-    LooseQuery(params): LooseQuery<ServiceParams>,
+    Request { tenant, params, .. }: Request<ServiceParams, QueryError>,
 ) -> Result<Json<Vec<String>>, QueryError> {
     let operations = engine.operations(&tenant, params.service()?, &Window::last(NAMES_LOOKBACK_NS)).await?;
     let mut names: Vec<String> = operations.into_iter().map(|o| o.name).collect();
@@ -97,8 +96,7 @@ async fn span_names(
 
 async fn remote_services(
     State(engine): State<Arc<QueryEngine>>,
-    Tenant(tenant): Tenant,
-    LooseQuery(params): LooseQuery<ServiceParams>,
+    Request { tenant, params, .. }: Request<ServiceParams, QueryError>,
 ) -> Result<Json<Vec<String>>, QueryError> {
     Ok(Json(engine.remote_services(&tenant, params.service()?, &Window::last(NAMES_LOOKBACK_NS)).await?))
 }
@@ -138,8 +136,7 @@ fn annotation_query(text: Option<&str>) -> Vec<TagFilter> {
 /// `GET /api/v2/traces`: traces with a span that matches, newest first.
 async fn traces(
     State(engine): State<Arc<QueryEngine>>,
-    Tenant(tenant): Tenant,
-    LooseQuery(p): LooseQuery<TracesParams>,
+    Request { tenant, params: p, .. }: Request<TracesParams, QueryError>,
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, QueryError> {
     let filter = SpanFilter {
         service: p.service_name,
@@ -199,8 +196,7 @@ struct TraceManyParams {
 /// `GET /api/v2/traceMany?traceIds=a,b`: the traces found, in the order asked.
 async fn trace_many(
     State(engine): State<Arc<QueryEngine>>,
-    Tenant(tenant): Tenant,
-    LooseQuery(params): LooseQuery<TraceManyParams>,
+    Request { tenant, params, .. }: Request<TraceManyParams, QueryError>,
 ) -> Result<Json<Vec<Vec<ZipkinSpan>>>, QueryError> {
     let ids: Vec<TraceId> = params
         .trace_ids
@@ -210,9 +206,7 @@ async fn trace_many(
         .filter(|id| !id.is_empty())
         .map(|id| zipkin::trace_id(id).map_err(|e| bad("traceIds", e)))
         .collect::<Result<_, _>>()?;
-    if ids.is_empty() || ids.len() > MAX_TRACE_IDS {
-        return Err(bad("traceIds", format!("give 1 to {MAX_TRACE_IDS} comma-separated trace ids")));
-    }
+    let ids = some_trace_ids("traceIds", ids)?;
     let mut traces = Vec::new();
     for trace_id in ids {
         traces.extend(zipkin_trace(&engine, &tenant, &trace_id).await?);
@@ -233,8 +227,7 @@ struct DependenciesParams {
 /// left out when zero as Zipkin writes them.
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
-    Tenant(tenant): Tenant,
-    LooseQuery(p): LooseQuery<DependenciesParams>,
+    Request { tenant, params: p, .. }: Request<DependenciesParams, QueryError>,
 ) -> Result<Json<Vec<Value>>, QueryError> {
     let end = p.end_ts.ok_or_else(|| bad("endTs", "is required"))?;
     let graph = engine.dependencies(&tenant, &window(Some(end), p.lookback)?).await?;
@@ -267,8 +260,7 @@ struct AutocompleteParams {
 
 async fn autocomplete_values(
     State(engine): State<Arc<QueryEngine>>,
-    Tenant(tenant): Tenant,
-    LooseQuery(params): LooseQuery<AutocompleteParams>,
+    Request { tenant, params, .. }: Request<AutocompleteParams, QueryError>,
 ) -> Result<Json<Vec<String>>, QueryError> {
     let key = params.key.ok_or_else(|| bad("key", "is required"))?;
     Ok(Json(engine.tag_values(&tenant, &key, None, None, &Window::last(HOUR_NS)).await?))
