@@ -1,7 +1,8 @@
 //! spanlake's own SQL functions, registered in every session. `docs/sql.md`
 //! shows each with an example.
 //!
-//! - `id_to_hex(id)`, `id_from_hex(text)`: ids as hex text and back.
+//! - `id_to_hex(id)`, `id_from_hex(text)`: ids as hex text and back;
+//!   `span_key(trace_id, span_id)`: both as one value, for joins by place.
 //! - `duration_ms(duration_ns)`: nanoseconds as fractional milliseconds.
 //! - `attr(key)`, `span_attr(key)`, `resource_attr(key)`: an attribute by
 //!   key, wherever spanlake stored it (`attributes.rs`).

@@ -264,6 +264,38 @@ impl FromStr for UnixMillis {
 
 text_param!(UnixMillis, "UnixMillis", |s| s.pattern(Some(r"^-?[0-9]{1,13}$")).description(Some("Unix milliseconds")));
 
+/// A point in time in unix nanoseconds, written as Tempo's metrics API
+/// takes it: unix seconds (fractions allowed), unix nanoseconds (a number
+/// past the year 33658 in seconds) or RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnixSecondsOrNanos(pub i64);
+
+impl FromStr for UnixSecondsOrNanos {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let out_of_range = || format!("{text:?} is out of range");
+        if let Ok(n) = text.parse::<i64>() {
+            return if n.unsigned_abs() >= 1_000_000_000_000_000 {
+                Ok(Self(n))
+            } else {
+                n.checked_mul(NANOS_PER_SECOND).map(Self).ok_or_else(out_of_range)
+            };
+        }
+        if let Ok(seconds) = text.parse::<f64>() {
+            let nanos = seconds * NANOS_PER_SECOND as f64;
+            return if nanos.is_finite() && nanos.abs() < i64::MAX as f64 { Ok(Self(nanos as i64)) } else { Err(out_of_range()) };
+        }
+        let time = DateTime::parse_from_rfc3339(text)
+            .map_err(|_| format!("expected unix seconds, unix nanoseconds or RFC 3339, got {text:?}"))?;
+        time.timestamp_nanos_opt().map(Self).ok_or_else(out_of_range)
+    }
+}
+
+text_param!(UnixSecondsOrNanos, "UnixSecondsOrNanos", |s| s
+    .description(Some("Unix seconds (1750000000 or 1750000000.5), unix nanoseconds, or RFC 3339")));
+
 /// A half-open time range `[start, end)` in unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

@@ -7,8 +7,11 @@
 
 mod ast;
 mod lexer;
+mod metrics;
 mod parser;
 pub(crate) mod sql;
+mod pipeline;
+mod structure;
 #[cfg(test)]
 mod tests;
 
@@ -16,6 +19,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use ast::{Expr, Intrinsic, Query, Scope, Spanset, Stage};
+pub use metrics::{LabelValue, Series, TraceQlMetrics};
 use thiserror::Error;
 
 use crate::params::{Params, Window};
@@ -68,27 +72,14 @@ impl fmt::Display for TraceQl {
 impl TraceQl {
     /// Parses a query and checks that spanlake can answer it as a search.
     pub fn parse(text: &str) -> Result<Self, TraceQlError> {
-        let query = parse_query(text)?;
-        for stage in &query.stages {
-            let (at, what) = match stage {
-                Stage::Select(..) => continue,
-                Stage::Aggregate { at, .. } => (*at, "an aggregate (count(), avg(), ...) after |"),
-                Stage::By(_, at) => (*at, "by() in a search"),
-                Stage::Coalesce(at) => (*at, "coalesce()"),
-                Stage::Metrics { at, .. } => (*at, "a metrics function in a search (use the metrics API)"),
-                Stage::Followup { at, .. } => (*at, "topk/bottomk/compare in a search"),
-                Stage::Filter(_) => (text.find('|').unwrap_or(0), "a spanset filter after |"),
-            };
-            return Err(TraceQlError::at(text, at, format!("{what} is not supported yet")));
-        }
-        let this = Self { text: text.to_owned(), query };
+        let this = Self { text: text.to_owned(), query: parse_query(text)? };
         // Compiling once here surfaces every error before a search runs.
         this.compile(&Window { start_ns: 0, end_ns: 1 }, &mut Params::default())?;
         Ok(this)
     }
 
     fn compile(&self, window: &Window, params: &mut Params) -> Result<String, TraceQlError> {
-        sql::Compiler { text: &self.text, params, window: *window }.spanset(&self.query.spanset)
+        sql::Compiler::new(&self.text, params, *window).query(&self.query, false)
     }
 
     /// The condition a span must meet to be in the query's spansets, for

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Float64Array, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, Float64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result, exec_err};
@@ -24,6 +24,12 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         ))
     };
     vec![
+        ScalarUDF::from(SimpleScalarUDF::new_with_signature(
+            "span_key",
+            Signature::any(2, Volatility::Immutable),
+            DataType::Binary,
+            Arc::new(span_key),
+        )),
         udf("id_to_hex", DataType::Utf8, Arc::new(|args| per_array(args, id_to_hex))),
         udf(ID_FROM_HEX, DataType::Binary, Arc::new(|args| per_array(args, id_from_hex))),
         udf("duration_ms", DataType::Float64, Arc::new(|args| per_array(args, duration_ms))),
@@ -52,6 +58,38 @@ fn id_to_hex(ids: &ArrayRef) -> Result<ArrayRef> {
     };
     let hex: StringArray = binary.as_binary::<i32>().iter().map(|id| id.map(const_hex::encode)).collect();
     Ok(Arc::new(hex))
+}
+
+/// A span's place in its trace as one value, a trace id followed by a span
+/// id (zeros for none: a root's parent), so "the parent of this span is one
+/// of those" is a plain `IN` that DataFusion runs as a hash semi-join.
+fn span_key(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let [traces, spans] = [&arrays[0], &arrays[1]].map(|ids| cast(ids, &DataType::Binary));
+    let (traces, spans) = (traces?, spans?);
+    let (traces, spans) = (traces.as_binary::<i32>(), spans.as_binary::<i32>());
+    let mut keys = BinaryBuilder::with_capacity(traces.len(), traces.len() * 24);
+    let mut key = Vec::with_capacity(24);
+    for row in 0..traces.len() {
+        if traces.is_null(row) {
+            keys.append_null();
+            continue;
+        }
+        key.clear();
+        key.extend_from_slice(traces.value(row));
+        match spans.is_null(row) || spans.value(row).is_empty() {
+            true => key.extend_from_slice(&[0; 8]),
+            false => key.extend_from_slice(spans.value(row)),
+        }
+        keys.append_value(&key);
+    }
+    let out: ArrayRef = Arc::new(keys.finish());
+    Ok(if scalar {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
 }
 
 fn id_from_hex(text: &ArrayRef) -> Result<ArrayRef> {
@@ -98,6 +136,20 @@ mod tests {
         assert_eq!(back.as_binary::<i32>().value(0), [0x0a, 0xf7, 0, 1]);
         let bad: ArrayRef = Arc::new(StringArray::from(vec!["xyz"]));
         assert!(id_from_hex(&bad).unwrap_err().to_string().contains("\"xyz\" is not hex"));
+    }
+
+    #[test]
+    fn span_keys_join_a_trace_and_a_span_with_zeros_for_no_parent() {
+        let traces: ArrayRef = Arc::new(FixedSizeBinaryArray::try_from_iter([[1_u8; 16], [2; 16]].into_iter()).unwrap());
+        let spans: ArrayRef =
+            Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size([Some([3_u8; 8]), None].into_iter(), 8).unwrap());
+        let ColumnarValue::Array(keys) = span_key(&[ColumnarValue::Array(traces), ColumnarValue::Array(spans)]).unwrap()
+        else {
+            panic!("an array in, an array out")
+        };
+        let keys = keys.as_binary::<i32>();
+        assert_eq!(keys.value(0), [[1_u8; 16].as_slice(), &[3; 8]].concat());
+        assert_eq!(keys.value(1), [[2_u8; 16].as_slice(), &[0; 8]].concat());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Trace summaries of chosen traces, summed from their fragments in the
 //! trace index, and the columns of query answers they are read from.
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 
@@ -54,6 +54,13 @@ impl Columns<'_> {
     pub(crate) fn ints(&self, name: &str) -> Result<&[i64], QueryError> {
         let column = self.0.column_by_name(name).ok_or_else(|| missing(name))?;
         Ok(column.as_primitive_opt::<Int64Type>().ok_or_else(|| missing(name))?.values())
+    }
+
+    /// A numeric column as nullable doubles.
+    pub(crate) fn floats(&self, name: &str) -> Result<Float64Array, QueryError> {
+        let column = self.0.column_by_name(name).ok_or_else(|| missing(name))?;
+        let column = cast(column, &DataType::Float64).map_err(arrow_error)?;
+        Ok(column.as_primitive::<Float64Type>().clone())
     }
 
     pub(crate) fn texts(&self, name: &str) -> Result<StringArray, QueryError> {

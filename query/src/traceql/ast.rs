@@ -39,6 +39,33 @@ pub(crate) enum Intrinsic {
 }
 
 impl Intrinsic {
+    /// The name Tempo gives it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Status => "status",
+            Self::StatusMessage => "statusMessage",
+            Self::Kind => "kind",
+            Self::Duration => "duration",
+            Self::ChildCount => "span:childCount",
+            Self::SpanId => "span:id",
+            Self::ParentId => "span:parentID",
+            Self::TraceId => "trace:id",
+            Self::RootName => "rootName",
+            Self::RootServiceName => "rootServiceName",
+            Self::TraceDuration => "traceDuration",
+            Self::EventName => "event:name",
+            Self::EventTimeSinceStart => "event:timeSinceStart",
+            Self::LinkSpanId => "link:spanID",
+            Self::LinkTraceId => "link:traceID",
+            Self::InstrumentationName => "instrumentation:name",
+            Self::InstrumentationVersion => "instrumentation:version",
+            Self::NestedSetLeft => "nestedSetLeft",
+            Self::NestedSetRight => "nestedSetRight",
+            Self::NestedSetParent => "nestedSetParent",
+        }
+    }
+
     pub(crate) fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "name" | "span:name" => Self::Name,

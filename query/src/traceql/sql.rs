@@ -16,7 +16,7 @@ use crate::engine::SPANS_TABLE;
 use crate::params::{Params, Window};
 
 /// A compiled field expression.
-enum Sql {
+pub(super) enum Sql {
     Bool(String),
     Num(String),
     Text(String),
@@ -33,14 +33,25 @@ pub(super) struct Compiler<'a> {
     pub(super) text: &'a str,
     pub(super) params: &'a mut Params,
     pub(super) window: Window,
+    /// Common table expressions named so far, so each gets a name of its own.
+    ctes: usize,
 }
 
 fn unsupported(text: &str, at: usize, what: &str) -> TraceQlError {
     TraceQlError::at(text, at, format!("{what} is not supported yet"))
 }
 
-impl Compiler<'_> {
-    fn err(&self, at: usize, message: impl Into<String>) -> TraceQlError {
+impl<'a> Compiler<'a> {
+    pub(super) fn new(text: &'a str, params: &'a mut Params, window: Window) -> Self {
+        Self { text, params, window, ctes: 0 }
+    }
+
+    pub(super) fn cte_name(&mut self, what: &str) -> String {
+        self.ctes += 1;
+        format!("{what}_{}", self.ctes)
+    }
+
+    pub(super) fn err(&self, at: usize, message: impl Into<String>) -> TraceQlError {
         TraceQlError::at(self.text, at, message)
     }
 
@@ -62,18 +73,13 @@ impl Compiler<'_> {
                     schema::TRACE_ID
                 ))
             }
-            Spanset::Op(_, _, _, at) => Err(unsupported(self.text, *at, "a structural operator")),
+            Spanset::Op(op, left, right, _) => self.structural(*op, left, right),
         }
     }
 
     /// The traces with a span in the window that meets `condition`.
     fn traces_with(&mut self, condition: &str) -> String {
-        let (start, end) = (self.params.time(self.window.start_ns), self.params.time(self.window.end_ns));
-        format!(
-            "SELECT {trace} FROM {SPANS_TABLE} WHERE {time} >= {start} AND {time} < {end} AND ({condition})",
-            trace = schema::TRACE_ID,
-            time = schema::START_TIME
-        )
+        format!("SELECT {} FROM {SPANS_TABLE} WHERE {} AND ({condition})", schema::TRACE_ID, self.inside(None))
     }
 
     /// A field expression that must be a condition.
@@ -87,7 +93,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn expr(&mut self, expr: &Expr) -> Result<Sql, TraceQlError> {
+    pub(super) fn expr(&mut self, expr: &Expr) -> Result<Sql, TraceQlError> {
         Ok(match expr {
             Expr::Literal(literal, _) => Sql::Lit(literal.clone()),
             Expr::Attribute { scope, name, at } => self.attribute(*scope, name, *at)?,
@@ -114,7 +120,7 @@ impl Compiler<'_> {
     }
 
     /// An expression used as a number.
-    fn number(&mut self, expr: &Expr, at: usize) -> Result<String, TraceQlError> {
+    pub(super) fn number(&mut self, expr: &Expr, at: usize) -> Result<String, TraceQlError> {
         match self.expr(expr)? {
             Sql::Num(sql) => Ok(sql),
             Sql::Lit(Literal::Int(n)) => Ok(format!("CAST({} AS DOUBLE)", self.params.int(n))),
@@ -258,7 +264,7 @@ impl Compiler<'_> {
         }))
     }
 
-    fn literal_number(&mut self, literal: &Literal) -> String {
+    pub(super) fn literal_number(&mut self, literal: &Literal) -> String {
         match literal {
             Literal::Float(f) => self.params.add(datafusion::common::ScalarValue::Float64(Some(*f))),
             Literal::Int(n) | Literal::Duration(n) => format!("CAST({} AS DOUBLE)", self.params.int(*n)),

@@ -58,8 +58,9 @@ fn invalid_queries_say_where() {
         ("{ duration > 5xs }", 1, 14, "is not a number or a duration"),
         ("{ name = \"a\" } extra", 1, 16, "unexpected extra"),
         ("{ a ? b }", 1, 5, "unexpected character"),
-        ("{ name = \"x\" } > { kind = server }", 1, 16, "structural operator is not supported yet"),
-        ("{ } | count() > 2", 1, 7, "aggregate"),
+        ("{ } | { kind = server } > { kind = client }", 1, 25, "structural operator after |"),
+        ("{ } | count() > \"x\"", 1, 7, "compared with a number"),
+        ("{ } | by(1) | count() > 1", 1, 10, "by() takes an attribute"),
         ("{ } | rate() by (resource.service.name)", 1, 7, "metrics function"),
         ("{ } | bogus()", 1, 7, "unknown function bogus"),
         ("{ rootServiceName = \"a\" }", 1, 3, "RootServiceName is not supported yet"),
@@ -89,7 +90,8 @@ fn text(value: &str) -> Value {
 }
 
 /// Trace `t`: a server span and a client span, different in every way a
-/// query can tell apart.
+/// query can tell apart; for odd `t` an internal span below the client,
+/// and for `t` divisible by 3 a producer span beside it.
 fn trace(t: u8) -> Bytes {
     let n = i64::from(t);
     let id = |i: u8| vec![t, i, 0, 0, 0, 0, 0, 1];
@@ -151,6 +153,26 @@ fn trace(t: u8) -> Bytes {
         },
         ..Default::default()
     };
+    let below = (t % 2 == 1).then(|| Span {
+        trace_id: vec![t; 16],
+        span_id: id(3),
+        parent_span_id: id(2),
+        name: "pool.acquire".into(),
+        kind: 1,
+        start_time_unix_nano: (start + MS) as u64,
+        end_time_unix_nano: (start + 2 * MS) as u64,
+        ..Default::default()
+    });
+    let beside = t.is_multiple_of(3).then(|| Span {
+        trace_id: vec![t; 16],
+        span_id: id(4),
+        parent_span_id: id(1),
+        name: "publish".into(),
+        kind: 4,
+        start_time_unix_nano: (start + 2 * MS) as u64,
+        end_time_unix_nano: (start + 3 * MS) as u64,
+        ..Default::default()
+    });
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -168,7 +190,7 @@ fn trace(t: u8) -> Bytes {
                     attributes: vec![kv("flag", Value::BoolValue(t % 3 == 1))],
                     ..Default::default()
                 }),
-                spans: vec![server, client],
+                spans: [server, client].into_iter().chain(below).chain(beside).collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -199,6 +221,10 @@ async fn traces(engine: &QueryEngine, condition: &str, params: Params) -> BTreeS
     }
     out
 }
+
+/// The traces with a `pool.acquire` span, and those with a `publish` span.
+const ODD: &str = "trace_id IN (SELECT trace_id FROM spans WHERE span_name = 'pool.acquire')";
+const THIRDS: &str = "trace_id IN (SELECT trace_id FROM spans WHERE span_name = 'publish')";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_construct_finds_what_the_same_sql_finds() {
@@ -263,6 +289,35 @@ async fn each_construct_finds_what_the_same_sql_finds() {
             r#"{ span.db.system = "postgresql" } && { span.http.response.status_code = 500 } | select(span.customer)"#,
             "trace_id IN (SELECT trace_id FROM spans WHERE db_system = 'postgresql') AND trace_id IN (SELECT trace_id FROM spans WHERE http_status_code = 500)",
         ),
+        // Structure: the client is the server's child, `pool.acquire` the
+        // client's (odd traces), `publish` the client's sibling (t % 3 = 0).
+        ("{ kind = server } > { kind = client }", "TRUE"),
+        (r#"{ kind = client } > { name = "pool.acquire" }"#, ODD),
+        (r#"{ kind = server } > { name = "pool.acquire" }"#, "FALSE"),
+        (r#"{ kind = server } >> { name = "pool.acquire" }"#, ODD),
+        (r#"{ name = "pool.acquire" } << { kind = server }"#, ODD),
+        (r#"{ name = "pool.acquire" } < { kind = client }"#, ODD),
+        (r#"{ name = "pool.acquire" } < { kind = server }"#, "FALSE"),
+        ("{ kind = producer } ~ { kind = client }", THIRDS),
+        ("{ kind = client } ~ { kind = client }", "FALSE"),
+        ("{ kind = server } !> { kind = client }", "FALSE"),
+        ("{ kind = client } !> { kind = server }", "TRUE"),
+        (r#"{ kind = server } !>> { name = "pool.acquire" }"#, "FALSE"),
+        ("{ kind = producer } !~ { kind = client }", "trace_id NOT IN (SELECT trace_id FROM spans WHERE span_kind = 'PRODUCER')"),
+        (r#"{ kind = client } &> { name = "pool.acquire" }"#, ODD),
+        (
+            r#"{ kind = server } &>> { name = "pool.acquire" } && { span.customer = "acme" }"#,
+            "span_attributes['customer'] = 'acme' AND trace_id IN (SELECT trace_id FROM spans WHERE span_name = 'pool.acquire')",
+        ),
+        // Pipelines.
+        ("{ } | count() > 2", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)"),
+        ("{ kind = client || kind = producer } | count() > 1", THIRDS),
+        ("{ } | avg(duration) > 20ms", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING avg(duration_ns) > 20000000)"),
+        ("{ } | max(duration) >= 61ms | min(duration) < 2ms", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) >= 61000000 AND min(duration_ns) < 2000000)"),
+        ("{ kind = server } | sum(span.retries) = 0", THIRDS),
+        ("{ } | by(span.customer) | count() > 1", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id, span_attributes['customer'] HAVING count(*) > 1)"),
+        ("{ } | by(span.customer) | coalesce() | count() > 2", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)"),
+        ("{ kind = server } | { status = error }", "status_code = 'ERROR'"),
     ] {
         let parsed = TraceQl::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
         let filter = SpanFilter { traceql: Some(parsed), ..SpanFilter::default() };
@@ -272,5 +327,41 @@ async fn each_construct_finds_what_the_same_sql_finds() {
         let expected = traces(&engine, sql, Params::default()).await;
         assert_eq!(found, expected, "{query} (as {condition})");
         assert!(!found.is_empty() || sql == "FALSE", "{query}: the data should hold a match");
+    }
+}
+
+/// Structural operators yield the right side's spans, and union forms both
+/// sides' related spans: counted span by span.
+#[tokio::test(flavor = "multi_thread")]
+async fn structural_operators_yield_the_spans_they_relate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(dir.path()).await;
+    let window = Window { start_ns: BASE, end_ns: BASE + 3_600_000 * MS };
+    for (query, names) in [
+        ("{ kind = server } > { }", vec![("SELECT", 12), ("publish", 4)]),
+        ("{ kind = server } >> { }", vec![("SELECT", 12), ("pool.acquire", 6), ("publish", 4)]),
+        (r#"{ name = "pool.acquire" } << { }"#, vec![("GET", 6), ("SELECT", 6)]),
+        (r#"{ kind = client } &> { name = "pool.acquire" }"#, vec![("SELECT", 6), ("pool.acquire", 6)]),
+        ("{ kind = producer } &~ { }", vec![("SELECT", 4), ("publish", 4)]),
+        ("{ } ~ { }", vec![("SELECT", 4), ("publish", 4)]),
+        ("{ kind = server } !> { }", vec![("GET", 12), ("pool.acquire", 6)]),
+    ] {
+        let filter = SpanFilter { traceql: Some(TraceQl::parse(query).expect(query)), ..SpanFilter::default() };
+        let mut params = Params::default();
+        let condition = filter.where_sql(&window, &mut params);
+        let sql = format!(
+            "SELECT CASE WHEN span_name LIKE 'GET%' THEN 'GET' ELSE CAST(span_name AS VARCHAR) END AS name, count(*) AS n
+             FROM {SPANS_TABLE} WHERE {condition} GROUP BY 1 ORDER BY 1"
+        );
+        let mut found = Vec::new();
+        for batch in engine.batches(&TenantId::default(), &sql, params).await.unwrap_or_else(|e| panic!("{query}: {e}")) {
+            let c = Columns(&batch);
+            let (names, counts) = (c.texts("name").expect("names"), c.ints("n").expect("counts"));
+            for row in 0..batch.num_rows() {
+                found.push((names.value(row).to_owned(), counts[row]));
+            }
+        }
+        let expected: Vec<(String, i64)> = names.into_iter().map(|(n, c)| (n.to_owned(), c)).collect();
+        assert_eq!(found, expected, "{query}");
     }
 }
