@@ -9,7 +9,7 @@ use prost::Message;
 use serde_json::{Value, json};
 use spanlake_query::params::percent_encode;
 
-use crate::fixture::{get, get_ok, now_ms};
+use crate::fixture::{get_ok, now_ms};
 use crate::harness::TestServer;
 use crate::otlp_compare::{assert_same_spans, trace_ids};
 use crate::otlp_rust::{Transport, emit_trace};
@@ -130,6 +130,49 @@ async fn grafanas_tempo_calls_are_answered() {
     assert!(statuses["tagValues"].as_array().unwrap().contains(&json!({"type": "keyword", "value": "error"})));
     let routes = get_ok(&server, &format!("/api/search/tag/http.route/values?{window}")).await;
     assert_eq!(routes["tagValues"], json!(["/checkout"]));
-    let (status, _) = get(&server, "/api/metrics/query_range?q=%7B%7D%20%7C%20rate()").await;
+
+    // TraceQL metrics: per-step series and one value per series.
+    let metrics = |path: &str, q: &str| {
+        let path = format!("/api/metrics/{path}?q={}&{window}&step=60s", percent_encode(q));
+        let server = &server;
+        async move { get_ok(server, &path).await }
+    };
+    let range = metrics("query_range", "{ } | count_over_time() by (name)").await;
+    let series = range["series"].as_array().unwrap();
+    assert_eq!(series.len(), spans.iter().map(|s| &s.name).collect::<std::collections::BTreeSet<_>>().len(), "{range}");
+    let insert = series
+        .iter()
+        .find(|s| s["labels"] == json!([{"key": "name", "value": {"stringValue": "INSERT orders"}}]))
+        .unwrap_or_else(|| panic!("a series per name: {range}"));
+    assert_eq!(insert["promLabels"], r#"{name="INSERT orders"}"#);
+    let samples = insert["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 62, "one a minute over the window, zeros included");
+    let counted: f64 = samples.iter().map(|s| s["value"].as_f64().unwrap()).sum();
+    assert_eq!(counted, 1.0);
+    let at = samples.iter().find(|s| s["value"] == 1.0).unwrap()["timestampMs"].as_str().unwrap().parse::<u64>().unwrap();
+    let start_ms = db.start_time_unix_nano / 1_000_000;
+    assert!(at <= start_ms && start_ms < at + 60_000, "{at} is the step holding {start_ms}");
+    let clients = spans.iter().filter(|s| s.kind == 3).count() as f64;
+    let instant = metrics("query", "{ kind = client } | count_over_time()").await;
+    assert_eq!(instant["series"][0]["value"], clients, "{instant}");
+    let quantile = metrics("query", r#"{ name = "INSERT orders" } | quantile_over_time(duration, 0.9)"#).await;
+    let seconds = (db.end_time_unix_nano - db.start_time_unix_nano) as f64 / 1e9;
+    assert!((quantile["series"][0]["value"].as_f64().unwrap() - seconds).abs() < 1e-9, "{quantile}");
+    assert_eq!(quantile["series"][0]["labels"], json!([{"key": "p", "value": {"doubleValue": 0.9}}]));
+    let (status, body) = fetch(
+        &server,
+        &format!("/api/metrics/query_range?q={}", percent_encode("{ } | rate() | compare({ status = error })")),
+        "*/*",
+        None,
+    )
+    .await;
     assert_eq!(status, 400);
+    assert!(String::from_utf8(body).unwrap().contains("col 16: compare() is not supported yet"));
+
+    // Structure and pipelines in a search.
+    let below = search(r#"{ name = "POST /checkout" } >> { span.db.system = "postgresql" }"#, "").await;
+    assert_eq!(below["traces"][0]["spanSets"][0]["spans"][0]["name"], "INSERT orders", "{below}");
+    let counted = search(&format!("{{ }} | count() = {}", spans.len()), "").await;
+    assert_eq!(counted["traces"][0]["traceID"], id);
+    assert_eq!(search(&format!("{{ }} | count() > {}", spans.len()), "").await["traces"], json!([]));
 }

@@ -1,7 +1,8 @@
 //! Tempo's HTTP API, what Grafana's Tempo data source calls: traces by id
 //! (protobuf `tempopb.Trace` / `TraceByIDResponse` when asked for
 //! `application/protobuf`, JSON otherwise), TraceQL search with the spans
-//! each trace matched, tag names and values by scope, and the probes Grafana
+//! each trace matched, TraceQL metrics (`/api/metrics/query_range` and
+//! `/api/metrics/query`), tag names and values by scope, and the probes Grafana
 //! reads (`/api/echo`, `/api/status/buildinfo`). Errors are plain text, as
 //! Tempo writes them. `/api/traces/{id}` is shared with Jaeger's API: the
 //! `Accept` header chooses (`api.rs`).
@@ -27,11 +28,13 @@ use utoipa::IntoParams;
 use super::{Request, log_failure};
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
-use crate::params::{HOUR_NS, NANOS_PER_SECOND, Params, SpanFilter, TagFilter, TraceIdParam, Window, bad, limit};
+use crate::params::{
+    HOUR_NS, NANOS_PER_SECOND, Params, SpanFilter, Step, TagFilter, TraceIdParam, UnixSecondsOrNanos, Window, bad, limit,
+};
 use crate::search::{Columns, MAX_SEARCH_LIMIT, SearchOrder, SearchRequest, TraceSummary};
 use crate::services::MAX_SUGGESTIONS;
 use crate::traceql::sql::attribute_sql;
-use crate::traceql::{Named, TraceQl};
+use crate::traceql::{LabelValue, Named, TraceQl, TraceQlMetrics};
 
 /// The Tempo version whose API this one follows, for clients that pick
 /// features by it (Grafana reads `/api/status/buildinfo`).
@@ -61,8 +64,8 @@ pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/api/v2/search/tags", get(tag_names_v2))
         .route("/api/search/tag/{tag}/values", get(tag_values))
         .route("/api/v2/search/tag/{tag}/values", get(tag_values_v2))
-        .route("/api/metrics/query_range", get(metrics))
-        .route("/api/metrics/query", get(metrics))
+        .route("/api/metrics/query_range", get(metrics_range))
+        .route("/api/metrics/query", get(metrics_instant))
         .with_state(engine)
 }
 
@@ -102,9 +105,102 @@ async fn buildinfo() -> Json<Value> {
     }))
 }
 
-/// `GET /api/metrics/query_range` and `/api/metrics/query`.
-async fn metrics() -> TempoError {
-    TempoError(QueryError::BadRequest("TraceQL metrics queries are not supported yet".into()))
+#[derive(Debug, Deserialize, IntoParams)]
+struct MetricsParams {
+    /// A TraceQL metrics query: `{ } | rate() by (resource.service.name)`.
+    q: String,
+    start: Option<UnixSecondsOrNanos>,
+    end: Option<UnixSecondsOrNanos>,
+    /// How far back from `end` when `start` is not given (1 hour by default).
+    since: Option<Step>,
+    /// Between two samples; about 100 samples over the range by default.
+    step: Option<Step>,
+}
+
+impl MetricsParams {
+    fn query(&self) -> Result<TraceQlMetrics, QueryError> {
+        TraceQlMetrics::parse(&self.q).map_err(|e| QueryError::BadRequest(format!("invalid TraceQL query: {e}")))
+    }
+
+    fn window(&self) -> Result<Window, QueryError> {
+        Window::new(self.start.map(|t| t.0), self.end.map(|t| t.0), self.since.map(Step::ns), HOUR_NS)
+    }
+}
+
+/// `GET /api/metrics/query_range`: Tempo's `QueryRangeResponse`, samples at
+/// each step from the start aligned down to a whole step.
+async fn metrics_range(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<MetricsParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let p = &request.params;
+    let (query, window) = (p.query()?, p.window()?);
+    let step_ns = match p.step {
+        Some(step) if step.ns() > 0 => step.ns(),
+        Some(_) => return Err(bad("step", "must be more than zero").into()),
+        None => (window.duration_ns() / 100).div_euclid(NANOS_PER_SECOND).max(1) * NANOS_PER_SECOND,
+    };
+    let aligned = Window { start_ns: window.start_ns.div_euclid(step_ns) * step_ns, end_ns: window.end_ns };
+    let series = engine.traceql_metrics(&request.tenant, &query, aligned, step_ns).await?;
+    let series: Vec<Value> = series
+        .into_iter()
+        .map(|s| {
+            let samples: Vec<Value> =
+                s.samples.iter().map(|(ms, v)| json!({"timestampMs": ms.to_string(), "value": v})).collect();
+            json!({
+                "labels": labels_json(&s.labels),
+                "promLabels": prom_labels(&s.labels),
+                "samples": samples,
+                "exemplars": [],
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "series": series, "metrics": { "completedJobs": 1, "totalJobs": 1 } })))
+}
+
+/// `GET /api/metrics/query`: one value per series over the whole range
+/// (Tempo's `QueryInstantResponse`).
+async fn metrics_instant(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<MetricsParams, TempoError>,
+) -> Result<Json<Value>, TempoError> {
+    let p = &request.params;
+    let (query, window) = (p.query()?, p.window()?);
+    let series = engine.traceql_metrics(&request.tenant, &query, window, window.duration_ns()).await?;
+    let series: Vec<Value> = series
+        .into_iter()
+        .filter_map(|s| {
+            let (_, value) = s.samples.first()?;
+            Some(json!({ "labels": labels_json(&s.labels), "promLabels": prom_labels(&s.labels), "value": value }))
+        })
+        .collect();
+    Ok(Json(json!({ "series": series, "metrics": { "completedJobs": 1, "totalJobs": 1 } })))
+}
+
+/// Labels as `tempopb` writes them in JSON: a key and a typed value.
+fn labels_json(labels: &[(String, LabelValue)]) -> Vec<Value> {
+    labels
+        .iter()
+        .map(|(key, value)| match value {
+            LabelValue::Text(text) => json!({"key": key, "value": {"stringValue": text}}),
+            LabelValue::Number(n) => json!({"key": key, "value": {"doubleValue": n}}),
+        })
+        .collect()
+}
+
+/// Labels as Prometheus writes them: `{key="value", ...}`.
+fn prom_labels(labels: &[(String, LabelValue)]) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                LabelValue::Text(text) => text.clone(),
+                LabelValue::Number(n) => n.to_string(),
+            };
+            format!("{key}={}", serde_json::Value::String(value))
+        })
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

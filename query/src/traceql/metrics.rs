@@ -224,7 +224,7 @@ fn label_name(expr: &Expr) -> Option<String> {
 
 impl QueryEngine {
     /// The series of a metrics query over `window` in steps of `step_ns`
-    /// (the window's start aligned down to a step).
+    /// from the window's start.
     pub async fn traceql_metrics(
         &self,
         tenant: &TenantId,
@@ -233,8 +233,7 @@ impl QueryEngine {
         step_ns: i64,
     ) -> Result<Vec<Series>, QueryError> {
         let step_ns = step_ns.max(1);
-        let start_ns = window.start_ns.div_euclid(step_ns) * step_ns;
-        let window = Window { start_ns, end_ns: window.end_ns };
+        let start_ns = window.start_ns;
         let points = (window.end_ns - start_ns + step_ns - 1) / step_ns;
         if points > MAX_POINTS {
             return Err(QueryError::BadRequest(format!(

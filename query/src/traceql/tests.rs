@@ -365,3 +365,89 @@ async fn structural_operators_yield_the_spans_they_relate() {
         assert_eq!(found, expected, "{query}");
     }
 }
+
+fn metric_series(series: &[Series]) -> Vec<(Vec<String>, Vec<f64>)> {
+    series
+        .iter()
+        .map(|s| {
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| match v {
+                    LabelValue::Text(t) => format!("{k}={t}"),
+                    LabelValue::Number(n) => format!("{k}={n}"),
+                })
+                .collect();
+            (labels, s.samples.iter().map(|(_, v)| (v * 1e6).round() / 1e6).collect())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_queries_answer_series_per_step_and_group() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(dir.path()).await;
+    // Trace t starts at t seconds; steps of 4 s hold t = 0..3, 4..7, ...
+    let window = Window { start_ns: BASE, end_ns: BASE + 16_000 * MS };
+    let s = |labels: &[&str], values: &[f64]| (labels.iter().map(|l| l.to_string()).collect(), values.to_vec());
+    for (query, step_s, expected) in [
+        (
+            "{ kind = server } | count_over_time() by (resource.service.name)",
+            4,
+            vec![s(&["resource.service.name=cart"], &[2.0, 2.0, 2.0, 0.0]), s(&["resource.service.name=shop"], &[1.0, 2.0, 2.0, 1.0])],
+        ),
+        ("{ kind = server && status = error } | rate()", 8, vec![s(&[], &[0.125, 0.25])]),
+        (
+            "{ kind = server } | quantile_over_time(duration, 0.5, 1)",
+            16,
+            vec![s(&["p=0.5"], &[0.066]), s(&["p=1"], &[0.121])],
+        ),
+        (
+            "{ kind = client } | histogram_over_time(duration)",
+            16,
+            vec![
+                s(&["__bucket=0.001048576"], &[1.0]),
+                s(&["__bucket=0.002097152"], &[1.0]),
+                s(&["__bucket=0.004194304"], &[2.0]),
+                s(&["__bucket=0.008388608"], &[4.0]),
+                s(&["__bucket=0.016777216"], &[4.0]),
+            ],
+        ),
+        (
+            "{ } | max_over_time(span.retries) by (name)",
+            16,
+            vec![s(&["name=GET /item/0"], &[0.0]), s(&["name=GET /item/1"], &[1.0]), s(&["name=GET /item/2"], &[2.0])],
+        ),
+        (
+            "{ kind = server } | avg_over_time(duration) by (span.customer) | topk(1)",
+            16,
+            vec![s(&["span.customer=acme"], &[0.076])],
+        ),
+        ("{ } | count() > 3 | count_over_time()", 16, vec![s(&[], &[0.0])]),
+        ("{ } | count() > 2 | count_over_time()", 16, vec![s(&[], &[18.0])]),
+    ] {
+        let parsed = TraceQlMetrics::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let series = engine
+            .traceql_metrics(&TenantId::default(), &parsed, window, step_s * 1000 * MS)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        assert_eq!(metric_series(&series), expected, "{query}");
+    }
+}
+
+#[test]
+fn metrics_queries_refuse_what_they_cannot_answer() {
+    for (query, column, message) in [
+        ("{ }", 4, "ends in a metrics function"),
+        ("{ } | rate(duration)", 7, "takes no argument"),
+        ("{ } | quantile_over_time(duration)", 7, "one or more quantiles"),
+        ("{ } | quantile_over_time(duration, 2)", 36, "from 0 to 1"),
+        ("{ } | rate() | compare({ status = error })", 16, "compare() is not supported yet"),
+        ("{ } | rate() | topk(0)", 16, "positive whole number"),
+        ("{ } | rate() by (1)", 18, "by() takes attributes"),
+    ] {
+        let error = TraceQlMetrics::parse(query).expect_err(query);
+        assert_eq!(error.column, column, "{query}: {error}");
+        assert!(error.message.contains(message), "{query}: {error}");
+    }
+}
