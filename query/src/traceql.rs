@@ -97,6 +97,9 @@ pub(crate) enum Named {
     Status,
     Kind,
     StatusMessage,
+    NestedSetLeft,
+    NestedSetRight,
+    NestedSetParent,
 }
 
 impl TraceQl {
@@ -115,6 +118,9 @@ impl TraceQl {
                 Expr::Intrinsic(Intrinsic::Status, _) => Some(Named::Status),
                 Expr::Intrinsic(Intrinsic::Kind, _) => Some(Named::Kind),
                 Expr::Intrinsic(Intrinsic::StatusMessage, _) => Some(Named::StatusMessage),
+                Expr::Intrinsic(Intrinsic::NestedSetLeft, _) => Some(Named::NestedSetLeft),
+                Expr::Intrinsic(Intrinsic::NestedSetRight, _) => Some(Named::NestedSetRight),
+                Expr::Intrinsic(Intrinsic::NestedSetParent, _) => Some(Named::NestedSetParent),
                 Expr::Not(inner, _) | Expr::Neg(inner, _) => {
                     walk(inner, out);
                     None

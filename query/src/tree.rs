@@ -74,6 +74,38 @@ pub fn layout(nodes: &[Node<'_>]) -> Vec<Placed> {
     placed
 }
 
+/// A span's nested-set numbers, as Tempo gives them: counting each span
+/// once on the way down the tree (`left`) and once on the way back up
+/// (`right`), so a span's descendants are the spans whose `left` lies
+/// between its own two; `parent` is the parent's `left`, -1 for a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NestedSet {
+    pub left: i64,
+    pub right: i64,
+    pub parent: i64,
+}
+
+/// The nested-set numbers of `nodes`, in their order.
+pub fn nested_sets(nodes: &[Node<'_>]) -> Vec<NestedSet> {
+    let placed = layout(nodes);
+    let mut sets = vec![NestedSet { left: 0, right: 0, parent: -1 }; nodes.len()];
+    // Up the current path: the `left` of the span at each depth.
+    let mut path: Vec<i64> = Vec::new();
+    for (row, p) in placed.iter().enumerate() {
+        // Entered before this row: `row` spans; left before it: those not
+        // on its path.
+        let left = (2 * row - p.depth + 1) as i64;
+        path.truncate(p.depth);
+        sets[p.index] = NestedSet {
+            left,
+            right: left + 2 * p.descendants as i64 + 1,
+            parent: path.last().copied().unwrap_or(-1),
+        };
+        path.push(left);
+    }
+    sets
+}
+
 /// From the longest root down: the child that ends last (no later than its
 /// parent), then the child that ends last before that one started, and so
 /// on, recursively.
@@ -133,6 +165,20 @@ mod tests {
         );
         let on_path: i64 = placed.iter().filter_map(|p| p.critical_ns).sum();
         assert_eq!(on_path, 100, "the path adds up to the root's duration");
+    }
+
+    #[test]
+    fn nested_sets_count_down_and_back_up() {
+        let nodes = [
+            node(b"c", b"a", 50, 90),
+            node(b"a", b"", 0, 100),
+            node(b"d", b"b", 15, 30),
+            node(b"b", b"a", 10, 40),
+            node(b"r", b"", 200, 300),
+        ];
+        let sets: Vec<(i64, i64, i64)> = nested_sets(&nodes).iter().map(|n| (n.left, n.right, n.parent)).collect();
+        // a(1 b(2 d(3 4) 5) c(6 7) 8)  r(9 10)
+        assert_eq!(sets, [(6, 7, 1), (1, 8, -1), (3, 4, 2), (2, 5, 1), (9, 10, -1)]);
     }
 
     #[test]

@@ -169,6 +169,37 @@ async fn grafanas_tempo_calls_are_answered() {
     assert_eq!(status, 400);
     assert!(String::from_utf8(body).unwrap().contains("col 16: compare() is not supported yet"));
 
+    // Nested-set numbers, as Grafana's trace structure view selects them.
+    let numbered = search("{ } | select(nestedSetLeft, nestedSetRight, nestedSetParent)", "spss=100").await;
+    let number = |span: &Value, key: &str| -> i64 {
+        let attributes = span["attributes"].as_array().unwrap();
+        let found = attributes.iter().find(|a| a["key"] == key).unwrap_or_else(|| panic!("{key} in {span}"));
+        found["value"]["intValue"].as_str().unwrap().parse().unwrap()
+    };
+    let numbered: std::collections::HashMap<String, (i64, i64, i64)> = numbered["traces"][0]["spanSets"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|span| {
+            let n = (number(span, "nestedSetLeft"), number(span, "nestedSetRight"), number(span, "nestedSetParent"));
+            (span["spanID"].as_str().unwrap().to_owned(), n)
+        })
+        .collect();
+    assert_eq!(numbered.len(), spans.len());
+    assert_eq!(numbered[&const_hex::encode(&root.span_id)], (1, 2 * spans.len() as i64, -1));
+    for span in &spans {
+        let (left, right, parent) = numbered[&const_hex::encode(&span.span_id)];
+        assert!(left < right);
+        if !span.parent_span_id.is_empty() {
+            let (parent_left, parent_right, _) = numbered[&const_hex::encode(&span.parent_span_id)];
+            assert_eq!(parent, parent_left, "{}", span.name);
+            assert!(parent_left < left && right < parent_right, "{} nests inside its parent", span.name);
+        }
+    }
+    let roots = search("{ nestedSetParent < 0 }", "spss=10").await;
+    assert_eq!(roots["traces"][0]["spanSets"][0]["spans"][0]["spanID"], const_hex::encode(&root.span_id));
+    assert_eq!(roots["traces"][0]["spanSets"][0]["matched"], 1);
+
     // Structure and pipelines in a search.
     let below = search(r#"{ name = "POST /checkout" } >> { span.db.system = "postgresql" }"#, "").await;
     assert_eq!(below["traces"][0]["spanSets"][0]["spans"][0]["name"], "INSERT orders", "{below}");

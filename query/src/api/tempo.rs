@@ -20,7 +20,7 @@ use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spanlake_storage::TenantId;
-use spanlake_storage::ids::TraceId;
+use spanlake_storage::ids::{SpanId, TraceId};
 use spanlake_storage::schema::{self, Level};
 use spanlake_storage::tag_summary::TagScope;
 use utoipa::IntoParams;
@@ -35,6 +35,7 @@ use crate::search::{Columns, MAX_SEARCH_LIMIT, SearchOrder, SearchRequest, Trace
 use crate::services::MAX_SUGGESTIONS;
 use crate::traceql::sql::attribute_sql;
 use crate::traceql::{LabelValue, Named, TraceQl, TraceQlMetrics};
+use crate::tree::{self, NestedSet, Node};
 
 /// The Tempo version whose API this one follows, for clients that pick
 /// features by it (Grafana reads `/api/status/buildinfo`).
@@ -392,6 +393,7 @@ async fn matched_spans(
             Named::Status => ("status".to_owned(), format!("lower(CAST({} AS VARCHAR))", schema::STATUS_CODE)),
             Named::Kind => ("kind".to_owned(), format!("lower(CAST({} AS VARCHAR))", schema::SPAN_KIND)),
             Named::StatusMessage => ("statusMessage".to_owned(), schema::STATUS_MESSAGE.to_owned()),
+            Named::NestedSetLeft | Named::NestedSetRight | Named::NestedSetParent => continue,
         };
         if keys.iter().any(|(k, _)| *k == key) {
             continue;
@@ -411,6 +413,16 @@ async fn matched_spans(
         values = values.join(", "),
         ids = id_list.join(", "),
     );
+    let nested: Vec<(&str, fn(&NestedSet) -> i64)> = named
+        .iter()
+        .filter_map(|n| match n {
+            Named::NestedSetLeft => Some(("nestedSetLeft", (|s: &NestedSet| s.left) as fn(&NestedSet) -> i64)),
+            Named::NestedSetRight => Some(("nestedSetRight", (|s: &NestedSet| s.right) as fn(&NestedSet) -> i64)),
+            Named::NestedSetParent => Some(("nestedSetParent", (|s: &NestedSet| s.parent) as fn(&NestedSet) -> i64)),
+            _ => None,
+        })
+        .collect();
+    let trees = if nested.is_empty() { HashMap::new() } else { nested_sets(engine, tenant, ids, &search.window).await? };
     let mut sets: HashMap<TraceId, (Vec<Value>, i64)> = HashMap::new();
     for batch in engine.batches(tenant, &sql, params).await? {
         let c = Columns(&batch);
@@ -425,6 +437,13 @@ async fn matched_spans(
                 .filter(|(_, values)| !arrow::array::Array::is_null(values, row))
                 .map(|(key, values)| json!({"key": key, "value": {"stringValue": values.value(row)}}))
                 .collect();
+            let trace_id = c.trace_id("trace_id", row)?;
+            let mut attributes = attributes;
+            if let Some(set) = SpanId::from_slice(span_ids.value(row)).and_then(|id| trees.get(&(trace_id, id))) {
+                attributes.extend(
+                    nested.iter().map(|(key, value)| json!({"key": key, "value": {"intValue": value(set).to_string()}})),
+                );
+            }
             let span = json!({
                 "spanID": const_hex::encode(span_ids.value(row)),
                 "name": names.value(row),
@@ -432,12 +451,57 @@ async fn matched_spans(
                 "durationNanos": durations[row].to_string(),
                 "attributes": attributes,
             });
-            let entry = sets.entry(c.trace_id("trace_id", row)?).or_default();
+            let entry = sets.entry(trace_id).or_default();
             entry.0.push(span);
             entry.1 = counts[row];
         }
     }
     Ok(sets.into_iter().map(|(id, (spans, matched))| (id, json!({ "spans": spans, "matched": matched }))).collect())
+}
+
+/// The nested-set numbers of every span of the traces `ids`, from their
+/// trees (spans up to an hour either side of the window).
+async fn nested_sets(
+    engine: &QueryEngine,
+    tenant: &TenantId,
+    ids: &[TraceId],
+    window: &Window,
+) -> Result<HashMap<(TraceId, SpanId), NestedSet>, QueryError> {
+    let mut params = Params::default();
+    let id_list: Vec<String> = ids.iter().map(|id| params.trace_id(id)).collect();
+    let (lo, hi) = (params.time(window.start_ns.saturating_sub(HOUR_NS)), params.time(window.end_ns.saturating_add(HOUR_NS)));
+    let sql = format!(
+        "SELECT trace_id, span_id, parent_span_id, CAST(start_time AS BIGINT) AS start_ns, CAST(duration_ns AS BIGINT) AS duration_ns
+         FROM {SPANS_TABLE} WHERE trace_id IN ({}) AND start_time >= {lo} AND start_time < {hi}",
+        id_list.join(", ")
+    );
+    let mut spans: HashMap<TraceId, Vec<(SpanId, Option<SpanId>, i64, i64)>> = HashMap::new();
+    for batch in engine.batches(tenant, &sql, params).await? {
+        let c = Columns(&batch);
+        let (span_ids, parents) = (c.ids("span_id")?, c.ids("parent_span_id")?);
+        let (starts, durations) = (c.ints("start_ns")?, c.ints("duration_ns")?);
+        for row in 0..batch.num_rows() {
+            let Some(id) = SpanId::from_slice(span_ids.value(row)) else { continue };
+            let parent = (!arrow::array::Array::is_null(parents, row)).then(|| SpanId::from_slice(parents.value(row))).flatten();
+            spans.entry(c.trace_id("trace_id", row)?).or_default().push((id, parent, starts[row], starts[row] + durations[row]));
+        }
+    }
+    let mut out = HashMap::new();
+    for (trace_id, spans) in spans {
+        let nodes: Vec<Node<'_>> = spans
+            .iter()
+            .map(|(id, parent, start_ns, end_ns)| Node {
+                id: id.as_bytes().as_slice(),
+                parent: parent.as_ref().map_or(&[][..], |p| p.as_bytes().as_slice()),
+                start_ns: *start_ns,
+                end_ns: *end_ns,
+            })
+            .collect();
+        for ((id, ..), set) in spans.iter().zip(tree::nested_sets(&nodes)) {
+            out.insert((trace_id, *id), set);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -164,6 +164,9 @@ impl<'a> Compiler<'a> {
     }
 
     fn comparison(&mut self, op: BinaryOp, left: &Expr, right: &Expr, at: usize) -> Result<Sql, TraceQlError> {
+        if let Some(sql) = self.root_test(op, left, right, at)? {
+            return Ok(Sql::Bool(sql));
+        }
         // Nested attributes and event names answer equality only.
         for (side, other) in [(left, right), (right, left)] {
             if let Some(sql) = self.nested(op, side, other, at)? {
@@ -230,6 +233,43 @@ impl<'a> Compiler<'a> {
                 any(places.iter().map(|(t, _)| format!("{a} {cmp} {t}")).collect(), " OR ")
             }
             _ => return Err(self.err(at, "these two sides cannot be compared (check the types: status = error, kind = server, duration > 1s, name = \"text\")")),
+        }))
+    }
+
+    /// `nestedSetParent < 0` and the like, which tell roots (-1) from the
+    /// spans below them (the parent's `nestedSetLeft`, 1 or more): what
+    /// Grafana asks for root spans. Other thresholds would need the trace's
+    /// numbering and are refused.
+    fn root_test(&mut self, op: BinaryOp, left: &Expr, right: &Expr, at: usize) -> Result<Option<String>, TraceQlError> {
+        let (op, n) = match (left, right) {
+            (Expr::Intrinsic(Intrinsic::NestedSetParent, _), Expr::Literal(Literal::Int(n), _)) => (op, *n),
+            (Expr::Literal(Literal::Int(n), _), Expr::Intrinsic(Intrinsic::NestedSetParent, _)) => (flip(op), *n),
+            (Expr::Intrinsic(Intrinsic::NestedSetParent, p), _) | (_, Expr::Intrinsic(Intrinsic::NestedSetParent, p)) => {
+                return Err(self.err(*p, "nestedSetParent is compared with a whole number"));
+            }
+            _ => return Ok(None),
+        };
+        let holds = |v: i64| match op {
+            BinaryOp::Eq => Some(v == n),
+            BinaryOp::NotEq => Some(v != n),
+            BinaryOp::Lt => Some(v < n),
+            BinaryOp::LtEq => Some(v <= n),
+            BinaryOp::Gt => Some(v > n),
+            BinaryOp::GtEq => Some(v >= n),
+            _ => None,
+        };
+        let (Some(root), Some(below), Some(far_below)) = (holds(-1), holds(1), holds(i64::MAX)) else {
+            return Err(self.err(at, "nestedSetParent is compared with = != < <= > >="));
+        };
+        if n > 1 || below != far_below {
+            return Err(self.err(at, "nestedSetParent is compared only with numbers that tell roots (-1) from other spans (1 or more), such as < 0"));
+        }
+        let parent = schema::PARENT_SPAN_ID;
+        Ok(Some(match (root, below) {
+            (true, true) => "TRUE".to_owned(),
+            (true, false) => format!("{parent} IS NULL"),
+            (false, true) => format!("{parent} IS NOT NULL"),
+            (false, false) => "FALSE".to_owned(),
         }))
     }
 
