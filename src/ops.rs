@@ -1,4 +1,5 @@
-//! The operational endpoints: `/metrics` (Prometheus text), `/healthz`
+//! The operational endpoints: `/metrics` (Prometheus text; RED and service
+//! graph metrics of the spans received on `/metrics/spans`), `/healthz`
 //! (the process answers) and `/readyz` (storage replayed, API open; also
 //! as `/ready`, Tempo's name). Until
 //! ready, every other path answers 503.
@@ -17,12 +18,13 @@ use tower::ServiceExt;
 #[derive(Debug, Clone)]
 pub(crate) struct Ops {
     registry: Arc<Registry>,
+    spans: Arc<Registry>,
     app: Arc<OnceLock<Router>>,
 }
 
 impl Ops {
-    pub(crate) fn new(registry: Registry) -> Self {
-        Self { registry: Arc::new(registry), app: Arc::new(OnceLock::new()) }
+    pub(crate) fn new(registry: Registry, spans: Registry) -> Self {
+        Self { registry: Arc::new(registry), spans: Arc::new(spans), app: Arc::new(OnceLock::new()) }
     }
 
     /// Opens the rest of the HTTP port: `app` serves every other path.
@@ -31,7 +33,7 @@ impl Ops {
     }
 
     pub(crate) fn router(&self) -> Router {
-        let registry = Arc::clone(&self.registry);
+        let (registry, spans) = (Arc::clone(&self.registry), Arc::clone(&self.spans));
         let ready = Arc::clone(&self.app);
         let readiness = get(move || async move {
             if ready.get().is_some() {
@@ -47,6 +49,7 @@ impl Ops {
             .route("/readyz", readiness.clone())
             .route("/ready", readiness)
             .route("/metrics", get(move || async move { metrics(&registry) }))
+            .route("/metrics/spans", get(move || async move { metrics(&spans) }))
             .fallback(move |request: Request<Body>| async move {
                 match app.get() {
                     Some(app) => app.clone().oneshot(request).await.into_response(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
-use spanlake_collector::{CollectorConfig, CollectorMetrics, Ingest};
+use spanlake_collector::{CollectorConfig, CollectorMetrics, Ingest, SpanMetrics, SpanMetricsConfig};
 use spanlake_query::auth::AuthToken;
 use spanlake_query::{QueryEngine, QueryLimits};
 use spanlake_storage::{
@@ -126,6 +126,10 @@ pub(crate) struct IngestArgs {
     /// Attribute values (and keys, span names, status messages) longer than this are cut.
     #[arg(long, env = "SPANLAKE_MAX_ATTRIBUTE_BYTES", default_value_t = IngestLimits::default().max_attribute_value_bytes)]
     pub(crate) max_attribute_bytes: usize,
+    /// Label sets per span metric family on `/metrics/spans` (service, span
+    /// name, kind, status; or client and server); more are counted as `__overflow__`.
+    #[arg(long, env = "SPANLAKE_SPAN_METRICS_MAX_SERIES", default_value_t = SpanMetricsConfig::default().max_series)]
+    pub(crate) span_metrics_max_series: usize,
 }
 
 /// Who may query, and bounds on queries (API, SQL, pgwire, UI).
@@ -219,7 +223,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     storage_metrics.register(&mut registry);
     collector_metrics.register(&mut registry);
-    let ops = Ops::new(registry);
+    let span_metrics = Arc::new(SpanMetrics::new(SpanMetricsConfig {
+        max_series: args.ingest.span_metrics_max_series,
+        ..SpanMetricsConfig::default()
+    }));
+    let mut span_registry = Registry::default();
+    span_metrics.register(&mut span_registry);
+    let ops = Ops::new(registry, span_registry);
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
@@ -239,6 +249,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&storage),
         CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, ..CollectorConfig::default() },
         collector_metrics,
+        span_metrics,
     );
     let token = args.query.auth_token.as_deref().and_then(AuthToken::new);
     let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));

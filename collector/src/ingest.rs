@@ -15,6 +15,7 @@ use tracing::debug;
 
 use crate::error::IngestError;
 use crate::metrics::{CollectorMetrics, Protocol};
+use crate::span_metrics::SpanMetrics;
 
 /// Receiver settings.
 #[derive(Debug, Clone)]
@@ -39,13 +40,19 @@ pub struct Ingest {
     storage: Arc<Storage>,
     config: Arc<CollectorConfig>,
     metrics: Arc<CollectorMetrics>,
+    span_metrics: Arc<SpanMetrics>,
     permits: Arc<Semaphore>,
 }
 
 impl Ingest {
-    pub fn new(storage: Arc<Storage>, config: CollectorConfig, metrics: Arc<CollectorMetrics>) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        config: CollectorConfig,
+        metrics: Arc<CollectorMetrics>,
+        span_metrics: Arc<SpanMetrics>,
+    ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
-        Self { storage, config: Arc::new(config), metrics, permits }
+        Self { storage, config: Arc::new(config), metrics, span_metrics, permits }
     }
 
     pub fn config(&self) -> &CollectorConfig {
@@ -89,8 +96,10 @@ impl Ingest {
             .map_err(|e| IngestError::Internal(format!("decoding task failed: {e}")))??;
         let summary = export.summary().clone();
         self.metrics.received(protocol, tenant, (summary.accepted + summary.rejected) as u64);
+        let batch = export.batch().clone();
         self.storage.write(tenant, export).await?;
         self.metrics.stored(protocol, tenant, summary.accepted as u64, summary.rejected as u64);
+        self.span_metrics.record(tenant, &batch);
         debug!(%tenant, accepted = summary.accepted, rejected = summary.rejected, "export stored");
         Ok(response(&summary, self.storage.limits().max_attribute_value_bytes))
     }

@@ -7,6 +7,7 @@ mod grpc;
 mod http;
 mod ingest;
 mod metrics;
+mod span_metrics;
 mod zipkin;
 
 pub use error::IngestError;
@@ -14,4 +15,5 @@ pub use grpc::{OtlpGrpcService, grpc_service};
 pub use http::router as http_router;
 pub use ingest::{CollectorConfig, Ingest};
 pub use metrics::{CollectorMetrics, Protocol};
+pub use span_metrics::{OVERFLOW, SpanMetrics, SpanMetricsConfig};
 pub use zipkin::router as zipkin_router;

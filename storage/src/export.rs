@@ -31,6 +31,11 @@ pub struct DecodedExport {
 }
 
 impl DecodedExport {
+    /// The accepted spans, in the `spans` schema.
+    pub fn batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+
     /// Spans accepted, rejected (OTLP partial success) and values cut.
     pub fn summary(&self) -> &AppendSummary {
         &self.summary

@@ -169,6 +169,27 @@ async fn grafanas_tempo_calls_are_answered() {
     assert_eq!(status, 400);
     assert!(String::from_utf8(body).unwrap().contains("col 16: compare() is not supported yet"));
 
+    // Span and service graph metrics, as Prometheus scrapes them for
+    // Grafana's service graph and RED panels.
+    let (status, body) = fetch(&server, "/metrics/spans", "*/*", None).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let value = |series: String| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(&format!("{series} ")))?.rsplit(' ').next()?.parse().ok()
+    };
+    let service = "rust-sdk-HttpJson";
+    let root_calls = format!(
+        r#"traces_spanmetrics_calls_total{{tenant="default",service="{service}",service_name="{service}",span_name="POST /checkout",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET"}}"#
+    );
+    assert_eq!(value(root_calls), Some(1.0), "{text}");
+    let edge = |client: &str, connection: &str| {
+        format!(
+            r#"traces_service_graph_request_total{{tenant="default",client="{client}",server="{service}",connection_type="{connection}"}}"#
+        )
+    };
+    assert_eq!(value(edge("user", "virtual_node")), Some(1.0), "{text}");
+    assert_eq!(value(edge(service, "messaging_system")), Some(1.0), "the producer and its consumer: {text}");
+
     // Nested-set numbers, as Grafana's trace structure view selects them.
     let numbered = search("{ } | select(nestedSetLeft, nestedSetRight, nestedSetParent)", "spss=100").await;
     let number = |span: &Value, key: &str| -> i64 {
