@@ -667,8 +667,8 @@ pub struct SpanFilter {
     pub min_duration_ns: Option<i64>,
     pub max_duration_ns: Option<i64>,
     pub errors_only: bool,
-    /// A TraceQL spanset filter the span must be in.
-    pub traceql: Option<TraceQl>,
+    /// TraceQL queries whose spansets the span must be in, every one.
+    pub traceql: Vec<TraceQl>,
 }
 
 impl SpanFilter {
@@ -706,7 +706,7 @@ impl SpanFilter {
         for tag in &self.tags {
             conditions.push(tag_condition(tag, self.tag_sources, params));
         }
-        if let Some(query) = &self.traceql {
+        for query in &self.traceql {
             conditions.push(format!("({})", query.condition(window, params)));
         }
         conditions.join(" AND ")

@@ -94,6 +94,13 @@ async fn grafanas_tempo_calls_are_answered() {
     assert_eq!((set["matched"].clone(), set["spans"].as_array().unwrap().len()), (json!(2), 1));
     assert_eq!(search(r#"{ status = error && span.db.system = "mysql" }"#, "").await["traces"], json!([]));
     assert_eq!(search("{}", "tags=db.system%3Dpostgresql").await["traces"][0]["traceID"], id);
+    let length_ns = root.end_time_unix_nano - root.start_time_unix_nano;
+    let at_least = |ns: u64| format!("minDuration={ns}ns");
+    assert_eq!(search("{}", &at_least(length_ns)).await["traces"][0]["traceID"], id);
+    assert_eq!(search("{}", &at_least(length_ns + 1)).await["traces"], json!([]));
+    assert_eq!(search("{}", &format!("maxDuration={}ns", length_ns - 1)).await["traces"], json!([]));
+    let root_of = search(r#"{ rootServiceName = "rust-sdk-HttpJson" && kind = client }"#, "").await;
+    assert_eq!(root_of["traces"][0]["spanSets"][0]["spans"][0]["name"], "INSERT orders", "{root_of}");
     let (status, body) =
         fetch(&server, &format!("/api/search?q={}", percent_encode("{ duration > }")), "*/*", None).await;
     let message = String::from_utf8(body).unwrap();

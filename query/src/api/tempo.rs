@@ -29,7 +29,7 @@ use super::{Request, log_failure};
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
 use crate::params::{
-    HOUR_NS, NANOS_PER_SECOND, Params, SpanFilter, Step, TagFilter, TraceIdParam, UnixSecondsOrNanos, Window, bad, limit,
+    HOUR_NS, NANOS_PER_SECOND, Params, SpanDuration, SpanFilter, Step, TagFilter, TraceIdParam, UnixSecondsOrNanos, Window, bad, limit,
 };
 use crate::search::{Columns, MAX_SEARCH_LIMIT, SearchOrder, SearchRequest, TraceSummary};
 use crate::services::MAX_SUGGESTIONS;
@@ -41,18 +41,22 @@ use crate::tree::{self, NestedSet, Node};
 /// features by it (Grafana reads `/api/status/buildinfo`).
 const TEMPO_API_VERSION: &str = "2.8.0";
 /// Intrinsics the TraceQL here can filter on, as Tempo lists them.
-const INTRINSICS: [&str; 11] = [
+const INTRINSICS: [&str; 15] = [
     "duration",
     "event:name",
     "instrumentation:name",
     "instrumentation:version",
     "kind",
     "name",
+    "nestedSetParent",
+    "rootName",
+    "rootServiceName",
     "span:id",
     "span:parentID",
     "status",
     "statusMessage",
     "trace:id",
+    "traceDuration",
 ];
 
 pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
@@ -265,10 +269,12 @@ struct SearchParams {
     q: Option<String>,
     /// logfmt: `service.name=shop http.route="/a b"`; each on the span or its resource.
     tags: Option<String>,
+    /// Shortest trace: a duration such as `100ms`, `1.5s`.
     #[serde(rename = "minDuration")]
-    min_duration: Option<String>,
+    min_duration: Option<SpanDuration>,
+    /// Longest trace.
     #[serde(rename = "maxDuration")]
-    max_duration: Option<String>,
+    max_duration: Option<SpanDuration>,
     limit: Option<usize>,
     /// Spans per span set, 3 by default.
     spss: Option<usize>,
@@ -311,18 +317,20 @@ async fn search(
     request: Request<SearchParams, TempoError>,
 ) -> Result<Json<Value>, TempoError> {
     let p = &request.params;
-    if p.min_duration.is_some() || p.max_duration.is_some() {
-        return Err(QueryError::BadRequest(
-            "minDuration and maxDuration (trace durations) are not supported yet; use { duration > 100ms } in q".into(),
-        )
-        .into());
-    }
     let traceql = p.q.as_deref().filter(|q| !q.trim().is_empty()).map(TraceQl::parse).transpose();
     let traceql = traceql.map_err(|e| QueryError::BadRequest(format!("invalid TraceQL query: {e}")))?;
+    // Trace durations, as TraceQL says them.
+    let lengths: Vec<String> = [(">=", p.min_duration), ("<=", p.max_duration)]
+        .into_iter()
+        .filter_map(|(op, d)| Some(format!("traceDuration {op} {}ns", d?.ns())))
+        .collect();
+    let lengths = (!lengths.is_empty()).then(|| {
+        TraceQl::parse(&format!("{{ {} }}", lengths.join(" && "))).expect("a trace duration filter parses")
+    });
     let tags = logfmt(p.tags.as_deref().unwrap_or_default())?;
     let filter = SpanFilter {
         tags: tags.into_iter().map(|(k, v)| TagFilter::Equals(k, v)).collect(),
-        traceql: traceql.clone(),
+        traceql: traceql.iter().chain(&lengths).cloned().collect(),
         ..SpanFilter::default()
     };
     let search = SearchRequest {
@@ -620,7 +628,7 @@ async fn typed_values(
             // A scan, bounded by the window and the answer's length.
             let traceql = query.map(TraceQl::parse).transpose();
             let traceql = traceql.map_err(|e| QueryError::BadRequest(format!("invalid TraceQL query: {e}")))?;
-            let filter = SpanFilter { traceql, ..SpanFilter::default() };
+            let filter = SpanFilter { traceql: traceql.into_iter().collect(), ..SpanFilter::default() };
             let mut params = Params::default();
             let condition = filter.where_sql(&window, &mut params);
             let value = if tag == "name" {

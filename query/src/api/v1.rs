@@ -116,7 +116,7 @@ macro_rules! filtered {
                     min_duration_ns: self.min_duration.map(SpanDuration::ns),
                     max_duration_ns: self.max_duration.map(SpanDuration::ns),
                     errors_only: self.status == Some(StatusFilter::Error),
-                    traceql: self.q.clone(),
+                    traceql: self.q.clone().into_iter().collect(),
                 }
             }
 

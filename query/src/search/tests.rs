@@ -85,7 +85,7 @@ fn random_filter(rng: &mut StdRng) -> SpanFilter {
         ]
         .choose(rng)
         .expect("queries");
-        filter.traceql = Some(TraceQl::parse(query).expect("a query"));
+        filter.traceql = vec![TraceQl::parse(query).expect("a query")];
     }
     filter
 }
@@ -211,7 +211,7 @@ async fn spansets_of_one_trace_meet_across_slices() {
     let engine = QueryEngine::new(storage, QueryLimits::default()).expect("engine");
     let query = r#"{ resource.service.name = "db" } && { name = "root" }"#;
     let request = SearchRequest {
-        filter: SpanFilter { traceql: Some(TraceQl::parse(query).expect("a query")), ..SpanFilter::default() },
+        filter: SpanFilter { traceql: vec![TraceQl::parse(query).expect("a query")], ..SpanFilter::default() },
         window: Window { start_ns: BASE - SECOND, end_ns: BASE + 3600 * SECOND },
         order: SearchOrder::StartDesc,
         limit: 5,

@@ -12,8 +12,8 @@ use spanlake_storage::schema::{self, Level};
 
 use super::TraceQlError;
 use super::ast::{BinaryOp, Expr, Intrinsic, Literal, Scope, Spanset, SpansetOp, Status};
-use crate::engine::SPANS_TABLE;
-use crate::params::{Params, Window};
+use crate::engine::{SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
+use crate::params::{HOUR_NS, Params, Window};
 
 /// A compiled field expression.
 pub(super) enum Sql {
@@ -167,6 +167,9 @@ impl<'a> Compiler<'a> {
         if let Some(sql) = self.root_test(op, left, right, at)? {
             return Ok(Sql::Bool(sql));
         }
+        if let Some(sql) = self.trace_level(op, left, right, at)? {
+            return Ok(Sql::Bool(sql));
+        }
         // Nested attributes and event names answer equality only.
         for (side, other) in [(left, right), (right, left)] {
             if let Some(sql) = self.nested(op, side, other, at)? {
@@ -174,6 +177,11 @@ impl<'a> Compiler<'a> {
             }
         }
         let (l, r) = (self.expr(left)?, self.expr(right)?);
+        self.compare(op, l, r, at)
+    }
+
+    /// Two compiled sides compared.
+    fn compare(&mut self, op: BinaryOp, l: Sql, r: Sql, at: usize) -> Result<Sql, TraceQlError> {
         let (l, r, op) = match (&l, &r) {
             (Sql::Lit(_), Sql::Lit(_)) => return Err(self.err(at, "a comparison needs an attribute or an intrinsic")),
             (Sql::Lit(_), _) => (r, l, flip(op)),
@@ -234,6 +242,52 @@ impl<'a> Compiler<'a> {
             }
             _ => return Err(self.err(at, "these two sides cannot be compared (check the types: status = error, kind = server, duration > 1s, name = \"text\")")),
         }))
+    }
+
+    /// `rootServiceName = "shop"`, `rootName =~ "GET.*"`, `traceDuration >
+    /// 1s`: every span of the traces whose root (or whose whole length)
+    /// passes, from the trace index's fragments of the window and an hour
+    /// either side.
+    fn trace_level(&mut self, op: BinaryOp, left: &Expr, right: &Expr, at: usize) -> Result<Option<String>, TraceQlError> {
+        let is_trace_level =
+            |e: &Expr| matches!(e, Expr::Intrinsic(Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration, _));
+        let (intrinsic, other) = match (left, right) {
+            (Expr::Intrinsic(i, _), other) if is_trace_level(left) => (*i, other),
+            (other, Expr::Intrinsic(i, _)) if is_trace_level(right) => (*i, other),
+            _ => return Ok(None),
+        };
+        let Expr::Literal(..) = other else {
+            return Err(self.err(at, format!("{} is compared with a value", intrinsic.name())));
+        };
+        let value = self.expr(other)?;
+        let column = match intrinsic {
+            Intrinsic::RootName => Sql::Text(format!("CAST({} AS VARCHAR)", schema::trace_index::ROOT_SPAN_NAME)),
+            Intrinsic::RootServiceName => Sql::Text(format!("CAST({} AS VARCHAR)", schema::trace_index::SERVICE_NAME)),
+            _ => Sql::Num(format!(
+                "CAST(CAST(max({end}) AS BIGINT) - CAST(min({start}) AS BIGINT) AS DOUBLE)",
+                end = schema::trace_index::END_TIME,
+                start = schema::trace_index::START_TIME
+            )),
+        };
+        let (l, r) = if std::ptr::eq(other, right) { (column, value) } else { (value, column) };
+        let Sql::Bool(test) = self.compare(op, l, r, at)? else { unreachable!("a comparison is a condition") };
+        let (lo, hi) = (
+            self.params.time(self.window.start_ns.saturating_sub(HOUR_NS)),
+            self.params.time(self.window.end_ns.saturating_add(HOUR_NS)),
+        );
+        let inside = format!("{start} >= {lo} AND {start} < {hi}", start = schema::trace_index::START_TIME);
+        let traces = match intrinsic {
+            Intrinsic::TraceDuration => format!(
+                "SELECT {trace} FROM {TRACE_FRAGMENTS_TABLE} WHERE {inside} GROUP BY {trace} HAVING {test}",
+                trace = schema::TRACE_ID
+            ),
+            _ => format!(
+                "SELECT {trace} FROM {TRACE_FRAGMENTS_TABLE} WHERE {inside} AND {root} IS NOT NULL AND {test}",
+                trace = schema::TRACE_ID,
+                root = schema::trace_index::ROOT_SPAN_NAME
+            ),
+        };
+        Ok(Some(format!("{} IN ({traces})", schema::TRACE_ID)))
     }
 
     /// `nestedSetParent < 0` and the like, which tell roots (-1) from the

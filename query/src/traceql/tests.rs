@@ -65,7 +65,8 @@ fn invalid_queries_say_where() {
         ("{ } | bogus()", 1, 7, "unknown function bogus"),
         ("{ nestedSetParent = 3 }", 1, 19, "tell roots (-1) from other spans"),
         ("{ nestedSetParent = name }", 1, 3, "compared with a whole number"),
-        ("{ rootServiceName = \"a\" }", 1, 3, "RootServiceName is not supported yet"),
+        ("{ rootServiceName = name }", 1, 19, "rootServiceName is compared with a value"),
+        ("{ traceDuration + 1 > 2 }", 1, 3, "TraceDuration is not supported yet"),
         ("{ status = server }", 1, 10, "cannot be compared"),
         ("{ 1 = 1 }", 1, 5, "needs an attribute"),
         ("{ event.x > 1 }", 1, 11, "event and link values"),
@@ -320,6 +321,12 @@ async fn each_construct_finds_what_the_same_sql_finds() {
         ("{ } | by(span.customer) | count() > 1", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id, span_attributes['customer'] HAVING count(*) > 1)"),
         ("{ } | by(span.customer) | coalesce() | count() > 2", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)"),
         ("{ kind = server } | { status = error }", "status_code = 'ERROR'"),
+        // Trace-level intrinsics.
+        (r#"{ rootServiceName = "shop" }"#, "service_name = 'shop'"),
+        (r#"{ rootName =~ "GET /item/[01]" && kind = client }"#, "span_name IN ('GET /item/0', 'GET /item/1')"),
+        (r#"{ "cart" != rootServiceName }"#, "service_name = 'shop'"),
+        ("{ traceDuration > 60ms }", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) > 60000000)"),
+        ("{ traceDuration <= 31ms } | count() > 3", "span_name = 'GET /item/0' AND trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) <= 31000000 AND count(*) > 3)"),
         // Roots, as Grafana asks for them.
         ("{ nestedSetParent < 0 && kind = client }", "FALSE"),
         ("{ nestedSetParent = -1 && span.cache.hit = true }", "span_attributes['cache.hit'] = 'true'"),
@@ -327,7 +334,7 @@ async fn each_construct_finds_what_the_same_sql_finds() {
         ("{ 0 < nestedSetParent && kind = client }", "TRUE"),
     ] {
         let parsed = TraceQl::parse(query).unwrap_or_else(|e| panic!("{query}: {e}"));
-        let filter = SpanFilter { traceql: Some(parsed), ..SpanFilter::default() };
+        let filter = SpanFilter { traceql: vec![parsed], ..SpanFilter::default() };
         let mut params = Params::default();
         let condition = filter.where_sql(&window, &mut params);
         let found = traces(&engine, &condition, params).await;
@@ -353,7 +360,7 @@ async fn structural_operators_yield_the_spans_they_relate() {
         ("{ } ~ { }", vec![("SELECT", 4), ("publish", 4)]),
         ("{ kind = server } !> { }", vec![("GET", 12), ("pool.acquire", 6)]),
     ] {
-        let filter = SpanFilter { traceql: Some(TraceQl::parse(query).expect(query)), ..SpanFilter::default() };
+        let filter = SpanFilter { traceql: vec![TraceQl::parse(query).expect(query)], ..SpanFilter::default() };
         let mut params = Params::default();
         let condition = filter.where_sql(&window, &mut params);
         let sql = format!(
