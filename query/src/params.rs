@@ -285,7 +285,11 @@ impl FromStr for UnixSecondsOrNanos {
         }
         if let Ok(seconds) = text.parse::<f64>() {
             let nanos = seconds * NANOS_PER_SECOND as f64;
-            return if nanos.is_finite() && nanos.abs() < i64::MAX as f64 { Ok(Self(nanos as i64)) } else { Err(out_of_range()) };
+            return if nanos.is_finite() && nanos.abs() < i64::MAX as f64 {
+                Ok(Self(nanos as i64))
+            } else {
+                Err(out_of_range())
+            };
         }
         let time = DateTime::parse_from_rfc3339(text)
             .map_err(|_| format!("expected unix seconds, unix nanoseconds or RFC 3339, got {text:?}"))?;

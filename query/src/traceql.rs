@@ -9,8 +9,8 @@ mod ast;
 mod lexer;
 mod metrics;
 mod parser;
-pub(crate) mod sql;
 mod pipeline;
+pub(crate) mod sql;
 mod structure;
 #[cfg(test)]
 mod tests;
@@ -23,6 +23,7 @@ pub use metrics::{LabelValue, Series, TraceQlMetrics};
 use thiserror::Error;
 
 use crate::params::{Params, Window};
+use crate::tree::NestedSetField;
 
 /// A query error with the line and column (1-based) it was found at.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -97,9 +98,7 @@ pub(crate) enum Named {
     Status,
     Kind,
     StatusMessage,
-    NestedSetLeft,
-    NestedSetRight,
-    NestedSetParent,
+    NestedSet(NestedSetField),
 }
 
 impl TraceQl {
@@ -118,9 +117,9 @@ impl TraceQl {
                 Expr::Intrinsic(Intrinsic::Status, _) => Some(Named::Status),
                 Expr::Intrinsic(Intrinsic::Kind, _) => Some(Named::Kind),
                 Expr::Intrinsic(Intrinsic::StatusMessage, _) => Some(Named::StatusMessage),
-                Expr::Intrinsic(Intrinsic::NestedSetLeft, _) => Some(Named::NestedSetLeft),
-                Expr::Intrinsic(Intrinsic::NestedSetRight, _) => Some(Named::NestedSetRight),
-                Expr::Intrinsic(Intrinsic::NestedSetParent, _) => Some(Named::NestedSetParent),
+                Expr::Intrinsic(Intrinsic::NestedSetLeft, _) => Some(Named::NestedSet(NestedSetField::Left)),
+                Expr::Intrinsic(Intrinsic::NestedSetRight, _) => Some(Named::NestedSet(NestedSetField::Right)),
+                Expr::Intrinsic(Intrinsic::NestedSetParent, _) => Some(Named::NestedSet(NestedSetField::Parent)),
                 Expr::Not(inner, _) | Expr::Neg(inner, _) => {
                     walk(inner, out);
                     None

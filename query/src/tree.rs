@@ -85,6 +85,32 @@ pub struct NestedSet {
     pub parent: i64,
 }
 
+/// One of a span's nested-set numbers, by Tempo's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NestedSetField {
+    Left,
+    Right,
+    Parent,
+}
+
+impl NestedSetField {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Left => "nestedSetLeft",
+            Self::Right => "nestedSetRight",
+            Self::Parent => "nestedSetParent",
+        }
+    }
+
+    pub fn of(self, set: &NestedSet) -> i64 {
+        match self {
+            Self::Left => set.left,
+            Self::Right => set.right,
+            Self::Parent => set.parent,
+        }
+    }
+}
+
 /// The nested-set numbers of `nodes`, in their order.
 pub fn nested_sets(nodes: &[Node<'_>]) -> Vec<NestedSet> {
     let placed = layout(nodes);
@@ -96,11 +122,8 @@ pub fn nested_sets(nodes: &[Node<'_>]) -> Vec<NestedSet> {
         // on its path.
         let left = (2 * row - p.depth + 1) as i64;
         path.truncate(p.depth);
-        sets[p.index] = NestedSet {
-            left,
-            right: left + 2 * p.descendants as i64 + 1,
-            parent: path.last().copied().unwrap_or(-1),
-        };
+        sets[p.index] =
+            NestedSet { left, right: left + 2 * p.descendants as i64 + 1, parent: path.last().copied().unwrap_or(-1) };
         path.push(left);
     }
     sets

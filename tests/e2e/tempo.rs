@@ -156,7 +156,8 @@ async fn grafanas_tempo_calls_are_answered() {
     assert_eq!(samples.len(), 62, "one a minute over the window, zeros included");
     let counted: f64 = samples.iter().map(|s| s["value"].as_f64().unwrap()).sum();
     assert_eq!(counted, 1.0);
-    let at = samples.iter().find(|s| s["value"] == 1.0).unwrap()["timestampMs"].as_str().unwrap().parse::<u64>().unwrap();
+    let at =
+        samples.iter().find(|s| s["value"] == 1.0).unwrap()["timestampMs"].as_str().unwrap().parse::<u64>().unwrap();
     let start_ms = db.start_time_unix_nano / 1_000_000;
     assert!(at <= start_ms && start_ms < at + 60_000, "{at} is the step holding {start_ms}");
     let clients = spans.iter().filter(|s| s.kind == 3).count() as f64;

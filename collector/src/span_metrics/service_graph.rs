@@ -99,7 +99,11 @@ impl ServiceGraph {
 
     pub(super) fn register(&self, registry: &mut Registry) {
         registry.register("traces_service_graph_request", "Calls between two services", self.requests.clone());
-        registry.register("traces_service_graph_request_failed", "Calls that failed on either side", self.failed.clone());
+        registry.register(
+            "traces_service_graph_request_failed",
+            "Calls that failed on either side",
+            self.failed.clone(),
+        );
         registry.register(
             "traces_service_graph_request_server_seconds",
             "Call durations on the server side",
@@ -147,7 +151,7 @@ impl ServiceGraph {
             };
             let Some(span) = key_span else {
                 // A root server span: its caller is not instrumented.
-                self.count(tenant, USER, &half.service.clone(), "virtual_node", None, Some(&half));
+                self.count(tenant, USER, &half.service, "virtual_node", None, Some(&half));
                 continue;
             };
             let key: CallKey = (tenant.clone(), trace, span.try_into().expect("8-byte span ids"));

@@ -69,7 +69,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 fn spans_count_per_service_name_kind_and_status() {
     let metrics = SpanMetrics::new(SpanMetricsConfig::default());
     let tenant = TenantId::default();
-    metrics.record(&tenant, &batch(&[span("shop", "GET /", 2, 1, None, false), span("shop", "GET /", 2, 2, None, true)]));
+    metrics
+        .record(&tenant, &batch(&[span("shop", "GET /", 2, 1, None, false), span("shop", "GET /", 2, 2, None, true)]));
     metrics.record(&tenant, &batch(&[span("shop", "GET /", 2, 3, None, true)]));
     let text = scrape(&metrics);
     let labels = |status: &str| {
@@ -93,7 +94,8 @@ fn label_sets_past_the_bound_count_as_overflow() {
     let metrics = SpanMetrics::new(SpanMetricsConfig { max_series: 2, ..SpanMetricsConfig::default() });
     let tenant = TenantId::default();
     let names = ["GET /users/1", "GET /users/2", "GET /users/3", "GET /users/4"];
-    let spans: Vec<ResourceSpans> = names.iter().enumerate().map(|(i, n)| span("shop", n, 1, i as u8 + 1, None, false)).collect();
+    let spans: Vec<ResourceSpans> =
+        names.iter().enumerate().map(|(i, n)| span("shop", n, 1, i as u8 + 1, None, false)).collect();
     metrics.record(&tenant, &batch(&spans));
     let text = scrape(&metrics);
     let calls: Vec<&str> = text.lines().filter(|l| l.starts_with("traces_spanmetrics_calls_total")).collect();
@@ -129,8 +131,15 @@ fn calls_pair_client_and_server_halves_across_batches() {
     let edge = |client: &str, server: &str, connection: &str| {
         format!(r#"{{tenant="default",client="{client}",server="{server}",connection_type="{connection}"}}"#)
     };
-    assert_eq!(sample(&text, &format!("traces_service_graph_request_total{}", edge("shop", "cart", ""))), Some(1.0), "{text}");
-    assert_eq!(sample(&text, &format!("traces_service_graph_request_failed_total{}", edge("shop", "cart", ""))), Some(1.0));
+    assert_eq!(
+        sample(&text, &format!("traces_service_graph_request_total{}", edge("shop", "cart", ""))),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("traces_service_graph_request_failed_total{}", edge("shop", "cart", ""))),
+        Some(1.0)
+    );
     assert_eq!(
         sample(&text, &format!("traces_service_graph_request_total{}", edge("user", "shop", "virtual_node"))),
         Some(1.0)
@@ -138,7 +147,10 @@ fn calls_pair_client_and_server_halves_across_batches() {
     let server = edge("shop", "cart", "");
     let server_bucket = format!("traces_service_graph_request_server_seconds_bucket{{le=\"0.016\",{}", &server[1..]);
     assert_eq!(sample(&text, &server_bucket), Some(1.0), "{text}");
-    assert_eq!(sample(&text, &format!("traces_service_graph_request_total{}", edge("shop", "postgresql", "database"))), None);
+    assert_eq!(
+        sample(&text, &format!("traces_service_graph_request_total{}", edge("shop", "postgresql", "database"))),
+        None
+    );
 
     // Past the wait, the lone halves count: the database call as a call to
     // a virtual node, the server without a client as unpaired.

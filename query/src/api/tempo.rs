@@ -29,13 +29,14 @@ use super::{Request, log_failure};
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
 use crate::params::{
-    HOUR_NS, NANOS_PER_SECOND, Params, SpanDuration, SpanFilter, Step, TagFilter, TraceIdParam, UnixSecondsOrNanos, Window, bad, limit,
+    HOUR_NS, NANOS_PER_SECOND, Params, SpanDuration, SpanFilter, Step, TagFilter, TraceIdParam, UnixSecondsOrNanos,
+    Window, bad, limit,
 };
 use crate::search::{Columns, MAX_SEARCH_LIMIT, SearchOrder, SearchRequest, TraceSummary};
 use crate::services::MAX_SUGGESTIONS;
 use crate::traceql::sql::attribute_sql;
 use crate::traceql::{LabelValue, Named, TraceQl, TraceQlMetrics};
-use crate::tree::{self, NestedSet, Node};
+use crate::tree::{self, NestedSet, NestedSetField, Node};
 
 /// The Tempo version whose API this one follows, for clients that pick
 /// features by it (Grafana reads `/api/status/buildinfo`).
@@ -152,12 +153,7 @@ async fn metrics_range(
         .map(|s| {
             let samples: Vec<Value> =
                 s.samples.iter().map(|(ms, v)| json!({"timestampMs": ms.to_string(), "value": v})).collect();
-            json!({
-                "labels": labels_json(&s.labels),
-                "promLabels": prom_labels(&s.labels),
-                "samples": samples,
-                "exemplars": [],
-            })
+            labelled(&s.labels, json!({ "samples": samples, "exemplars": [] }))
         })
         .collect();
     Ok(Json(json!({ "series": series, "metrics": { "completedJobs": 1, "totalJobs": 1 } })))
@@ -176,10 +172,17 @@ async fn metrics_instant(
         .into_iter()
         .filter_map(|s| {
             let (_, value) = s.samples.first()?;
-            Some(json!({ "labels": labels_json(&s.labels), "promLabels": prom_labels(&s.labels), "value": value }))
+            Some(labelled(&s.labels, json!({ "value": value })))
         })
         .collect();
     Ok(Json(json!({ "series": series, "metrics": { "completedJobs": 1, "totalJobs": 1 } })))
+}
+
+/// A series' fields with its labels, in both of Tempo's forms.
+fn labelled(labels: &[(String, LabelValue)], mut fields: Value) -> Value {
+    fields["labels"] = Value::Array(labels_json(labels));
+    fields["promLabels"] = Value::String(prom_labels(labels));
+    fields
 }
 
 /// Labels as `tempopb` writes them in JSON: a key and a typed value.
@@ -324,9 +327,8 @@ async fn search(
         .into_iter()
         .filter_map(|(op, d)| Some(format!("traceDuration {op} {}ns", d?.ns())))
         .collect();
-    let lengths = (!lengths.is_empty()).then(|| {
-        TraceQl::parse(&format!("{{ {} }}", lengths.join(" && "))).expect("a trace duration filter parses")
-    });
+    let lengths = (!lengths.is_empty())
+        .then(|| TraceQl::parse(&format!("{{ {} }}", lengths.join(" && "))).expect("a trace duration filter parses"));
     let tags = logfmt(p.tags.as_deref().unwrap_or_default())?;
     let filter = SpanFilter {
         tags: tags.into_iter().map(|(k, v)| TagFilter::Equals(k, v)).collect(),
@@ -401,7 +403,7 @@ async fn matched_spans(
             Named::Status => ("status".to_owned(), format!("lower(CAST({} AS VARCHAR))", schema::STATUS_CODE)),
             Named::Kind => ("kind".to_owned(), format!("lower(CAST({} AS VARCHAR))", schema::SPAN_KIND)),
             Named::StatusMessage => ("statusMessage".to_owned(), schema::STATUS_MESSAGE.to_owned()),
-            Named::NestedSetLeft | Named::NestedSetRight | Named::NestedSetParent => continue,
+            Named::NestedSet(_) => continue,
         };
         if keys.iter().any(|(k, _)| *k == key) {
             continue;
@@ -421,16 +423,15 @@ async fn matched_spans(
         values = values.join(", "),
         ids = id_list.join(", "),
     );
-    let nested: Vec<(&str, fn(&NestedSet) -> i64)> = named
+    let nested: Vec<NestedSetField> = named
         .iter()
         .filter_map(|n| match n {
-            Named::NestedSetLeft => Some(("nestedSetLeft", (|s: &NestedSet| s.left) as fn(&NestedSet) -> i64)),
-            Named::NestedSetRight => Some(("nestedSetRight", (|s: &NestedSet| s.right) as fn(&NestedSet) -> i64)),
-            Named::NestedSetParent => Some(("nestedSetParent", (|s: &NestedSet| s.parent) as fn(&NestedSet) -> i64)),
+            Named::NestedSet(field) => Some(*field),
             _ => None,
         })
         .collect();
-    let trees = if nested.is_empty() { HashMap::new() } else { nested_sets(engine, tenant, ids, &search.window).await? };
+    let trees =
+        if nested.is_empty() { HashMap::new() } else { nested_sets(engine, tenant, ids, &search.window).await? };
     let mut sets: HashMap<TraceId, (Vec<Value>, i64)> = HashMap::new();
     for batch in engine.batches(tenant, &sql, params).await? {
         let c = Columns(&batch);
@@ -449,7 +450,7 @@ async fn matched_spans(
             let mut attributes = attributes;
             if let Some(set) = SpanId::from_slice(span_ids.value(row)).and_then(|id| trees.get(&(trace_id, id))) {
                 attributes.extend(
-                    nested.iter().map(|(key, value)| json!({"key": key, "value": {"intValue": value(set).to_string()}})),
+                    nested.iter().map(|f| json!({"key": f.name(), "value": {"intValue": f.of(set).to_string()}})),
                 );
             }
             let span = json!({
@@ -477,7 +478,8 @@ async fn nested_sets(
 ) -> Result<HashMap<(TraceId, SpanId), NestedSet>, QueryError> {
     let mut params = Params::default();
     let id_list: Vec<String> = ids.iter().map(|id| params.trace_id(id)).collect();
-    let (lo, hi) = (params.time(window.start_ns.saturating_sub(HOUR_NS)), params.time(window.end_ns.saturating_add(HOUR_NS)));
+    let (lo, hi) =
+        (params.time(window.start_ns.saturating_sub(HOUR_NS)), params.time(window.end_ns.saturating_add(HOUR_NS)));
     let sql = format!(
         "SELECT trace_id, span_id, parent_span_id, CAST(start_time AS BIGINT) AS start_ns, CAST(duration_ns AS BIGINT) AS duration_ns
          FROM {SPANS_TABLE} WHERE trace_id IN ({}) AND start_time >= {lo} AND start_time < {hi}",
@@ -490,8 +492,14 @@ async fn nested_sets(
         let (starts, durations) = (c.ints("start_ns")?, c.ints("duration_ns")?);
         for row in 0..batch.num_rows() {
             let Some(id) = SpanId::from_slice(span_ids.value(row)) else { continue };
-            let parent = (!arrow::array::Array::is_null(parents, row)).then(|| SpanId::from_slice(parents.value(row))).flatten();
-            spans.entry(c.trace_id("trace_id", row)?).or_default().push((id, parent, starts[row], starts[row] + durations[row]));
+            let parent =
+                (!arrow::array::Array::is_null(parents, row)).then(|| SpanId::from_slice(parents.value(row))).flatten();
+            spans.entry(c.trace_id("trace_id", row)?).or_default().push((
+                id,
+                parent,
+                starts[row],
+                starts[row] + durations[row],
+            ));
         }
     }
     let mut out = HashMap::new();

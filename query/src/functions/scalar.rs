@@ -140,10 +140,13 @@ mod tests {
 
     #[test]
     fn span_keys_join_a_trace_and_a_span_with_zeros_for_no_parent() {
-        let traces: ArrayRef = Arc::new(FixedSizeBinaryArray::try_from_iter([[1_u8; 16], [2; 16]].into_iter()).unwrap());
-        let spans: ArrayRef =
-            Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size([Some([3_u8; 8]), None].into_iter(), 8).unwrap());
-        let ColumnarValue::Array(keys) = span_key(&[ColumnarValue::Array(traces), ColumnarValue::Array(spans)]).unwrap()
+        let traces: ArrayRef =
+            Arc::new(FixedSizeBinaryArray::try_from_iter([[1_u8; 16], [2; 16]].into_iter()).unwrap());
+        let spans: ArrayRef = Arc::new(
+            FixedSizeBinaryArray::try_from_sparse_iter_with_size([Some([3_u8; 8]), None].into_iter(), 8).unwrap(),
+        );
+        let ColumnarValue::Array(keys) =
+            span_key(&[ColumnarValue::Array(traces), ColumnarValue::Array(spans)]).unwrap()
         else {
             panic!("an array in, an array out")
         };

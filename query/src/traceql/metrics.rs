@@ -85,7 +85,12 @@ impl TraceQlMetrics {
             [Stage::Followup { function: f, at, .. }, ..] if f == "compare" => {
                 return Err(err(*at, "compare() is not supported yet"));
             }
-            [stage, ..] => return Err(err(stage_at(stage).unwrap_or(*at), "only topk() or bottomk() may follow a metrics function")),
+            [stage, ..] => {
+                return Err(err(
+                    stage_at(stage).unwrap_or(*at),
+                    "only topk() or bottomk() may follow a metrics function",
+                ));
+            }
         };
         let one = |what: &str| match arguments.as_slice() {
             [argument] => Ok(argument.clone()),
@@ -138,9 +143,7 @@ impl TraceQlMetrics {
         let mut columns = Vec::new();
         let mut groups = vec!["t".to_owned()];
         let origin = window.start_ns;
-        columns.push(format!(
-            "{origin} + (CAST({START_TIME} AS BIGINT) - {origin}) / {step_ns} * {step_ns} AS t"
-        ));
+        columns.push(format!("{origin} + (CAST({START_TIME} AS BIGINT) - {origin}) / {step_ns} * {step_ns} AS t"));
         for (i, expr) in self.by.iter().enumerate() {
             columns.push(format!("{} AS g{i}", compiler.group_value(expr)?));
             groups.push(format!("g{i}"));
@@ -254,7 +257,8 @@ impl QueryEngine {
             let times = c.ints("t")?;
             let groups = (0..names.len()).map(|i| c.texts(&format!("g{i}"))).collect::<Result<Vec<_>, _>>()?;
             let buckets = matches!(query.function, Function::Histogram(_)).then(|| c.floats("b")).transpose()?;
-            let values = (0..quantiles.len().max(1)).map(|i| c.floats(&format!("v{i}"))).collect::<Result<Vec<_>, _>>()?;
+            let values =
+                (0..quantiles.len().max(1)).map(|i| c.floats(&format!("v{i}"))).collect::<Result<Vec<_>, _>>()?;
             for row in 0..batch.num_rows() {
                 let mut labels: Vec<(String, LabelKey)> = names
                     .iter()

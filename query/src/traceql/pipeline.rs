@@ -27,7 +27,11 @@ impl Compiler<'_> {
                 }
                 Stage::Filter(spanset) => {
                     if let Some(at) = structural_at(spanset) {
-                        return Err(TraceQlError::at(self.text, at, "a structural operator after | is not supported yet"));
+                        return Err(TraceQlError::at(
+                            self.text,
+                            at,
+                            "a structural operator after | is not supported yet",
+                        ));
                     }
                     spans = format!("(({spans}) AND ({}))", self.spanset(spanset)?);
                 }

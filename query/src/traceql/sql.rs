@@ -248,12 +248,19 @@ impl<'a> Compiler<'a> {
     /// 1s`: every span of the traces whose root (or whose whole length)
     /// passes, from the trace index's fragments of the window and an hour
     /// either side.
-    fn trace_level(&mut self, op: BinaryOp, left: &Expr, right: &Expr, at: usize) -> Result<Option<String>, TraceQlError> {
-        let is_trace_level =
-            |e: &Expr| matches!(e, Expr::Intrinsic(Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration, _));
-        let (intrinsic, other) = match (left, right) {
-            (Expr::Intrinsic(i, _), other) if is_trace_level(left) => (*i, other),
-            (other, Expr::Intrinsic(i, _)) if is_trace_level(right) => (*i, other),
+    fn trace_level(
+        &mut self,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+        at: usize,
+    ) -> Result<Option<String>, TraceQlError> {
+        let is_trace_level = |e: &Expr| {
+            matches!(e, Expr::Intrinsic(Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration, _))
+        };
+        let (intrinsic, other, column_left) = match (left, right) {
+            (Expr::Intrinsic(i, _), other) if is_trace_level(left) => (*i, other, true),
+            (other, Expr::Intrinsic(i, _)) if is_trace_level(right) => (*i, other, false),
             _ => return Ok(None),
         };
         let Expr::Literal(..) = other else {
@@ -269,7 +276,7 @@ impl<'a> Compiler<'a> {
                 start = schema::trace_index::START_TIME
             )),
         };
-        let (l, r) = if std::ptr::eq(other, right) { (column, value) } else { (value, column) };
+        let (l, r) = if column_left { (column, value) } else { (value, column) };
         let Sql::Bool(test) = self.compare(op, l, r, at)? else { unreachable!("a comparison is a condition") };
         let (lo, hi) = (
             self.params.time(self.window.start_ns.saturating_sub(HOUR_NS)),
@@ -294,11 +301,18 @@ impl<'a> Compiler<'a> {
     /// spans below them (the parent's `nestedSetLeft`, 1 or more): what
     /// Grafana asks for root spans. Other thresholds would need the trace's
     /// numbering and are refused.
-    fn root_test(&mut self, op: BinaryOp, left: &Expr, right: &Expr, at: usize) -> Result<Option<String>, TraceQlError> {
+    fn root_test(
+        &mut self,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+        at: usize,
+    ) -> Result<Option<String>, TraceQlError> {
         let (op, n) = match (left, right) {
             (Expr::Intrinsic(Intrinsic::NestedSetParent, _), Expr::Literal(Literal::Int(n), _)) => (op, *n),
             (Expr::Literal(Literal::Int(n), _), Expr::Intrinsic(Intrinsic::NestedSetParent, _)) => (flip(op), *n),
-            (Expr::Intrinsic(Intrinsic::NestedSetParent, p), _) | (_, Expr::Intrinsic(Intrinsic::NestedSetParent, p)) => {
+            (Expr::Intrinsic(Intrinsic::NestedSetParent, p), _)
+            | (_, Expr::Intrinsic(Intrinsic::NestedSetParent, p)) => {
                 return Err(self.err(*p, "nestedSetParent is compared with a whole number"));
             }
             _ => return Ok(None),

@@ -48,9 +48,16 @@ impl Relation {
 /// down to `NOT IN` (which DataFusion plans as an anti-join) instead of a
 /// `NOT` over subqueries.
 enum Test {
-    In { key: String, keys: String, negated: bool },
+    In {
+        key: String,
+        keys: String,
+        negated: bool,
+    },
     /// A condition without subqueries.
-    Plain { sql: String, negated: bool },
+    Plain {
+        sql: String,
+        negated: bool,
+    },
     All(Vec<Test>),
     Any(Vec<Test>),
 }
@@ -142,7 +149,11 @@ impl Compiler<'_> {
                     Test::Any(vec![
                         Test::In { key: parent.clone(), keys: twice, negated: false },
                         Test::All(vec![
-                            Test::In { key: parent.clone(), keys: self.keys_where(&parent, &with_parent), negated: false },
+                            Test::In {
+                                key: parent.clone(),
+                                keys: self.keys_where(&parent, &with_parent),
+                                negated: false,
+                            },
                             Test::In { key: own.clone(), keys: self.keys_where(&own, condition), negated: true },
                         ]),
                     ]),

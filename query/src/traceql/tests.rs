@@ -306,7 +306,10 @@ async fn each_construct_finds_what_the_same_sql_finds() {
         ("{ kind = server } !> { kind = client }", "FALSE"),
         ("{ kind = client } !> { kind = server }", "TRUE"),
         (r#"{ kind = server } !>> { name = "pool.acquire" }"#, "FALSE"),
-        ("{ kind = producer } !~ { kind = client }", "trace_id NOT IN (SELECT trace_id FROM spans WHERE span_kind = 'PRODUCER')"),
+        (
+            "{ kind = producer } !~ { kind = client }",
+            "trace_id NOT IN (SELECT trace_id FROM spans WHERE span_kind = 'PRODUCER')",
+        ),
         (r#"{ kind = client } &> { name = "pool.acquire" }"#, ODD),
         (
             r#"{ kind = server } &>> { name = "pool.acquire" } && { span.customer = "acme" }"#,
@@ -315,18 +318,36 @@ async fn each_construct_finds_what_the_same_sql_finds() {
         // Pipelines.
         ("{ } | count() > 2", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)"),
         ("{ kind = client || kind = producer } | count() > 1", THIRDS),
-        ("{ } | avg(duration) > 20ms", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING avg(duration_ns) > 20000000)"),
-        ("{ } | max(duration) >= 61ms | min(duration) < 2ms", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) >= 61000000 AND min(duration_ns) < 2000000)"),
+        (
+            "{ } | avg(duration) > 20ms",
+            "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING avg(duration_ns) > 20000000)",
+        ),
+        (
+            "{ } | max(duration) >= 61ms | min(duration) < 2ms",
+            "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) >= 61000000 AND min(duration_ns) < 2000000)",
+        ),
         ("{ kind = server } | sum(span.retries) = 0", THIRDS),
-        ("{ } | by(span.customer) | count() > 1", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id, span_attributes['customer'] HAVING count(*) > 1)"),
-        ("{ } | by(span.customer) | coalesce() | count() > 2", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)"),
+        (
+            "{ } | by(span.customer) | count() > 1",
+            "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id, span_attributes['customer'] HAVING count(*) > 1)",
+        ),
+        (
+            "{ } | by(span.customer) | coalesce() | count() > 2",
+            "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)",
+        ),
         ("{ kind = server } | { status = error }", "status_code = 'ERROR'"),
         // Trace-level intrinsics.
         (r#"{ rootServiceName = "shop" }"#, "service_name = 'shop'"),
         (r#"{ rootName =~ "GET /item/[01]" && kind = client }"#, "span_name IN ('GET /item/0', 'GET /item/1')"),
         (r#"{ "cart" != rootServiceName }"#, "service_name = 'shop'"),
-        ("{ traceDuration > 60ms }", "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) > 60000000)"),
-        ("{ traceDuration <= 31ms } | count() > 3", "span_name = 'GET /item/0' AND trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) <= 31000000 AND count(*) > 3)"),
+        (
+            "{ traceDuration > 60ms }",
+            "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) > 60000000)",
+        ),
+        (
+            "{ traceDuration <= 31ms } | count() > 3",
+            "span_name = 'GET /item/0' AND trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING max(duration_ns) <= 31000000 AND count(*) > 3)",
+        ),
         // Roots, as Grafana asks for them.
         ("{ nestedSetParent < 0 && kind = client }", "FALSE"),
         ("{ nestedSetParent = -1 && span.cache.hit = true }", "span_attributes['cache.hit'] = 'true'"),
@@ -368,7 +389,8 @@ async fn structural_operators_yield_the_spans_they_relate() {
              FROM {SPANS_TABLE} WHERE {condition} GROUP BY 1 ORDER BY 1"
         );
         let mut found = Vec::new();
-        for batch in engine.batches(&TenantId::default(), &sql, params).await.unwrap_or_else(|e| panic!("{query}: {e}")) {
+        for batch in engine.batches(&TenantId::default(), &sql, params).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+        {
             let c = Columns(&batch);
             let (names, counts) = (c.texts("name").expect("names"), c.ints("n").expect("counts"));
             for row in 0..batch.num_rows() {
@@ -408,7 +430,10 @@ async fn metrics_queries_answer_series_per_step_and_group() {
         (
             "{ kind = server } | count_over_time() by (resource.service.name)",
             4,
-            vec![s(&["resource.service.name=cart"], &[2.0, 2.0, 2.0, 0.0]), s(&["resource.service.name=shop"], &[1.0, 2.0, 2.0, 1.0])],
+            vec![
+                s(&["resource.service.name=cart"], &[2.0, 2.0, 2.0, 0.0]),
+                s(&["resource.service.name=shop"], &[1.0, 2.0, 2.0, 1.0]),
+            ],
         ),
         ("{ kind = server && status = error } | rate()", 8, vec![s(&[], &[0.125, 0.25])]),
         (
