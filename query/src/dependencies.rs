@@ -170,7 +170,12 @@ async fn graph(
     let overlapping = |from: i64, until: i64| -> Vec<&DataFile> {
         merged.iter().copied().filter(|f| f.min_time < until && f.max_time >= from).collect()
     };
-    let (whole, ragged) = hourly::split(start, end);
+    // Only the hours that merged files cover are walked, so that a window
+    // of centuries costs what its data costs.
+    let (first, last) =
+        merged.iter().fold((i64::MAX, i64::MIN), |(lo, hi), f| (lo.min(f.min_time), hi.max(f.max_time)));
+    let (start, end) = (start.max(first.div_euclid(HOUR_NS) * HOUR_NS), end.min(last.saturating_add(HOUR_NS)));
+    let (whole, ragged) = if start < end { hourly::split(start, end) } else { Default::default() };
     for hour in whole {
         let files = overlapping(hour, hour + HOUR_NS);
         let calls = match hours.get(&tenant, hour, &files) {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
-use crate::params::{NANOS_PER_MILLI, Params, SpanFilter, Window, bad};
+use crate::params::{NANOS_PER_MILLI, Params, SpanFilter, Window};
 
 /// Most steps a series may have.
 pub const MAX_STEPS: i64 = 2000;
@@ -34,13 +34,15 @@ pub struct LatencyRequest {
 }
 
 impl LatencyRequest {
-    fn step_ns(&self) -> Result<i64, QueryError> {
+    /// The step asked for, widened when the window would hold more than
+    /// [`MAX_STEPS`] of it and narrowed to the window when longer; the
+    /// answer states the step it used.
+    fn step_ns(&self) -> i64 {
         let window = self.window.duration_ns();
-        let step = self.step_ns.unwrap_or_else(|| (window / DEFAULT_STEPS).max(1_000_000_000));
-        if step <= 0 || window / step > MAX_STEPS {
-            return Err(bad("step", format!("the window holds more than {MAX_STEPS} steps of this size")));
+        match self.step_ns {
+            Some(step) if step > 0 => step.min(window).max(window / MAX_STEPS + 1),
+            _ => (window / DEFAULT_STEPS).max(1_000_000_000),
         }
-        Ok(step)
     }
 
     /// The condition, and the group expression.
@@ -146,7 +148,7 @@ fn bucket_bound(b: i64) -> i64 {
 
 impl QueryEngine {
     pub async fn latency(&self, tenant: &TenantId, request: &LatencyRequest) -> Result<LatencySeries, QueryError> {
-        let step_ns = request.step_ns()?;
+        let step_ns = request.step_ns();
         let mut params = Params::default();
         let (condition, group) = request.sql(&mut params);
         let step = params.add(ScalarValue::new_interval_mdn(0, 0, step_ns));
@@ -169,7 +171,8 @@ impl QueryEngine {
         for row in rows {
             groups.entry(row.g.clone()).or_default().insert(row.t, row);
         }
-        let steps = (request.window.duration_ns() + step_ns - 1) / step_ns;
+        let window = request.window.duration_ns();
+        let steps = window / step_ns + i64::from(window % step_ns != 0);
         let ms = |ns: Option<f64>| ns.map(|ns| ns / NANOS_PER_MILLI as f64);
         let series = groups
             .into_iter()

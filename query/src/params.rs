@@ -17,7 +17,7 @@ use spanlake_storage::ids::TraceId;
 use spanlake_storage::schema::{self, DEDICATED, Level};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::ParameterIn;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::QueryError;
@@ -85,16 +85,23 @@ pub fn parse_pairs<T: DeserializeOwned + IntoParams>(pairs: &[(String, String)])
     parse(&form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish(), Unknown::Refuse)
 }
 
-/// A parameter type read from its text by `FromStr`, documented as a
-/// string with a pattern (or a set of values).
-macro_rules! text_param {
-    ($ty:ty, $name:literal, $describe:expr) => {
+/// A parameter type read from its text by `FromStr`.
+macro_rules! from_text {
+    ($ty:ty) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <Cow<'de, str>>::deserialize(deserializer)?;
                 text.parse().map_err(serde::de::Error::custom)
             }
         }
+    };
+}
+
+/// A parameter type read from its text by `FromStr`, documented as a
+/// string with a pattern (or a set of values).
+macro_rules! text_param {
+    ($ty:ty, $name:literal, $describe:expr) => {
+        from_text!($ty);
 
         impl PartialSchema for $ty {
             fn schema() -> RefOr<Schema> {
@@ -116,14 +123,11 @@ macro_rules! text_param {
 /// unit.
 fn duration_ns(text: &str, bare_unit_ns: i64) -> Result<i64, String> {
     let text = text.trim();
-    let out_of_range = || format!("{text:?} is out of range");
+    // Longer than i64 nanoseconds hold (292 years) is as good as forever:
+    // saturated, like a timestamp past 2262.
+    let nanos = |total: f64| if total >= 0.0 { Ok(total as i64) } else { Err(format!("{text:?} is negative")) };
     if let Ok(number) = text.parse::<f64>() {
-        let nanos = number * bare_unit_ns as f64;
-        return if nanos.is_finite() && (0.0..=i64::MAX as f64).contains(&nanos) {
-            Ok(nanos as i64)
-        } else {
-            Err(out_of_range())
-        };
+        return nanos(number * bare_unit_ns as f64);
     }
     let expected = || format!("expected a duration such as 250ms, 1.5s, 1m30s or 2h, got {text:?}");
     let mut rest = text;
@@ -150,11 +154,12 @@ fn duration_ns(text: &str, bare_unit_ns: i64) -> Result<i64, String> {
         total += value * unit_ns as f64;
         rest = &rest[digits + unit_len..];
     }
-    if total.is_finite() && (0.0..=i64::MAX as f64).contains(&total) { Ok(total as i64) } else { Err(out_of_range()) }
+    nanos(total)
 }
 
+/// A bare number alone, or one or more numbers each with its unit.
 const DURATION_PATTERN: &str =
-    r"^\s*([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d)?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d))*\s*$";
+    r"^\s*(([0-9]+(\.[0-9]*)?|\.[0-9]+)|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h|d))+)\s*$";
 
 /// Durations in nanoseconds, written with units or as a bare number of the
 /// unit the API chose for them.
@@ -208,7 +213,9 @@ duration_param!(
 );
 
 /// A point in time in unix nanoseconds, written in RFC 3339 or as unix
-/// milliseconds.
+/// milliseconds. Times beyond what i64 nanoseconds hold (before 1677,
+/// after 2262) saturate: as window bounds they mean "from the beginning"
+/// and "until the end".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp(pub i64);
 
@@ -216,21 +223,38 @@ impl FromStr for Timestamp {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let out_of_range = || format!("{text:?} is out of range");
         if let Ok(ms) = text.trim().parse::<i64>() {
-            return ms.checked_mul(NANOS_PER_MILLI).map(Self).ok_or_else(out_of_range);
+            return Ok(Self(ms.saturating_mul(NANOS_PER_MILLI)));
         }
         let time = DateTime::parse_from_rfc3339(text.trim())
             .map_err(|_| format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}"))?;
-        time.timestamp_nanos_opt().map(Self).ok_or_else(out_of_range)
+        Ok(Self(time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX })))
     }
 }
 
-text_param!(Timestamp, "Timestamp", |s| {
-    s
-    .pattern(Some(r"^(-?[0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$"))
-    .description(Some("RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds"))
-});
+from_text!(Timestamp);
+
+/// Either spelling, the date with the `date-time` format (which a pattern
+/// cannot tell from an impossible date such as February 30th).
+impl PartialSchema for Timestamp {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^\s*-?[0-9]{1,18}\s*$")))
+            .description(Some("RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds"))
+            .into()
+    }
+}
+
+impl ToSchema for Timestamp {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Timestamp")
+    }
+}
 
 /// A point in time in unix nanoseconds, written as unix microseconds
 /// (Jaeger's `start` and `end`).
@@ -307,20 +331,27 @@ pub struct Window {
     pub end_ns: i64,
 }
 
+/// The latest time a requested window reaches: a day short of the end of
+/// i64 nanoseconds (2262), so that rounding a bound up to a slot, an hour
+/// or a step never overflows. Windows start at 1970 the earliest: OTLP
+/// times are unsigned.
+const LATEST_NS: i64 = i64::MAX - DAY_NS;
+
 impl Window {
     /// From `start`/`end` or `lookback` back from `end` (default now);
     /// `default_lookback_ns` when neither start nor lookback is given.
+    /// Bounds before 1970 or after [`LATEST_NS`] are moved to those.
     pub fn new(
         start_ns: Option<i64>,
         end_ns: Option<i64>,
         lookback_ns: Option<i64>,
         default_lookback_ns: i64,
     ) -> Result<Self, QueryError> {
-        let end_ns = end_ns.unwrap_or_else(now_ns);
+        let end_ns = end_ns.unwrap_or_else(now_ns).clamp(0, LATEST_NS);
         let start_ns = match (start_ns, lookback_ns) {
             (Some(_), Some(_)) => return Err(bad("lookback", "give either start or lookback, not both")),
-            (Some(start), None) => start,
-            (None, lookback) => end_ns.saturating_sub(lookback.unwrap_or(default_lookback_ns)),
+            (Some(start), None) => start.clamp(0, LATEST_NS),
+            (None, lookback) => end_ns.saturating_sub(lookback.unwrap_or(default_lookback_ns)).max(0),
         };
         if start_ns >= end_ns {
             return Err(bad("start", "the window must start before it ends"));
@@ -334,8 +365,15 @@ impl Window {
         Self { start_ns: end_ns.saturating_sub(lookback_ns), end_ns }
     }
 
+    /// The empty window at `end_ns` (moved into the same range as
+    /// [`Window::new`]'s bounds).
+    pub fn empty_at(end_ns: i64) -> Self {
+        let end_ns = end_ns.clamp(0, LATEST_NS);
+        Self { start_ns: end_ns, end_ns }
+    }
+
     pub fn duration_ns(&self) -> i64 {
-        self.end_ns - self.start_ns
+        self.end_ns.saturating_sub(self.start_ns)
     }
 }
 
@@ -757,6 +795,18 @@ mod tests {
         for bad in ["fast", "3 fortnights", "-1s", "1x", "s", "1m30"] {
             assert!(duration_ns(bad, 1).is_err(), "{bad}");
         }
+        assert_eq!(d("400000d", 1), i64::MAX, "saturated");
+    }
+
+    #[test]
+    fn the_documented_duration_pattern_is_what_parses() {
+        let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for text in [
+            "250ms", "1.5", " 2h ", "1m5s", "1.s", ".5us", "7d12h", "6910..6s", ".84.4us", "1m30", "1.5.5s", "5 s",
+            "-1s",
+        ] {
+            assert_eq!(pattern.is_match(text), duration_ns(text, 1).is_ok(), "{text:?}");
+        }
     }
 
     #[test]
@@ -764,6 +814,9 @@ mod tests {
         assert_eq!("1700000000000".parse::<Timestamp>().unwrap().0, 1_700_000_000_000 * NANOS_PER_MILLI);
         assert_eq!("2023-11-14T22:13:20Z".parse::<Timestamp>().unwrap().0, 1_700_000_000 * NANOS_PER_SECOND);
         assert!("yesterday".parse::<Timestamp>().is_err());
+        assert_eq!("9999-12-31T23:59:59Z".parse::<Timestamp>().unwrap().0, i64::MAX, "saturated");
+        assert_eq!("0001-01-01T00:00:00Z".parse::<Timestamp>().unwrap().0, i64::MIN);
+        assert_eq!("-980236767951109".parse::<Timestamp>().unwrap().0, i64::MIN);
     }
 
     #[test]

@@ -123,3 +123,58 @@ async fn either_generation_of_names_is_one_attribute() {
         assert!(tags["tags"].as_array().unwrap().contains(&json!(key)), "{key}: {tags}");
     }
 }
+
+/// A Flask app auto-instrumented by the Python distribution with its
+/// defaults sends the older names; its columns fill, its client calls name
+/// their peer, and a query in the current names finds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_instrumented_flask_app_is_read_in_the_current_names() {
+    let Some(python) = crate::harness::python() else { return };
+    let server = TestServer::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/flask_app.py");
+    let output = tokio::task::spawn_blocking({
+        let endpoint = server.otlp_http_url();
+        move || {
+            std::process::Command::new(python.with_file_name("opentelemetry-instrument"))
+                .arg(&python)
+                .arg(script)
+                .env("OTEL_SERVICE_NAME", "flask-shop")
+                .env("OTEL_TRACES_EXPORTER", "otlp")
+                .env("OTEL_METRICS_EXPORTER", "none")
+                .env("OTEL_LOGS_EXPORTER", "none")
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+                .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+                .output()
+                .expect("run the Flask app")
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !stderr.contains("Failed to export"), "the Flask app failed:\n{stderr}");
+
+    let rows = server
+        .sql(
+            "SELECT CAST(span_kind AS VARCHAR) AS kind, CAST(http_method AS VARCHAR) AS method, http_status_code AS status,
+                    CAST(remote_service_name AS VARCHAR) AS remote, span_attributes['http.method'] AS sent_as
+             FROM spans WHERE service_name = 'flask-shop' ORDER BY kind, remote",
+        )
+        .await;
+    assert_eq!(
+        rows["rows"],
+        json!([
+            ["CLIENT", "GET", 200, "127.0.0.1", "GET"],
+            ["CLIENT", "GET", 200, "localhost", "GET"],
+            ["SERVER", "GET", 200, null, "GET"],
+            ["SERVER", "GET", 200, null, "GET"],
+        ]),
+        "the older names fill the columns and stay as sent"
+    );
+    let q = percent_encode(
+        r#"{ span.http.response.status_code = 200 && span.http.request.method = "GET" && kind = server }"#,
+    );
+    let page = get_ok(&server, &format!("/api/v1/search?q={q}&lookback=1h")).await;
+    assert_eq!(page["traces"].as_array().unwrap().len(), 1, "{page}");
+    let by_tag = get_ok(&server, "/api/v1/search?tags=url.full%3D~.*localhost.*&lookback=1h").await;
+    assert_eq!(by_tag["traces"], page["traces"], "http.url is read as url.full");
+}

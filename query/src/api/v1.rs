@@ -24,7 +24,7 @@ use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
 use crate::params::{
     GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, TagSources,
-    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, some_trace_ids,
+    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, now_ns, some_trace_ids,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
@@ -96,7 +96,7 @@ macro_rules! filtered {
             /// Window end, now by default.
             #[param(inline)]
             pub end: Option<Timestamp>,
-            /// Back from `end`, instead of `start`; one hour by default.
+            /// Back from `end` when `start` is not given; one hour by default.
             #[param(inline)]
             pub lookback: Option<Lookback>,
             $($(#[$field_meta])* pub $field: $ty,)*
@@ -120,20 +120,27 @@ macro_rules! filtered {
                 }
             }
 
-            pub fn window(&self) -> Result<Window, QueryError> {
+            pub fn window(&self) -> Window {
                 window(self.start, self.end, self.lookback, DEFAULT_LOOKBACK_NS)
             }
         }
     };
 }
 
+/// The window of an `/api/v1` request: `start` wins over `lookback` when
+/// both are given, and a window that ends before it starts holds nothing
+/// (an empty answer, not an error), so that every combination the OpenAPI
+/// document allows is answered.
 fn window(
     start: Option<Timestamp>,
     end: Option<Timestamp>,
     lookback: Option<Lookback>,
     default_lookback_ns: i64,
-) -> Result<Window, QueryError> {
-    Window::new(start.map(|t| t.0), end.map(|t| t.0), lookback.map(Lookback::ns), default_lookback_ns)
+) -> Window {
+    let end_ns = end.map_or_else(now_ns, |t| t.0);
+    let lookback = if start.is_some() { None } else { lookback.map(Lookback::ns) };
+    let window = Window::new(start.map(|t| t.0), Some(end_ns), lookback, default_lookback_ns);
+    window.unwrap_or_else(|_| Window::empty_at(end_ns))
 }
 
 filtered! {
@@ -154,7 +161,7 @@ impl SearchParams {
     pub fn request(&self) -> Result<SearchRequest, QueryError> {
         Ok(SearchRequest {
             filter: self.filter(),
-            window: self.window()?,
+            window: self.window(),
             order: self.sort.unwrap_or(SearchOrder::StartDesc),
             limit: limit("limit", self.limit, 20, MAX_SEARCH_LIMIT)?,
             cursor: self.cursor.clone(),
@@ -178,7 +185,7 @@ impl LatencyParams {
     pub fn request(&self) -> Result<LatencyRequest, QueryError> {
         Ok(LatencyRequest {
             filter: self.filter(),
-            window: self.window()?,
+            window: self.window(),
             step_ns: self.step.map(Step::ns),
             group_by: self.group_by.map(|g| g.0),
         })
@@ -186,7 +193,8 @@ impl LatencyParams {
 }
 
 /// A time window: `start`/`end` (RFC 3339 or unix ms), or `lookback`
-/// (`1h`, `30m`) back from `end` (default now).
+/// (`1h`, `30m`) back from `end` (default now); `start` wins when both are
+/// given, and a window that ends before it starts is empty.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WindowParams {
@@ -204,11 +212,11 @@ impl WindowParams {
     }
 
     /// The window, one hour by default.
-    pub fn window(&self) -> Result<Window, QueryError> {
+    pub fn window(&self) -> Window {
         self.window_or(DEFAULT_LOOKBACK_NS)
     }
 
-    fn window_or(&self, default_lookback_ns: i64) -> Result<Window, QueryError> {
+    fn window_or(&self, default_lookback_ns: i64) -> Window {
         window(self.start, self.end, self.lookback, default_lookback_ns)
     }
 }
@@ -244,8 +252,9 @@ pub struct TagValuesParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TraceIdsParams {
-    /// Comma-separated trace ids, 1 to 100 in all; repeatable.
-    #[param(inline, min_items = 1)]
+    /// Comma-separated trace ids, 1 to 100 (the parameter may also be
+    /// repeated, 100 ids in all).
+    #[param(value_type = TraceIdList, inline)]
     ids: Vec<TraceIdList>,
 }
 
@@ -313,7 +322,7 @@ pub(crate) async fn services(
     Tenant(tenant): Tenant,
     Query(params): Query<WindowParams>,
 ) -> Result<Json<ServiceList>, QueryError> {
-    let window = params.given().then(|| params.window_or(NAMES_LOOKBACK_NS)).transpose()?;
+    let window = params.given().then(|| params.window_or(NAMES_LOOKBACK_NS));
     Ok(Json(ServiceList { services: engine.services(&tenant, window) }))
 }
 
@@ -328,7 +337,7 @@ pub(crate) async fn operations(
     Path(service): Path<String>,
     Query(params): Query<WindowParams>,
 ) -> Result<Json<OperationList>, QueryError> {
-    let operations = engine.operations(&tenant, &service, &params.window_or(NAMES_LOOKBACK_NS)?).await?;
+    let operations = engine.operations(&tenant, &service, &params.window_or(NAMES_LOOKBACK_NS)).await?;
     Ok(Json(OperationList { operations }))
 }
 
@@ -341,7 +350,7 @@ pub(crate) async fn tag_keys(
     Tenant(tenant): Tenant,
     Query(p): Query<TagKeysParams>,
 ) -> Result<Json<TagKeys>, QueryError> {
-    let window = window(p.start, p.end, p.lookback, DEFAULT_LOOKBACK_NS)?;
+    let window = window(p.start, p.end, p.lookback, DEFAULT_LOOKBACK_NS);
     Ok(Json(TagKeys { tags: engine.tag_keys(&tenant, p.service.as_deref(), &window).await? }))
 }
 
@@ -356,7 +365,7 @@ pub(crate) async fn tag_values(
     Path(key): Path<String>,
     Query(p): Query<TagValuesParams>,
 ) -> Result<Json<TagValues>, QueryError> {
-    let window = window(p.start, p.end, p.lookback, DEFAULT_LOOKBACK_NS)?;
+    let window = window(p.start, p.end, p.lookback, DEFAULT_LOOKBACK_NS);
     let values = engine.tag_values(&tenant, &key, p.service.as_deref(), p.prefix.as_deref(), &window).await?;
     Ok(Json(TagValues { values }))
 }
@@ -370,7 +379,7 @@ pub(crate) async fn dependencies(
     Tenant(tenant): Tenant,
     Query(params): Query<WindowParams>,
 ) -> Result<Json<DependencyGraph>, QueryError> {
-    Ok(Json(engine.dependencies(&tenant, &params.window()?).await?))
+    Ok(Json(engine.dependencies(&tenant, &params.window()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/latency", tag = "latency", params(LatencyParams),

@@ -170,6 +170,9 @@ impl<'a> Compiler<'a> {
         if let Some(sql) = self.trace_level(op, left, right, at)? {
             return Ok(Sql::Bool(sql));
         }
+        if let Some(sql) = self.child_count(op, left, right, at)? {
+            return Ok(Sql::Bool(sql));
+        }
         // Nested attributes and event names answer equality only.
         for (side, other) in [(left, right), (right, left)] {
             if let Some(sql) = self.nested(op, side, other, at)? {
@@ -297,6 +300,61 @@ impl<'a> Compiler<'a> {
         Ok(Some(format!("{} IN ({traces})", schema::TRACE_ID)))
     }
 
+    /// `intrinsic op n` or `n op intrinsic` with a whole number, as `(op, n)`
+    /// with the intrinsic on the left; `None` when the comparison is about
+    /// something else.
+    fn whole_number_test(
+        &self,
+        intrinsic: Intrinsic,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+        at: usize,
+    ) -> Result<Option<(BinaryOp, i64)>, TraceQlError> {
+        let test = match (left, right) {
+            (Expr::Intrinsic(i, _), Expr::Literal(Literal::Int(n), _)) if *i == intrinsic => (op, *n),
+            (Expr::Literal(Literal::Int(n), _), Expr::Intrinsic(i, _)) if *i == intrinsic => (flip(op), *n),
+            (Expr::Intrinsic(i, p), _) | (_, Expr::Intrinsic(i, p)) if *i == intrinsic => {
+                return Err(self.err(*p, format!("{} is compared with a whole number", intrinsic.name())));
+            }
+            _ => return Ok(None),
+        };
+        if holds(test.0, 0, 0).is_none() {
+            return Err(self.err(at, format!("{} is compared with = != < <= > >=", intrinsic.name())));
+        }
+        Ok(Some(test))
+    }
+
+    /// `span:childCount > 2`: the spans whose key is among the parents with
+    /// that many children in the window. When the test holds for no
+    /// children at all, it is the spans *not* among the parents for which
+    /// it fails.
+    fn child_count(
+        &mut self,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+        at: usize,
+    ) -> Result<Option<String>, TraceQlError> {
+        let Some((op, n)) = self.whole_number_test(Intrinsic::ChildCount, op, left, right, at)? else {
+            return Ok(None);
+        };
+        let holds_for_none = holds(op, 0, n) == Some(true);
+        let (cmp, n) = (sql_op(op), self.params.int(n));
+        let parent = format!("span_key({}, {})", schema::TRACE_ID, schema::PARENT_SPAN_ID);
+        let own = format!("span_key({}, {})", schema::TRACE_ID, schema::SPAN_ID);
+        let inside = self.inside(None);
+        let (having, negated) = if holds_for_none {
+            (format!("NOT (count(*) {cmp} {n})"), "NOT ")
+        } else {
+            (format!("count(*) {cmp} {n}"), "")
+        };
+        Ok(Some(format!(
+            "{own} {negated}IN (SELECT {parent} AS k FROM {SPANS_TABLE} WHERE {inside} AND {} IS NOT NULL GROUP BY 1 HAVING {having})",
+            schema::PARENT_SPAN_ID
+        )))
+    }
+
     /// `nestedSetParent < 0` and the like, which tell roots (-1) from the
     /// spans below them (the parent's `nestedSetLeft`, 1 or more): what
     /// Grafana asks for root spans. Other thresholds would need the trace's
@@ -308,32 +366,15 @@ impl<'a> Compiler<'a> {
         right: &Expr,
         at: usize,
     ) -> Result<Option<String>, TraceQlError> {
-        let (op, n) = match (left, right) {
-            (Expr::Intrinsic(Intrinsic::NestedSetParent, _), Expr::Literal(Literal::Int(n), _)) => (op, *n),
-            (Expr::Literal(Literal::Int(n), _), Expr::Intrinsic(Intrinsic::NestedSetParent, _)) => (flip(op), *n),
-            (Expr::Intrinsic(Intrinsic::NestedSetParent, p), _)
-            | (_, Expr::Intrinsic(Intrinsic::NestedSetParent, p)) => {
-                return Err(self.err(*p, "nestedSetParent is compared with a whole number"));
-            }
-            _ => return Ok(None),
+        let Some((op, n)) = self.whole_number_test(Intrinsic::NestedSetParent, op, left, right, at)? else {
+            return Ok(None);
         };
-        let holds = |v: i64| match op {
-            BinaryOp::Eq => Some(v == n),
-            BinaryOp::NotEq => Some(v != n),
-            BinaryOp::Lt => Some(v < n),
-            BinaryOp::LtEq => Some(v <= n),
-            BinaryOp::Gt => Some(v > n),
-            BinaryOp::GtEq => Some(v >= n),
-            _ => None,
-        };
-        let (Some(root), Some(below), Some(far_below)) = (holds(-1), holds(1), holds(i64::MAX)) else {
-            return Err(self.err(at, "nestedSetParent is compared with = != < <= > >="));
-        };
+        let (root, below, far_below) = (holds(op, -1, n), holds(op, 1, n), holds(op, i64::MAX, n));
         if n > 1 || below != far_below {
             return Err(self.err(at, "nestedSetParent is compared only with numbers that tell roots (-1) from other spans (1 or more), such as < 0"));
         }
         let parent = schema::PARENT_SPAN_ID;
-        Ok(Some(match (root, below) {
+        Ok(Some(match (root == Some(true), below == Some(true)) {
             (true, true) => "TRUE".to_owned(),
             (true, false) => format!("{parent} IS NULL"),
             (false, true) => format!("{parent} IS NOT NULL"),
@@ -437,6 +478,19 @@ fn sql_op(op: BinaryOp) -> &'static str {
         BinaryOp::GtEq => ">=",
         _ => "",
     }
+}
+
+/// Whether `value op n` holds, for the comparisons.
+fn holds(op: BinaryOp, value: i64, n: i64) -> Option<bool> {
+    Some(match op {
+        BinaryOp::Eq => value == n,
+        BinaryOp::NotEq => value != n,
+        BinaryOp::Lt => value < n,
+        BinaryOp::LtEq => value <= n,
+        BinaryOp::Gt => value > n,
+        BinaryOp::GtEq => value >= n,
+        _ => return None,
+    })
 }
 
 /// The same comparison with its sides swapped.

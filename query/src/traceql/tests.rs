@@ -336,6 +336,17 @@ async fn each_construct_finds_what_the_same_sql_finds() {
             "trace_id IN (SELECT trace_id FROM spans GROUP BY trace_id HAVING count(*) > 2)",
         ),
         ("{ kind = server } | { status = error }", "status_code = 'ERROR'"),
+        // Children: servers have 1 (2 with a producer), clients 1 in odd traces.
+        ("{ span:childCount > 1 }", THIRDS),
+        (
+            "{ span:childCount = 0 && kind = client }",
+            "trace_id NOT IN (SELECT trace_id FROM spans WHERE span_name = 'pool.acquire')",
+        ),
+        (
+            "{ childCount < 2 && kind = server }",
+            "trace_id NOT IN (SELECT trace_id FROM spans WHERE span_name = 'publish')",
+        ),
+        ("{ 1 <= span:childCount && kind = client }", ODD),
         // Trace-level intrinsics.
         (r#"{ rootServiceName = "shop" }"#, "service_name = 'shop'"),
         (r#"{ rootName =~ "GET /item/[01]" && kind = client }"#, "span_name IN ('GET /item/0', 'GET /item/1')"),

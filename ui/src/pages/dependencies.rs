@@ -31,7 +31,7 @@ pub(crate) async fn dependencies(
 ) -> Response {
     let title = "Dependencies";
     let lookback = format::value(&pairs, "lookback").unwrap_or("1h").to_owned();
-    let window = parse_pairs::<WindowParams>(&pairs).and_then(|p| p.window());
+    let window = parse_pairs::<WindowParams>(&pairs).map(|p| p.window());
     let graph = match (Tenant::of(&headers), window) {
         (Ok(tenant), Ok(window)) => engine.dependencies(&tenant, &window).await.map(|g| (g, window.duration_ns())),
         (Err(error), _) | (_, Err(error)) => Err(error),

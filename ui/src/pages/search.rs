@@ -75,7 +75,7 @@ impl Form {
         pairs: &[(String, String)],
     ) -> Self {
         let service = params.and_then(|p| p.service.as_deref());
-        let window = params.and_then(|p| p.window().ok());
+        let window = params.map(|p| p.window());
         let mut operations = Vec::new();
         let mut suggestions = Vec::new();
         if let Some(window) = &window {
