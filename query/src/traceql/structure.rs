@@ -6,8 +6,9 @@
 //!
 //! `{A} op {B}` yields spans of B related to some span of A, as Tempo does;
 //! a union form yields those and the spans of A related to them. Only
-//! spans inside the search window are walked: a parent outside it is not
-//! seen.
+//! spans inside the search window are walked (a parent outside it is not
+//! seen), and ancestors and descendants only in traces holding spans of
+//! both sides.
 
 use spanlake_storage::schema::{PARENT_SPAN_ID, SPAN_ID, START_TIME, TRACE_ID};
 
@@ -117,25 +118,26 @@ impl Compiler<'_> {
             SpansetOp::And | SpansetOp::Or => unreachable!("spanset && and || are not structural"),
         };
         Ok(match form {
-            Form::Plain => format!("(({b}) AND {})", self.related(relation, &a).sql()),
-            Form::Negated => format!("(({b}) AND {})", self.related(relation, &a).negate().sql()),
+            Form::Plain => format!("(({b}) AND {})", self.related(relation, &a, &b).sql()),
+            Form::Negated => format!("(({b}) AND {})", self.related(relation, &a, &b).negate().sql()),
             Form::Union => format!(
                 "((({b}) AND {}) OR (({a}) AND {}))",
-                self.related(relation, &a).sql(),
-                self.related(relation.inverse(), &b).sql()
+                self.related(relation, &a, &b).sql(),
+                self.related(relation.inverse(), &b, &a).sql()
             ),
         })
     }
 
-    /// Whether a span stands in `relation` to some span meeting `condition`.
-    fn related(&mut self, relation: Relation, condition: &str) -> Test {
+    /// Whether a span (one meeting `tested`) stands in `relation` to some
+    /// span meeting `condition`.
+    fn related(&mut self, relation: Relation, condition: &str, tested: &str) -> Test {
         let own = key(SPAN_ID);
         let parent = key(PARENT_SPAN_ID);
         match relation {
             Relation::Child => Test::In { keys: self.keys_where(&own, condition), key: parent, negated: false },
             Relation::Parent => Test::In { keys: self.keys_where(&parent, condition), key: own, negated: false },
-            Relation::Descendant => Test::In { keys: self.descendants(condition), key: own, negated: false },
-            Relation::Ancestor => Test::In { keys: self.ancestors(condition), key: own, negated: false },
+            Relation::Descendant => Test::In { keys: self.descendants(condition, tested), key: own, negated: false },
+            Relation::Ancestor => Test::In { keys: self.ancestors(condition, tested), key: own, negated: false },
             // Another span under the same parent meets the condition: the
             // parent has two such children, or one and this span is not it.
             Relation::Sibling => {
@@ -177,18 +179,38 @@ impl Compiler<'_> {
         format!("{column} >= {start} AND {column} < {end}")
     }
 
-    /// The keys of every span below one that meets `condition`.
-    fn descendants(&mut self, condition: &str) -> String {
+    /// Traces holding a span that meets `a` and one that meets `b`: the
+    /// only ones where a walk from one to the other can end, so the only
+    /// ones walked.
+    fn holding_both(&mut self, a: &str, b: &str) -> String {
+        let traces = |this: &mut Self, condition: &str| {
+            format!(
+                "{TRACE_ID} IN (SELECT {TRACE_ID} FROM {SPANS_TABLE} WHERE {} AND ({condition}))",
+                this.inside(None)
+            )
+        };
+        format!("{} AND {}", traces(self, a), traces(self, b))
+    }
+
+    // The walks join the spans to the frontier with the frontier first, so
+    // that it is the side DataFusion builds its hash table of (the work
+    // table has no statistics, so the order written is kept): memory
+    // follows the frontier, not the window's spans.
+
+    /// The keys of every span below one that meets `condition`, in traces
+    /// that also hold a span meeting `tested`.
+    fn descendants(&mut self, condition: &str, tested: &str) -> String {
         let name = self.cte_name("below");
         let children = self.keys_where(&key(SPAN_ID), condition);
+        let scope = self.holding_both(condition, tested);
         let first = self.inside(None);
         let next = self.inside(Some("c"));
         format!(
             "WITH RECURSIVE {name}(k, depth) AS (
-                SELECT {own}, 1 FROM {SPANS_TABLE} WHERE {first} AND {parent} IN ({children})
+                SELECT {own}, 1 FROM {SPANS_TABLE} WHERE {first} AND {scope} AND {parent} IN ({children})
                 UNION ALL
                 SELECT span_key(c.{TRACE_ID}, c.{SPAN_ID}), b.depth + 1
-                FROM {SPANS_TABLE} c JOIN {name} b ON span_key(c.{TRACE_ID}, c.{PARENT_SPAN_ID}) = b.k
+                FROM {name} b JOIN {SPANS_TABLE} c ON span_key(c.{TRACE_ID}, c.{PARENT_SPAN_ID}) = b.k
                 WHERE {next} AND b.depth < {MAX_DEPTH}
             ) SELECT k FROM {name}",
             own = key(SPAN_ID),
@@ -196,18 +218,20 @@ impl Compiler<'_> {
         )
     }
 
-    /// The keys of every span above one that meets `condition`.
-    fn ancestors(&mut self, condition: &str) -> String {
+    /// The keys of every span above one that meets `condition`, in traces
+    /// that also hold a span meeting `tested`.
+    fn ancestors(&mut self, condition: &str, tested: &str) -> String {
         let name = self.cte_name("above");
         let parents = self.keys_where(&key(PARENT_SPAN_ID), condition);
+        let scope = self.holding_both(condition, tested);
         let first = self.inside(None);
         let next = self.inside(Some("p"));
         format!(
             "WITH RECURSIVE {name}(k, up, depth) AS (
-                SELECT {own}, {parent}, 1 FROM {SPANS_TABLE} WHERE {first} AND {own} IN ({parents})
+                SELECT {own}, {parent}, 1 FROM {SPANS_TABLE} WHERE {first} AND {scope} AND {own} IN ({parents})
                 UNION ALL
                 SELECT span_key(p.{TRACE_ID}, p.{SPAN_ID}), span_key(p.{TRACE_ID}, p.{PARENT_SPAN_ID}), a.depth + 1
-                FROM {SPANS_TABLE} p JOIN {name} a ON span_key(p.{TRACE_ID}, p.{SPAN_ID}) = a.up
+                FROM {name} a JOIN {SPANS_TABLE} p ON span_key(p.{TRACE_ID}, p.{SPAN_ID}) = a.up
                 WHERE {next} AND a.depth < {MAX_DEPTH}
             ) SELECT k FROM {name}",
             own = key(SPAN_ID),
