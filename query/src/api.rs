@@ -43,6 +43,10 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
 /// `GET /api/traces/{id}` is both Jaeger's and Tempo's: Tempo's protobuf
 /// when the client asks for `application/protobuf` (as Grafana's Tempo data
 /// source does), Jaeger's JSON otherwise.
+#[utoipa::path(get, path = "/api/traces/{trace_id}", tag = "jaeger", operation_id = "jaeger_or_tempo_trace",
+    params(("trace_id" = String, Path, pattern = r"^([0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")),
+    responses((status = 200, description = "Jaeger's JSON model; with `Accept: application/protobuf`, Tempo's `tempopb.Trace`"),
+        (status = 404, description = "No span of it is stored")))]
 async fn trace_by_id(State(engine): State<Arc<QueryEngine>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if tempo::wants_protobuf(&headers) {
         tempo::trace_v1(&engine, &headers, &id).await

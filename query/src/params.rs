@@ -297,32 +297,51 @@ pub struct UnixSecondsOrNanos(pub i64);
 impl FromStr for UnixSecondsOrNanos {
     type Err = String;
 
+    /// Saturating, as [`Timestamp`].
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let out_of_range = || format!("{text:?} is out of range");
         if let Ok(n) = text.parse::<i64>() {
-            return if n.unsigned_abs() >= 1_000_000_000_000_000 {
-                Ok(Self(n))
+            return Ok(Self(if n.unsigned_abs() >= 1_000_000_000_000_000 {
+                n
             } else {
-                n.checked_mul(NANOS_PER_SECOND).map(Self).ok_or_else(out_of_range)
-            };
+                n.saturating_mul(NANOS_PER_SECOND)
+            }));
         }
         if let Ok(seconds) = text.parse::<f64>() {
-            let nanos = seconds * NANOS_PER_SECOND as f64;
-            return if nanos.is_finite() && nanos.abs() < i64::MAX as f64 {
-                Ok(Self(nanos as i64))
-            } else {
-                Err(out_of_range())
-            };
+            // `as` saturates.
+            return Ok(Self((seconds * NANOS_PER_SECOND as f64) as i64));
         }
         let time = DateTime::parse_from_rfc3339(text)
             .map_err(|_| format!("expected unix seconds, unix nanoseconds or RFC 3339, got {text:?}"))?;
-        time.timestamp_nanos_opt().map(Self).ok_or_else(out_of_range)
+        Ok(Self(time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX })))
     }
 }
 
-text_param!(UnixSecondsOrNanos, "UnixSecondsOrNanos", |s| s
-    .description(Some("Unix seconds (1750000000 or 1750000000.5), unix nanoseconds, or RFC 3339")));
+from_text!(UnixSecondsOrNanos);
+
+impl PartialSchema for UnixSecondsOrNanos {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^\s*-?([0-9]{1,18}|[0-9]{1,12}\.[0-9]{1,9})\s*$")),
+            )
+            .description(Some("Unix seconds (1750000000 or 1750000000.5), unix nanoseconds, or RFC 3339"))
+            .into()
+    }
+}
+
+impl ToSchema for UnixSecondsOrNanos {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("UnixSecondsOrNanos")
+    }
+}
 
 /// A half-open time range `[start, end)` in unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,36 +359,22 @@ const LATEST_NS: i64 = i64::MAX - DAY_NS;
 impl Window {
     /// From `start`/`end` or `lookback` back from `end` (default now);
     /// `default_lookback_ns` when neither start nor lookback is given.
-    /// Bounds before 1970 or after [`LATEST_NS`] are moved to those.
-    pub fn new(
-        start_ns: Option<i64>,
-        end_ns: Option<i64>,
-        lookback_ns: Option<i64>,
-        default_lookback_ns: i64,
-    ) -> Result<Self, QueryError> {
+    /// Lenient in what no API document can state across parameters, so
+    /// that every request a document allows is answered: `start` wins over
+    /// `lookback`, a window that ends before it starts is empty, and bounds
+    /// before 1970 or after [`LATEST_NS`] are moved to those.
+    pub fn new(start_ns: Option<i64>, end_ns: Option<i64>, lookback_ns: Option<i64>, default_lookback_ns: i64) -> Self {
         let end_ns = end_ns.unwrap_or_else(now_ns).clamp(0, LATEST_NS);
-        let start_ns = match (start_ns, lookback_ns) {
-            (Some(_), Some(_)) => return Err(bad("lookback", "give either start or lookback, not both")),
-            (Some(start), None) => start.clamp(0, LATEST_NS),
-            (None, lookback) => end_ns.saturating_sub(lookback.unwrap_or(default_lookback_ns)).max(0),
+        let start_ns = match start_ns {
+            Some(start) => start.clamp(0, LATEST_NS),
+            None => end_ns.saturating_sub(lookback_ns.unwrap_or(default_lookback_ns)).max(0),
         };
-        if start_ns >= end_ns {
-            return Err(bad("start", "the window must start before it ends"));
-        }
-        Ok(Self { start_ns, end_ns })
+        Self { start_ns: start_ns.min(end_ns), end_ns }
     }
 
     /// The `lookback` back from now.
     pub fn last(lookback_ns: i64) -> Self {
-        let end_ns = now_ns();
-        Self { start_ns: end_ns.saturating_sub(lookback_ns), end_ns }
-    }
-
-    /// The empty window at `end_ns` (moved into the same range as
-    /// [`Window::new`]'s bounds).
-    pub fn empty_at(end_ns: i64) -> Self {
-        let end_ns = end_ns.clamp(0, LATEST_NS);
-        Self { start_ns: end_ns, end_ns }
+        Self::new(None, None, Some(lookback_ns), 0)
     }
 
     pub fn duration_ns(&self) -> i64 {
@@ -822,10 +827,11 @@ mod tests {
     #[test]
     fn windows_come_from_start_end_or_lookback() {
         let end = Some(1_700_000_000_000 * NANOS_PER_MILLI);
-        let w = Window::new(None, end, Some(HOUR_NS), 0).unwrap();
-        assert_eq!(w.duration_ns(), HOUR_NS);
-        assert!(Window::new(end.map(|e| e + 1), end, None, 0).is_err());
-        assert!(Window::new(Some(1), None, Some(HOUR_NS), 0).is_err());
+        assert_eq!(Window::new(None, end, Some(HOUR_NS), 0).duration_ns(), HOUR_NS);
+        assert_eq!(Window::new(end.map(|e| e + 1), end, None, 0).duration_ns(), 0, "inverted: empty");
+        assert_eq!(Window::new(Some(1), end, Some(HOUR_NS), 0).start_ns, 1, "start wins");
+        assert_eq!(Window::new(None, Some(-5), Some(i64::MAX), 0), Window { start_ns: 0, end_ns: 0 });
+        assert_eq!(Window::new(None, Some(i64::MAX), None, HOUR_NS).end_ns, LATEST_NS);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use ast::{Expr, Intrinsic, Query, Scope, Spanset, Stage};
+pub(crate) use metrics::MAX_POINTS;
 pub use metrics::{LabelValue, Series, TraceQlMetrics};
 use thiserror::Error;
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, OpenApi};
 
 use super::{Request, Tenant, log_failure};
 use crate::engine::QueryEngine;
@@ -103,11 +103,6 @@ fn span_filter(
     min_duration_ns: Option<i64>,
     max_duration_ns: Option<i64>,
 ) -> Result<SpanFilter, QueryError> {
-    if let (Some(min), Some(max)) = (min_duration_ns, max_duration_ns)
-        && max < min
-    {
-        return Err(bad("maxDuration", "'maxDuration' should be greater than 'minDuration'"));
-    }
     let errors_only = tags.remove("error").is_some_and(|v| v == "true");
     Ok(SpanFilter {
         service,
@@ -156,8 +151,11 @@ async fn operations_of(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct NoParams {}
 
+#[utoipa::path(get, path = "/api/services", tag = "jaeger", operation_id = "jaeger_services",
+    responses((status = 200, description = "Service names in Jaeger's envelope")))]
 async fn services(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<NoParams, JaegerError>,
@@ -168,6 +166,8 @@ async fn services(
 }
 
 /// `GET /api/services/{service}/operations`: the span names, a week back.
+#[utoipa::path(get, path = "/api/services/{service}/operations", tag = "jaeger", operation_id = "jaeger_service_operations",
+    params(("service" = String, Path)), responses((status = 200, description = "Span names in Jaeger's envelope")))]
 async fn service_operations(
     State(engine): State<Arc<QueryEngine>>,
     Path(service): Path<String>,
@@ -181,8 +181,10 @@ async fn service_operations(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct OperationsParams {
+    #[param(required = true, min_length = 1)]
     service: Option<String>,
     #[param(inline)]
     span_kind: Option<SpanKind>,
@@ -196,6 +198,8 @@ struct Operation {
 }
 
 /// `GET /api/operations?service=&spanKind=`: names with their kinds.
+#[utoipa::path(get, path = "/api/operations", tag = "jaeger", operation_id = "jaeger_operations", params(OperationsParams),
+    responses((status = 200, description = "Span names and kinds in Jaeger's envelope"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn operations(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<OperationsParams, JaegerError>,
@@ -211,15 +215,21 @@ async fn operations(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct SearchParams {
+    /// Required unless `traceID` is given.
+    #[param(required = true, min_length = 1)]
     service: Option<String>,
     operation: Option<String>,
-    /// A JSON object of tags that must all hold on one span.
+    /// A JSON object of tags that must all hold on one span (the parameter
+    /// may be repeated).
     #[serde(default)]
+    #[param(value_type = String)]
     tags: Vec<String>,
     /// `key:value`, repeatable.
     #[serde(default)]
+    #[param(pattern = ":")]
     tag: Vec<String>,
     #[param(inline)]
     min_duration: Option<SpanDuration>,
@@ -229,8 +239,11 @@ struct SearchParams {
     start: Option<UnixMicros>,
     #[param(inline)]
     end: Option<UnixMicros>,
-    /// What the UI chose (`1h`, `custom`); `start` decides.
+    /// What the UI chose (`1h`, `custom`): back from `end` when `start` is
+    /// not given and it is a duration.
     lookback: Option<String>,
+    /// 100 by default; at most 1000 are answered.
+    #[param(minimum = 1)]
     limit: Option<usize>,
     /// Traces by id instead of a search; repeatable.
     #[serde(default, rename = "traceID")]
@@ -253,20 +266,18 @@ impl SearchParams {
         Ok(tags)
     }
 
-    fn window(&self) -> Result<Window, QueryError> {
-        let end = self.end.map(|t| t.0);
-        let lookback = match (&self.start, self.lookback.as_deref()) {
-            (None, Some(text)) if text != "custom" => {
-                Some(text.parse::<Lookback>().map_err(|e| bad("lookback", e))?.ns())
-            }
-            _ => None,
-        };
-        Window::new(self.start.map(|t| t.0), end, lookback, SEARCH_LOOKBACK_NS)
+    /// `lookback` counts only without `start` and when it is a duration
+    /// (the UI also sends `custom`).
+    fn window(&self) -> Window {
+        let lookback = self.lookback.as_deref().and_then(|text| text.parse::<Lookback>().ok());
+        Window::new(self.start.map(|t| t.0), self.end.map(|t| t.0), lookback.map(Lookback::ns), SEARCH_LOOKBACK_NS)
     }
 }
 
 /// `GET /api/traces`: whole traces with a span that matches every filter,
 /// newest first; or the traces named by `traceID`.
+#[utoipa::path(get, path = "/api/traces", tag = "jaeger", operation_id = "jaeger_search", params(SearchParams),
+    responses((status = 200, description = "Whole traces in Jaeger's JSON model"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn search(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<SearchParams, JaegerError>,
@@ -288,7 +299,7 @@ async fn search(
             Some(n) => n.min(MAX_SEARCH_LIMIT),
             None => DEFAULT_LIMIT,
         };
-        let search = SearchRequest { filter, window: p.window()?, order: SearchOrder::StartDesc, limit, cursor: None };
+        let search = SearchRequest { filter, window: p.window(), order: SearchOrder::StartDesc, limit, cursor: None };
         engine.search_trace_ids(&request.tenant, &search).await?
     };
     let mut traces = Vec::with_capacity(ids.len());
@@ -319,6 +330,7 @@ pub(super) async fn trace(engine: &QueryEngine, headers: &HeaderMap, id: &str) -
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct DependenciesParams {
     #[param(inline)]
@@ -329,12 +341,14 @@ struct DependenciesParams {
 }
 
 /// `GET /api/dependencies?endTs=&lookback=`: calls between services.
+#[utoipa::path(get, path = "/api/dependencies", tag = "jaeger", operation_id = "jaeger_dependencies",
+    params(DependenciesParams), responses((status = 200, description = "Dependency links in Jaeger's envelope"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<DependenciesParams, JaegerError>,
 ) -> Result<Json<Envelope<Vec<Value>>>, JaegerError> {
     let p = &request.params;
-    let window = Window::new(None, p.end_ts.map(|t| t.0), p.lookback.map(Lookback::ns), DAY_NS)?;
+    let window = Window::new(None, p.end_ts.map(|t| t.0), p.lookback.map(Lookback::ns), DAY_NS);
     let graph = engine.dependencies(&request.tenant, &window).await?;
     let links: Vec<Value> = graph
         .edges
@@ -343,6 +357,17 @@ async fn dependencies(
         .collect();
     let total = links.len();
     Ok(ok(links, total))
+}
+
+/// This family's part of the OpenAPI document (`api/openapi.rs`).
+#[derive(OpenApi)]
+#[openapi(paths(services, service_operations, operations, search, dependencies))]
+struct Doc;
+
+pub(super) fn document() -> utoipa::openapi::OpenApi {
+    let mut document = Doc::openapi();
+    document.merge(v3::document());
+    document
 }
 
 #[cfg(test)]
@@ -374,10 +399,10 @@ mod tests {
     fn the_window_is_start_and_end_in_micros_or_a_lookback() {
         let p: SearchParams =
             params::parse("start=1700000000000000&end=1700000060000000&lookback=1h", Unknown::Ignore).unwrap();
-        let w = p.window().unwrap();
+        let w = p.window();
         assert_eq!((w.start_ns, w.end_ns), (1_700_000_000_000_000_000, 1_700_000_060_000_000_000));
         let p: SearchParams = params::parse("end=1700000060000000&lookback=1m", Unknown::Ignore).unwrap();
-        assert_eq!(p.window().unwrap().duration_ns(), 60_000_000_000);
+        assert_eq!(p.window().duration_ns(), 60_000_000_000);
     }
 
     #[test]

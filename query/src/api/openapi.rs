@@ -1,11 +1,13 @@
-//! The OpenAPI 3 document of `/api/v1`, generated from the handlers'
-//! `#[utoipa::path]` attributes, their parameter structs and the response
-//! types; served at `/api/v1/openapi.json`.
+//! The OpenAPI 3 document of every read API family (`/api/v1`, Zipkin's,
+//! Jaeger's and Tempo's), generated from the handlers' `#[utoipa::path]`
+//! attributes, their parameter structs and the response types; served at
+//! `/api/v1/openapi.json`. The other families' answers are their servers'
+//! formats, named in each response's description.
 
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use super::v1;
+use super::{jaeger, tempo, v1, zipkin};
 
 /// Every error answer: 400 for bad parameters (the message starts with the
 /// parameter's name), 404, 500.
@@ -21,7 +23,8 @@ pub(crate) struct ApiError {
         description = "Traces, services, dependencies and latency over spanlake's spans. \
         Every endpoint is scoped to the tenant named by the X-Scope-OrgID header (`default` without it). \
         A trace matches a search when **one of its spans** passes every filter given, as in Jaeger and Tempo: \
-        `service=a&tags=k=v` finds traces with a span of `a` that has `k=v`."
+        `service=a&tags=k=v` finds traces with a span of `a` that has `k=v`. \
+        Zipkin's v2, Jaeger's (legacy HTTP and api_v3) and Tempo's read APIs answer in their servers' formats."
     ),
     paths(
         v1::search,
@@ -34,6 +37,16 @@ pub(crate) struct ApiError {
         v1::latency_histogram,
         v1::get_traces,
         v1::get_trace,
+        super::trace_by_id,
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// `/api/v1`'s document with the other families' parts.
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    for part in [zipkin::document(), jaeger::document(), tempo::document()] {
+        document.merge(part);
+    }
+    document
+}

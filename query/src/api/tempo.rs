@@ -23,7 +23,7 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::{SpanId, TraceId};
 use spanlake_storage::schema::{self, Level};
 use spanlake_storage::tag_summary::TagScope;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, OpenApi};
 
 use super::{Request, log_failure};
 use crate::engine::{QueryEngine, SPANS_TABLE};
@@ -35,7 +35,7 @@ use crate::params::{
 use crate::search::{Columns, MAX_SEARCH_LIMIT, SearchOrder, SearchRequest, TraceSummary};
 use crate::services::MAX_SUGGESTIONS;
 use crate::traceql::sql::attribute_sql;
-use crate::traceql::{LabelValue, Named, TraceQl, TraceQlMetrics};
+use crate::traceql::{LabelValue, MAX_POINTS, Named, TraceQl, TraceQlMetrics};
 use crate::tree::{self, NestedSet, NestedSetField, Node};
 
 /// The Tempo version whose API this one follows, for clients that pick
@@ -100,6 +100,8 @@ pub(super) fn wants_protobuf(headers: &HeaderMap) -> bool {
         .any(|v| v.split(',').any(|t| t.trim().starts_with("application/protobuf")))
 }
 
+#[utoipa::path(get, path = "/api/status/buildinfo", tag = "tempo", operation_id = "tempo_buildinfo",
+    responses((status = 200, description = "The Tempo API version spanlake answers as")))]
 async fn buildinfo() -> Json<Value> {
     Json(json!({
         "version": TEMPO_API_VERSION,
@@ -112,14 +114,20 @@ async fn buildinfo() -> Json<Value> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MetricsParams {
     /// A TraceQL metrics query: `{ } | rate() by (resource.service.name)`.
+    #[param(min_length = 1)]
     q: String,
+    #[param(inline)]
     start: Option<UnixSecondsOrNanos>,
+    #[param(inline)]
     end: Option<UnixSecondsOrNanos>,
     /// How far back from `end` when `start` is not given (1 hour by default).
+    #[param(inline)]
     since: Option<Step>,
     /// Between two samples; about 100 samples over the range by default.
+    #[param(inline)]
     step: Option<Step>,
 }
 
@@ -128,23 +136,26 @@ impl MetricsParams {
         TraceQlMetrics::parse(&self.q).map_err(|e| QueryError::BadRequest(format!("invalid TraceQL query: {e}")))
     }
 
-    fn window(&self) -> Result<Window, QueryError> {
+    fn window(&self) -> Window {
         Window::new(self.start.map(|t| t.0), self.end.map(|t| t.0), self.since.map(Step::ns), HOUR_NS)
     }
 }
 
 /// `GET /api/metrics/query_range`: Tempo's `QueryRangeResponse`, samples at
 /// each step from the start aligned down to a whole step.
+#[utoipa::path(get, path = "/api/metrics/query_range", tag = "tempo", operation_id = "tempo_metrics_range",
+    params(MetricsParams), responses((status = 200, description = "`QueryRangeResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn metrics_range(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<MetricsParams, TempoError>,
 ) -> Result<Json<Value>, TempoError> {
     let p = &request.params;
-    let (query, window) = (p.query()?, p.window()?);
+    let (query, window) = (p.query()?, p.window());
+    // A zero step is no step: the default; one too fine for the range is
+    // widened to the most points a series holds.
     let step_ns = match p.step {
-        Some(step) if step.ns() > 0 => step.ns(),
-        Some(_) => return Err(bad("step", "must be more than zero").into()),
-        None => (window.duration_ns() / 100).div_euclid(NANOS_PER_SECOND).max(1) * NANOS_PER_SECOND,
+        Some(step) if step.ns() > 0 => step.ns().max(window.duration_ns() / (MAX_POINTS - 1) + 1),
+        _ => (window.duration_ns() / 100).div_euclid(NANOS_PER_SECOND).max(1) * NANOS_PER_SECOND,
     };
     let aligned = Window { start_ns: window.start_ns.div_euclid(step_ns) * step_ns, end_ns: window.end_ns };
     let series = engine.traceql_metrics(&request.tenant, &query, aligned, step_ns).await?;
@@ -161,12 +172,14 @@ async fn metrics_range(
 
 /// `GET /api/metrics/query`: one value per series over the whole range
 /// (Tempo's `QueryInstantResponse`).
+#[utoipa::path(get, path = "/api/metrics/query", tag = "tempo", operation_id = "tempo_metrics_instant",
+    params(MetricsParams), responses((status = 200, description = "`QueryInstantResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn metrics_instant(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<MetricsParams, TempoError>,
 ) -> Result<Json<Value>, TempoError> {
     let p = &request.params;
-    let (query, window) = (p.query()?, p.window()?);
+    let (query, window) = (p.query()?, p.window());
     let series = engine.traceql_metrics(&request.tenant, &query, window, window.duration_ns()).await?;
     let series: Vec<Value> = series
         .into_iter()
@@ -212,8 +225,10 @@ fn prom_labels(labels: &[(String, LabelValue)]) -> String {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read for their types only: the trace is found by id alone.
 struct TraceParams {
-    /// Unix seconds, checked; the trace is found by id alone.
+    /// Unix seconds.
     start: Option<i64>,
     end: Option<i64>,
 }
@@ -249,15 +264,16 @@ struct TraceByIdResponse {
 
 /// `GET /api/v2/traces/{id}`: `TraceByIDResponse` as protobuf, or
 /// `{"trace": <OTLP/JSON>}`.
+#[utoipa::path(get, path = "/api/v2/traces/{trace_id}", tag = "tempo", operation_id = "tempo_trace_v2",
+    params(("trace_id" = String, Path, pattern = r"^([0-9a-fA-F]{16}|[0-9a-fA-F]{32})$"), TraceParams),
+    responses((status = 200, description = "`TraceByIDResponse`: protobuf, or OTLP/JSON under `trace`"),
+        (status = 404, description = "No span of it is stored"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn trace_v2(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     request: Request<TraceParams, TempoError>,
 ) -> Result<Response, TempoError> {
-    if let (Some(start), Some(end)) = (request.params.start, request.params.end) {
-        seconds_window(Some(start), Some(end))?;
-    }
     let trace = TracesData { resource_spans: spans_of(&engine, &request.tenant, &id).await? };
     if wants_protobuf(&headers) {
         return Ok(protobuf(TraceByIdResponse { trace: Some(trace) }.encode_to_vec()));
@@ -267,6 +283,7 @@ async fn trace_v2(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
     /// TraceQL.
     q: Option<String>,
@@ -274,12 +291,17 @@ struct SearchParams {
     tags: Option<String>,
     /// Shortest trace: a duration such as `100ms`, `1.5s`.
     #[serde(rename = "minDuration")]
+    #[param(inline)]
     min_duration: Option<SpanDuration>,
     /// Longest trace.
     #[serde(rename = "maxDuration")]
+    #[param(inline)]
     max_duration: Option<SpanDuration>,
+    /// 20 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Spans per span set, 3 by default.
+    #[param(minimum = 1, maximum = 1000)]
     spss: Option<usize>,
     /// Unix seconds.
     start: Option<i64>,
@@ -287,7 +309,7 @@ struct SearchParams {
 }
 
 /// A window in unix seconds, the last hour by default.
-fn seconds_window(start: Option<i64>, end: Option<i64>) -> Result<Window, QueryError> {
+fn seconds_window(start: Option<i64>, end: Option<i64>) -> Window {
     let ns = |s: i64| s.saturating_mul(NANOS_PER_SECOND);
     // Tempo's `end` second is included.
     Window::new(start.map(ns), end.map(|e| ns(e).saturating_add(NANOS_PER_SECOND)), None, HOUR_NS)
@@ -315,6 +337,8 @@ fn logfmt(text: &str) -> Result<Vec<(String, String)>, QueryError> {
 
 /// `GET /api/search`: the newest traces with a span that meets the query,
 /// each with up to `spss` of the spans it matched.
+#[utoipa::path(get, path = "/api/search", tag = "tempo", operation_id = "tempo_search", params(SearchParams),
+    responses((status = 200, description = "`SearchResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn search(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<SearchParams, TempoError>,
@@ -337,7 +361,7 @@ async fn search(
     };
     let search = SearchRequest {
         filter,
-        window: seconds_window(p.start, p.end)?,
+        window: seconds_window(p.start, p.end),
         order: SearchOrder::StartDesc,
         limit: limit("limit", p.limit, 20, MAX_SEARCH_LIMIT)?,
         cursor: None,
@@ -521,13 +545,27 @@ async fn nested_sets(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TagsParams {
-    /// `span`, `resource`, `intrinsic`, or all (`none` or absent).
-    scope: Option<String>,
+    /// One scope, or all (`none`, `all` or absent).
+    #[param(inline)]
+    scope: Option<ScopeParam>,
+    /// Unix seconds.
     start: Option<i64>,
     end: Option<i64>,
     /// TraceQL narrowing the values (tag values only).
     q: Option<String>,
+}
+
+/// Tempo's `scope` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ScopeParam {
+    Span,
+    Resource,
+    Intrinsic,
+    None,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,14 +574,13 @@ enum Scopes {
     One(TagScope),
 }
 
-fn scopes(text: Option<&str>) -> Result<Scopes, QueryError> {
-    Ok(match text {
-        None | Some("" | "none" | "all") => Scopes::All,
-        Some("span") => Scopes::One(TagScope::Span),
-        Some("resource") => Scopes::One(TagScope::Resource),
-        Some("intrinsic") => Scopes::One(TagScope::Intrinsic),
-        Some(other) => return Err(bad("scope", format!("{other:?}: one of span, resource, intrinsic, none"))),
-    })
+fn scopes(param: Option<ScopeParam>) -> Scopes {
+    match param {
+        None | Some(ScopeParam::None | ScopeParam::All) => Scopes::All,
+        Some(ScopeParam::Span) => Scopes::One(TagScope::Span),
+        Some(ScopeParam::Resource) => Scopes::One(TagScope::Resource),
+        Some(ScopeParam::Intrinsic) => Scopes::One(TagScope::Intrinsic),
+    }
 }
 
 async fn scoped_keys(
@@ -551,8 +588,8 @@ async fn scoped_keys(
     tenant: &TenantId,
     p: &TagsParams,
 ) -> Result<Vec<(&'static str, Vec<String>)>, QueryError> {
-    let wanted = scopes(p.scope.as_deref())?;
-    let summary = engine.tag_summary(tenant, &seconds_window(p.start, p.end)?).await?;
+    let wanted = scopes(p.scope);
+    let summary = engine.tag_summary(tenant, &seconds_window(p.start, p.end)).await?;
     let mut out = Vec::new();
     for (name, scope) in
         [("span", TagScope::Span), ("resource", TagScope::Resource), ("intrinsic", TagScope::Intrinsic)]
@@ -577,6 +614,8 @@ async fn scoped_keys(
 }
 
 /// `GET /api/search/tags`: tag names without their scope.
+#[utoipa::path(get, path = "/api/search/tags", tag = "tempo", operation_id = "tempo_tag_names", params(TagsParams),
+    responses((status = 200, description = "`SearchTagsResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn tag_names(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<TagsParams, TempoError>,
@@ -593,6 +632,8 @@ async fn tag_names(
 }
 
 /// `GET /api/v2/search/tags`: tag names per scope.
+#[utoipa::path(get, path = "/api/v2/search/tags", tag = "tempo", operation_id = "tempo_tag_names_v2", params(TagsParams),
+    responses((status = 200, description = "`SearchTagsV2Response`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn tag_names_v2(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<TagsParams, TempoError>,
@@ -614,7 +655,7 @@ async fn typed_values(
     tag: &str,
     p: &TagsParams,
 ) -> Result<Vec<(&'static str, String)>, QueryError> {
-    let window = seconds_window(p.start, p.end)?;
+    let window = seconds_window(p.start, p.end);
     let keyword = |values: &[&str]| values.iter().map(|v| ("keyword", (*v).to_owned())).collect();
     match tag {
         "status" => return Ok(keyword(&["error", "ok", "unset"])),
@@ -670,6 +711,8 @@ async fn typed_values(
 }
 
 /// `GET /api/search/tag/{tag}/values`.
+#[utoipa::path(get, path = "/api/search/tag/{tag}/values", tag = "tempo", operation_id = "tempo_tag_values",
+    params(("tag" = String, Path), TagsParams), responses((status = 200, description = "`SearchTagValuesResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn tag_values(
     State(engine): State<Arc<QueryEngine>>,
     Path(tag): Path<String>,
@@ -680,6 +723,8 @@ async fn tag_values(
 }
 
 /// `GET /api/v2/search/tag/{scope.tag}/values`: typed values.
+#[utoipa::path(get, path = "/api/v2/search/tag/{tag}/values", tag = "tempo", operation_id = "tempo_tag_values_v2",
+    params(("tag" = String, Path), TagsParams), responses((status = 200, description = "`SearchTagValuesV2Response`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn tag_values_v2(
     State(engine): State<Arc<QueryEngine>>,
     Path(tag): Path<String>,
@@ -688,6 +733,25 @@ async fn tag_values_v2(
     let values = typed_values(&engine, &request.tenant, &tag, &request.params).await?;
     let values: Vec<Value> = values.into_iter().map(|(kind, v)| json!({"type": kind, "value": v})).collect();
     Ok(Json(json!({ "tagValues": values })))
+}
+
+/// This family's part of the OpenAPI document (`api/openapi.rs`).
+#[derive(OpenApi)]
+#[openapi(paths(
+    buildinfo,
+    trace_v2,
+    search,
+    tag_names,
+    tag_names_v2,
+    tag_values,
+    tag_values_v2,
+    metrics_range,
+    metrics_instant
+))]
+struct Doc;
+
+pub(super) fn document() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
 }
 
 #[cfg(test)]
@@ -705,7 +769,7 @@ mod tests {
 
     #[test]
     fn an_end_second_is_included() {
-        let w = seconds_window(Some(100), Some(200)).unwrap();
+        let w = seconds_window(Some(100), Some(200));
         assert_eq!((w.start_ns, w.end_ns), (100 * NANOS_PER_SECOND, 201 * NANOS_PER_SECOND));
     }
 

@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spanlake_storage::ids::TraceId;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::{ApiDoc, ApiError};
+use super::openapi::{self, ApiError};
 use super::{Query, Tenant};
 use crate::dependencies::DependencyGraph;
 use crate::engine::QueryEngine;
@@ -24,7 +24,7 @@ use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
 use crate::params::{
     GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, TagSources,
-    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, now_ns, some_trace_ids,
+    Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, some_trace_ids,
 };
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
@@ -43,7 +43,7 @@ pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/api/v1/traces", get(get_traces))
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/sql", post(post_sql))
-        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .with_state(engine)
 }
 
@@ -127,20 +127,13 @@ macro_rules! filtered {
     };
 }
 
-/// The window of an `/api/v1` request: `start` wins over `lookback` when
-/// both are given, and a window that ends before it starts holds nothing
-/// (an empty answer, not an error), so that every combination the OpenAPI
-/// document allows is answered.
 fn window(
     start: Option<Timestamp>,
     end: Option<Timestamp>,
     lookback: Option<Lookback>,
     default_lookback_ns: i64,
 ) -> Window {
-    let end_ns = end.map_or_else(now_ns, |t| t.0);
-    let lookback = if start.is_some() { None } else { lookback.map(Lookback::ns) };
-    let window = Window::new(start.map(|t| t.0), Some(end_ns), lookback, default_lookback_ns);
-    window.unwrap_or_else(|_| Window::empty_at(end_ns))
+    Window::new(start.map(|t| t.0), end.map(|t| t.0), lookback.map(Lookback::ns), default_lookback_ns)
 }
 
 filtered! {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, OpenApi};
 
 use super::{Request, Tenant};
 use crate::engine::QueryEngine;
@@ -33,6 +33,8 @@ pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
 }
 
 /// What Zipkin's UI reads at start: Zipkin's own defaults.
+#[utoipa::path(get, path = "/zipkin/config.json", tag = "zipkin", operation_id = "zipkin_ui_config",
+    responses((status = 200, description = "The configuration Zipkin's UI reads at start")))]
 async fn ui_config() -> Json<Value> {
     Json(json!({
         "environment": "",
@@ -62,14 +64,16 @@ fn routes(engine: Arc<QueryEngine>) -> Router {
 }
 
 /// `endTs` (ms, default now) and `lookback` (ms, default 24 h).
-fn window(end: Option<Timestamp>, lookback: Option<Lookback>) -> Result<Window, QueryError> {
+fn window(end: Option<Timestamp>, lookback: Option<Lookback>) -> Window {
     Window::new(None, end.map(|t| t.0), lookback.map(Lookback::ns), DAY_NS)
 }
 
 /// `/spans` and `/remoteServices`: Zipkin gives them no window; a week back.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct ServiceParams {
+    #[param(required = true, min_length = 1)]
     service_name: Option<String>,
 }
 
@@ -79,11 +83,15 @@ impl ServiceParams {
     }
 }
 
+#[utoipa::path(get, path = "/api/v2/services", tag = "zipkin", operation_id = "zipkin_services",
+    responses((status = 200, description = "Service names", body = Vec<String>)))]
 async fn services(State(engine): State<Arc<QueryEngine>>, Tenant(tenant): Tenant) -> Json<Vec<String>> {
     Json(engine.services(&tenant, None))
 }
 
 /// `GET /api/v2/spans?serviceName=`: the service's span names.
+#[utoipa::path(get, path = "/api/v2/spans", tag = "zipkin", operation_id = "zipkin_span_names", params(ServiceParams),
+    responses((status = 200, description = "Span names", body = Vec<String>), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn span_names(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<ServiceParams, QueryError>,
@@ -94,6 +102,8 @@ async fn span_names(
     Ok(Json(names))
 }
 
+#[utoipa::path(get, path = "/api/v2/remoteServices", tag = "zipkin", operation_id = "zipkin_remote_services",
+    params(ServiceParams), responses((status = 200, description = "Remote service names", body = Vec<String>), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn remote_services(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<ServiceParams, QueryError>,
@@ -102,6 +112,7 @@ async fn remote_services(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct TracesParams {
     service_name: Option<String>,
@@ -118,6 +129,8 @@ struct TracesParams {
     end_ts: Option<Timestamp>,
     #[param(inline)]
     lookback: Option<Lookback>,
+    /// 10 by default.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -134,6 +147,8 @@ fn annotation_query(text: Option<&str>) -> Vec<TagFilter> {
 }
 
 /// `GET /api/v2/traces`: traces with a span that matches, newest first.
+#[utoipa::path(get, path = "/api/v2/traces", tag = "zipkin", operation_id = "zipkin_traces", params(TracesParams),
+    responses((status = 200, description = "Traces, each a list of Zipkin v2 spans"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn traces(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params: p, .. }: Request<TracesParams, QueryError>,
@@ -149,7 +164,7 @@ async fn traces(
     };
     let request = SearchRequest {
         filter,
-        window: window(p.end_ts, p.lookback)?,
+        window: window(p.end_ts, p.lookback),
         order: SearchOrder::StartDesc,
         limit: limit("limit", p.limit, 10, MAX_SEARCH_LIMIT)?,
         cursor: None,
@@ -173,6 +188,9 @@ async fn zipkin_trace(
 }
 
 /// `GET /api/v2/trace/{traceId}`: 404 when no span of it is stored.
+#[utoipa::path(get, path = "/api/v2/trace/{trace_id}", tag = "zipkin", operation_id = "zipkin_trace",
+    params(("trace_id" = String, Path, pattern = r"^[0-9a-fA-F]{1,32}$", description = "Up to 32 hex digits, left-padded")),
+    responses((status = 200, description = "Zipkin v2 spans"), (status = 404, description = "No span of it is stored"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn trace(
     State(engine): State<Arc<QueryEngine>>,
     Tenant(tenant): Tenant,
@@ -186,14 +204,19 @@ async fn trace(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct TraceManyParams {
-    /// Comma-separated; repeatable.
+    /// Comma-separated, 1 to 100 (the parameter may also be repeated,
+    /// 100 ids in all).
     #[serde(default)]
+    #[param(value_type = String, required = true, pattern = r"^\s*[0-9a-fA-F]{1,32}\s*(,\s*[0-9a-fA-F]{1,32}\s*){0,99}$")]
     trace_ids: Vec<String>,
 }
 
 /// `GET /api/v2/traceMany?traceIds=a,b`: the traces found, in the order asked.
+#[utoipa::path(get, path = "/api/v2/traceMany", tag = "zipkin", operation_id = "zipkin_trace_many", params(TraceManyParams),
+    responses((status = 200, description = "The traces found, each a list of Zipkin v2 spans"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn trace_many(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<TraceManyParams, QueryError>,
@@ -215,9 +238,10 @@ async fn trace_many(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 struct DependenciesParams {
-    #[param(inline)]
+    #[param(inline, required = true)]
     end_ts: Option<Timestamp>,
     #[param(inline)]
     lookback: Option<Lookback>,
@@ -225,12 +249,14 @@ struct DependenciesParams {
 
 /// `GET /api/v2/dependencies?endTs=&lookback=`: Zipkin's links, `errorCount`
 /// left out when zero as Zipkin writes them.
+#[utoipa::path(get, path = "/api/v2/dependencies", tag = "zipkin", operation_id = "zipkin_dependencies",
+    params(DependenciesParams), responses((status = 200, description = "Dependency links"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params: p, .. }: Request<DependenciesParams, QueryError>,
 ) -> Result<Json<Vec<Value>>, QueryError> {
     let end = p.end_ts.ok_or_else(|| bad("endTs", "is required"))?;
-    let graph = engine.dependencies(&tenant, &window(Some(end), p.lookback)?).await?;
+    let graph = engine.dependencies(&tenant, &window(Some(end), p.lookback)).await?;
     let links = graph
         .edges
         .into_iter()
@@ -246,6 +272,8 @@ async fn dependencies(
 }
 
 /// Autocomplete looks at the last hour.
+#[utoipa::path(get, path = "/api/v2/autocompleteKeys", tag = "zipkin", operation_id = "zipkin_autocomplete_keys",
+    responses((status = 200, description = "Tag keys", body = Vec<String>)))]
 async fn autocomplete_keys(
     State(engine): State<Arc<QueryEngine>>,
     Tenant(tenant): Tenant,
@@ -254,14 +282,38 @@ async fn autocomplete_keys(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AutocompleteParams {
+    #[param(required = true, min_length = 1)]
     key: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v2/autocompleteValues", tag = "zipkin", operation_id = "zipkin_autocomplete_values",
+    params(AutocompleteParams), responses((status = 200, description = "Values of the key", body = Vec<String>), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn autocomplete_values(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<AutocompleteParams, QueryError>,
 ) -> Result<Json<Vec<String>>, QueryError> {
     let key = params.key.ok_or_else(|| bad("key", "is required"))?;
     Ok(Json(engine.tag_values(&tenant, &key, None, None, &Window::last(HOUR_NS)).await?))
+}
+
+/// This family's part of the OpenAPI document (`api/openapi.rs`).
+#[derive(OpenApi)]
+#[openapi(paths(
+    ui_config,
+    services,
+    span_names,
+    remote_services,
+    traces,
+    trace,
+    trace_many,
+    dependencies,
+    autocomplete_keys,
+    autocomplete_values
+))]
+struct Doc;
+
+pub(super) fn document() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
 }

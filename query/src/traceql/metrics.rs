@@ -18,7 +18,7 @@ use crate::params::{NANOS_PER_SECOND, Params, Window};
 use crate::search::Columns;
 
 /// Most points one query answers per series, as Prometheus bounds them.
-const MAX_POINTS: i64 = 11_000;
+pub(crate) const MAX_POINTS: i64 = 11_000;
 /// Most series one query answers.
 const MAX_SERIES: usize = 1_000;
 
@@ -237,7 +237,8 @@ impl QueryEngine {
     ) -> Result<Vec<Series>, QueryError> {
         let step_ns = step_ns.max(1);
         let start_ns = window.start_ns;
-        let points = (window.end_ns - start_ns + step_ns - 1) / step_ns;
+        let range = window.end_ns.saturating_sub(start_ns);
+        let points = range / step_ns + i64::from(range % step_ns != 0);
         if points > MAX_POINTS {
             return Err(QueryError::BadRequest(format!(
                 "{points} points per series is more than {MAX_POINTS}: use a larger step or a shorter range"

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, OpenApi};
 
 use super::{json_tags, operations_of, proto, span_filter};
 use crate::api::{Request, log_failure};
@@ -139,7 +139,7 @@ impl TraceQuery {
         )?;
         Ok(SearchRequest {
             filter,
-            window: Window::new(Some(start), Some(end), None, 0)?,
+            window: Window::new(Some(start), Some(end), None, 0),
             order: SearchOrder::StartDesc,
             limit,
             cursor: None,
@@ -235,20 +235,27 @@ fn result(resource_spans: Vec<ResourceSpans>) -> Result<Json<Value>, QueryError>
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct NoParams {}
 
+#[utoipa::path(get, path = "/api/v3/services", tag = "jaeger api_v3", operation_id = "jaeger_v3_services",
+    responses((status = 200, description = "`GetServicesResponse`")))]
 async fn services(State(engine): State<Arc<QueryEngine>>, request: Request<NoParams, V3Error>) -> Json<Value> {
     Json(json!({ "services": engine.services(&request.tenant, None) }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OperationsParams {
+    #[param(required = true, min_length = 1)]
     service: Option<String>,
     #[serde(rename = "spanKind", alias = "span_kind")]
     #[param(inline)]
     span_kind: Option<SpanKind>,
 }
 
+#[utoipa::path(get, path = "/api/v3/operations", tag = "jaeger api_v3", operation_id = "jaeger_v3_operations",
+    params(OperationsParams), responses((status = 200, description = "`GetOperationsResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn operations(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<OperationsParams, V3Error>,
@@ -260,33 +267,36 @@ async fn operations(
     Ok(Json(json!({ "operations": operations })))
 }
 
-/// `startTime` and `endTime` (RFC 3339) of a trace lookup or a graph.
+/// `startTime` and `endTime` (RFC 3339) of a dependency graph.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TimeRangeParams {
     #[serde(rename = "startTime", alias = "start_time")]
-    #[param(inline)]
+    #[param(inline, required = true)]
     start_time: Option<Timestamp>,
     #[serde(rename = "endTime", alias = "end_time")]
-    #[param(inline)]
+    #[param(inline, required = true)]
     end_time: Option<Timestamp>,
 }
 
 /// `GET /api/v3/traces/{trace_id}`: the trace is found by id alone; the
 /// optional window is checked, not needed.
+#[utoipa::path(get, path = "/api/v3/traces/{trace_id}", tag = "jaeger api_v3", operation_id = "jaeger_v3_get_trace",
+    params(("trace_id" = String, Path, pattern = r"^([0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")),
+    responses((status = 200, description = "OTLP/JSON `TracesData` under `result`"), (status = 404, description = "No span of it is stored"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn get_trace(
     State(engine): State<Arc<QueryEngine>>,
     Path(id): Path<String>,
-    request: Request<TimeRangeParams, V3Error>,
+    // `startTime`/`endTime` are ignored: the trace is found by id alone.
+    request: Request<NoParams, V3Error>,
 ) -> Result<Json<Value>, V3Error> {
     let trace_id = id.parse::<TraceIdParam>().map_err(|e| bad("trace_id", format!("malformed parameter: {e}")))?.0;
-    if let (Some(start), Some(end)) = (request.params.start_time, request.params.end_time) {
-        Window::new(Some(start.0), Some(end.0), None, 0)?;
-    }
     let spans = engine.trace(&request.tenant, &trace_id).await?.ok_or_else(no_traces)?;
     Ok(result(spans)?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FindParams {
     #[serde(rename = "query.serviceName", alias = "query.service_name")]
     service_name: Option<String>,
@@ -296,10 +306,10 @@ struct FindParams {
     #[serde(rename = "query.attributes")]
     attributes: Option<String>,
     #[serde(rename = "query.startTimeMin", alias = "query.start_time_min")]
-    #[param(inline)]
+    #[param(inline, required = true)]
     start_time_min: Option<Timestamp>,
     #[serde(rename = "query.startTimeMax", alias = "query.start_time_max")]
-    #[param(inline)]
+    #[param(inline, required = true)]
     start_time_max: Option<Timestamp>,
     #[serde(rename = "query.durationMin", alias = "query.duration_min")]
     #[param(inline)]
@@ -307,9 +317,13 @@ struct FindParams {
     #[serde(rename = "query.durationMax", alias = "query.duration_max")]
     #[param(inline)]
     duration_max: Option<SpanDuration>,
+    /// Traces answered; at most 1000.
     #[serde(rename = "query.searchDepth", alias = "query.search_depth", alias = "query.num_traces")]
+    #[param(minimum = 1)]
     search_depth: Option<i64>,
+    /// Jaeger's structured filters, refused: left out of the document.
     #[serde(rename = "query.filter")]
+    #[param(ignore)]
     filter: Option<String>,
 }
 
@@ -337,6 +351,8 @@ impl FindParams {
 
 /// `GET /api/v3/traces`: every span of the traces found, as one
 /// `TracesData`; 404 "No traces found" when there are none, as Jaeger answers.
+#[utoipa::path(get, path = "/api/v3/traces", tag = "jaeger api_v3", operation_id = "jaeger_v3_find_traces", params(FindParams),
+    responses((status = 200, description = "OTLP/JSON `TracesData` under `result`"), (status = 404, description = "No trace matches"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn find_traces(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<FindParams, V3Error>,
@@ -350,6 +366,8 @@ async fn find_traces(
 
 /// `GET /api/v3/trace-summaries`: `FindTraceSummariesResponse` as JSON
 /// (64-bit times as strings, as proto3 JSON writes them).
+#[utoipa::path(get, path = "/api/v3/trace-summaries", tag = "jaeger api_v3", operation_id = "jaeger_v3_trace_summaries",
+    params(FindParams), responses((status = 200, description = "Trace summaries"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn find_trace_summaries(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<FindParams, V3Error>,
@@ -379,6 +397,8 @@ async fn find_trace_summaries(
     Ok(Json(json!({ "summaries": summaries })))
 }
 
+#[utoipa::path(get, path = "/api/v3/dependencies", tag = "jaeger api_v3", operation_id = "jaeger_v3_dependencies",
+    params(TimeRangeParams), responses((status = 200, description = "`GetDependenciesResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<TimeRangeParams, V3Error>,
@@ -387,11 +407,20 @@ async fn dependencies(
     let (Some(start), Some(end)) = (p.start_time, p.end_time) else {
         return Err(bad("startTime", "startTime and endTime are required").into());
     };
-    let window = Window::new(Some(start.0), Some(end.0), None, 0)?;
+    let window = Window::new(Some(start.0), Some(end.0), None, 0);
     let links: Vec<Value> = dependencies_proto(&engine, &request.tenant, &window)
         .await?
         .into_iter()
         .map(|d| json!({"parent": d.parent, "child": d.child, "callCount": d.call_count.to_string()}))
         .collect();
     Ok(Json(json!({ "dependencies": links })))
+}
+
+/// This family's part of the OpenAPI document (`api/openapi.rs`).
+#[derive(OpenApi)]
+#[openapi(paths(services, operations, get_trace, find_traces, find_trace_summaries, dependencies))]
+struct Doc;
+
+pub(super) fn document() -> utoipa::openapi::OpenApi {
+    Doc::openapi()
 }
