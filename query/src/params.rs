@@ -85,13 +85,27 @@ pub fn parse_pairs<T: DeserializeOwned + IntoParams>(pairs: &[(String, String)])
     parse(&form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish(), Unknown::Refuse)
 }
 
-/// A parameter type read from its text by `FromStr`.
-macro_rules! from_text {
-    ($ty:ty) => {
+/// A parameter type read from its text by `FromStr` and documented by
+/// `$schema`.
+macro_rules! schema_param {
+    ($ty:ty, $name:literal, $schema:expr) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <Cow<'de, str>>::deserialize(deserializer)?;
                 text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                let schema: fn() -> RefOr<Schema> = $schema;
+                schema()
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
             }
         }
     };
@@ -101,20 +115,10 @@ macro_rules! from_text {
 /// string with a pattern (or a set of values).
 macro_rules! text_param {
     ($ty:ty, $name:literal, $describe:expr) => {
-        from_text!($ty);
-
-        impl PartialSchema for $ty {
-            fn schema() -> RefOr<Schema> {
-                let describe: fn(ObjectBuilder) -> ObjectBuilder = $describe;
-                describe(ObjectBuilder::new().schema_type(Type::String)).into()
-            }
-        }
-
-        impl ToSchema for $ty {
-            fn name() -> Cow<'static, str> {
-                Cow::Borrowed($name)
-            }
-        }
+        schema_param!($ty, $name, || {
+            let describe: fn(ObjectBuilder) -> ObjectBuilder = $describe;
+            describe(ObjectBuilder::new().schema_type(Type::String)).into()
+        });
     };
 }
 
@@ -226,35 +230,34 @@ impl FromStr for Timestamp {
         if let Ok(ms) = text.trim().parse::<i64>() {
             return Ok(Self(ms.saturating_mul(NANOS_PER_MILLI)));
         }
-        let time = DateTime::parse_from_rfc3339(text.trim())
-            .map_err(|_| format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}"))?;
-        Ok(Self(time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX })))
+        rfc3339_ns(text)
+            .map(Self)
+            .ok_or_else(|| format!("expected RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds, got {text:?}"))
     }
 }
 
-from_text!(Timestamp);
-
-/// Either spelling, the date with the `date-time` format (which a pattern
-/// cannot tell from an impossible date such as February 30th).
-impl PartialSchema for Timestamp {
-    fn schema() -> RefOr<Schema> {
-        AnyOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
-            )
-            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^\s*-?[0-9]{1,18}\s*$")))
-            .description(Some("RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds"))
-            .into()
-    }
+/// An RFC 3339 time in unix nanoseconds, saturated beyond 1677 and 2262.
+fn rfc3339_ns(text: &str) -> Option<i64> {
+    let time = DateTime::parse_from_rfc3339(text.trim()).ok()?;
+    Some(time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX }))
 }
 
-impl ToSchema for Timestamp {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Timestamp")
-    }
+/// A time parameter's schema: RFC 3339 with the `date-time` format (which
+/// a pattern cannot tell from an impossible date such as February 30th),
+/// or a number matching `number`.
+fn date_time_or(number: &str, description: &str) -> RefOr<Schema> {
+    let date_time = SchemaFormat::KnownFormat(KnownFormat::DateTime);
+    AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String).format(Some(date_time)))
+        .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(number)))
+        .description(Some(description))
+        .into()
 }
+
+schema_param!(Timestamp, "Timestamp", || date_time_or(
+    r"^\s*-?[0-9]{1,18}\s*$",
+    "RFC 3339 (2026-01-02T15:04:05Z) or unix milliseconds"
+));
 
 /// A point in time in unix nanoseconds, written as unix microseconds
 /// (Jaeger's `start` and `end`).
@@ -311,37 +314,16 @@ impl FromStr for UnixSecondsOrNanos {
             // `as` saturates.
             return Ok(Self((seconds * NANOS_PER_SECOND as f64) as i64));
         }
-        let time = DateTime::parse_from_rfc3339(text)
-            .map_err(|_| format!("expected unix seconds, unix nanoseconds or RFC 3339, got {text:?}"))?;
-        Ok(Self(time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX })))
+        rfc3339_ns(text)
+            .map(Self)
+            .ok_or_else(|| format!("expected unix seconds, unix nanoseconds or RFC 3339, got {text:?}"))
     }
 }
 
-from_text!(UnixSecondsOrNanos);
-
-impl PartialSchema for UnixSecondsOrNanos {
-    fn schema() -> RefOr<Schema> {
-        AnyOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(r"^\s*-?([0-9]{1,18}|[0-9]{1,12}\.[0-9]{1,9})\s*$")),
-            )
-            .description(Some("Unix seconds (1750000000 or 1750000000.5), unix nanoseconds, or RFC 3339"))
-            .into()
-    }
-}
-
-impl ToSchema for UnixSecondsOrNanos {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("UnixSecondsOrNanos")
-    }
-}
+schema_param!(UnixSecondsOrNanos, "UnixSecondsOrNanos", || date_time_or(
+    r"^\s*-?([0-9]{1,18}|[0-9]{1,12}\.[0-9]{1,9})\s*$",
+    "Unix seconds (1750000000 or 1750000000.5), unix nanoseconds, or RFC 3339"
+));
 
 /// A half-open time range `[start, end)` in unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

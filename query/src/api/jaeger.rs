@@ -24,6 +24,8 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::{IntoParams, OpenApi};
 
+use crate::api::openapi::BadParameter;
+
 use super::{Request, Tenant, log_failure};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
@@ -199,7 +201,7 @@ struct Operation {
 
 /// `GET /api/operations?service=&spanKind=`: names with their kinds.
 #[utoipa::path(get, path = "/api/operations", tag = "jaeger", operation_id = "jaeger_operations", params(OperationsParams),
-    responses((status = 200, description = "Span names and kinds in Jaeger's envelope"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "Span names and kinds in Jaeger's envelope"), (status = 400, response = inline(BadParameter))))]
 async fn operations(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<OperationsParams, JaegerError>,
@@ -277,7 +279,7 @@ impl SearchParams {
 /// `GET /api/traces`: whole traces with a span that matches every filter,
 /// newest first; or the traces named by `traceID`.
 #[utoipa::path(get, path = "/api/traces", tag = "jaeger", operation_id = "jaeger_search", params(SearchParams),
-    responses((status = 200, description = "Whole traces in Jaeger's JSON model"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "Whole traces in Jaeger's JSON model"), (status = 400, response = inline(BadParameter))))]
 async fn search(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<SearchParams, JaegerError>,
@@ -342,7 +344,7 @@ struct DependenciesParams {
 
 /// `GET /api/dependencies?endTs=&lookback=`: calls between services.
 #[utoipa::path(get, path = "/api/dependencies", tag = "jaeger", operation_id = "jaeger_dependencies",
-    params(DependenciesParams), responses((status = 200, description = "Dependency links in Jaeger's envelope"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(DependenciesParams), responses((status = 200, description = "Dependency links in Jaeger's envelope"), (status = 400, response = inline(BadParameter))))]
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<DependenciesParams, JaegerError>,

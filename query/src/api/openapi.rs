@@ -5,6 +5,8 @@
 //! formats, named in each response's description.
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 
 use super::{jaeger, tempo, v1, zipkin};
@@ -14,6 +16,16 @@ use super::{jaeger, tempo, v1, zipkin};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ApiError {
     pub(crate) error: String,
+}
+
+/// The 400 of the other families, whose error bodies are their servers'.
+pub(crate) struct BadParameter;
+
+impl<'s> utoipa::ToResponse<'s> for BadParameter {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let description = "A parameter is missing or malformed; the message names it";
+        ("BadParameter", ResponseBuilder::new().description(description).into())
+    }
 }
 
 #[derive(OpenApi)]

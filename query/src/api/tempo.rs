@@ -25,6 +25,8 @@ use spanlake_storage::schema::{self, Level};
 use spanlake_storage::tag_summary::TagScope;
 use utoipa::{IntoParams, OpenApi};
 
+use crate::api::openapi::BadParameter;
+
 use super::{Request, log_failure};
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
@@ -144,7 +146,7 @@ impl MetricsParams {
 /// `GET /api/metrics/query_range`: Tempo's `QueryRangeResponse`, samples at
 /// each step from the start aligned down to a whole step.
 #[utoipa::path(get, path = "/api/metrics/query_range", tag = "tempo", operation_id = "tempo_metrics_range",
-    params(MetricsParams), responses((status = 200, description = "`QueryRangeResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(MetricsParams), responses((status = 200, description = "`QueryRangeResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn metrics_range(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<MetricsParams, TempoError>,
@@ -173,7 +175,7 @@ async fn metrics_range(
 /// `GET /api/metrics/query`: one value per series over the whole range
 /// (Tempo's `QueryInstantResponse`).
 #[utoipa::path(get, path = "/api/metrics/query", tag = "tempo", operation_id = "tempo_metrics_instant",
-    params(MetricsParams), responses((status = 200, description = "`QueryInstantResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(MetricsParams), responses((status = 200, description = "`QueryInstantResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn metrics_instant(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<MetricsParams, TempoError>,
@@ -267,7 +269,7 @@ struct TraceByIdResponse {
 #[utoipa::path(get, path = "/api/v2/traces/{trace_id}", tag = "tempo", operation_id = "tempo_trace_v2",
     params(("trace_id" = String, Path, pattern = r"^([0-9a-fA-F]{16}|[0-9a-fA-F]{32})$"), TraceParams),
     responses((status = 200, description = "`TraceByIDResponse`: protobuf, or OTLP/JSON under `trace`"),
-        (status = 404, description = "No span of it is stored"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+        (status = 404, description = "No span of it is stored"), (status = 400, response = inline(BadParameter))))]
 async fn trace_v2(
     State(engine): State<Arc<QueryEngine>>,
     headers: HeaderMap,
@@ -338,7 +340,7 @@ fn logfmt(text: &str) -> Result<Vec<(String, String)>, QueryError> {
 /// `GET /api/search`: the newest traces with a span that meets the query,
 /// each with up to `spss` of the spans it matched.
 #[utoipa::path(get, path = "/api/search", tag = "tempo", operation_id = "tempo_search", params(SearchParams),
-    responses((status = 200, description = "`SearchResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "`SearchResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn search(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<SearchParams, TempoError>,
@@ -615,7 +617,7 @@ async fn scoped_keys(
 
 /// `GET /api/search/tags`: tag names without their scope.
 #[utoipa::path(get, path = "/api/search/tags", tag = "tempo", operation_id = "tempo_tag_names", params(TagsParams),
-    responses((status = 200, description = "`SearchTagsResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "`SearchTagsResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn tag_names(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<TagsParams, TempoError>,
@@ -633,7 +635,7 @@ async fn tag_names(
 
 /// `GET /api/v2/search/tags`: tag names per scope.
 #[utoipa::path(get, path = "/api/v2/search/tags", tag = "tempo", operation_id = "tempo_tag_names_v2", params(TagsParams),
-    responses((status = 200, description = "`SearchTagsV2Response`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "`SearchTagsV2Response`"), (status = 400, response = inline(BadParameter))))]
 async fn tag_names_v2(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<TagsParams, TempoError>,
@@ -712,7 +714,7 @@ async fn typed_values(
 
 /// `GET /api/search/tag/{tag}/values`.
 #[utoipa::path(get, path = "/api/search/tag/{tag}/values", tag = "tempo", operation_id = "tempo_tag_values",
-    params(("tag" = String, Path), TagsParams), responses((status = 200, description = "`SearchTagValuesResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(("tag" = String, Path), TagsParams), responses((status = 200, description = "`SearchTagValuesResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn tag_values(
     State(engine): State<Arc<QueryEngine>>,
     Path(tag): Path<String>,
@@ -724,7 +726,7 @@ async fn tag_values(
 
 /// `GET /api/v2/search/tag/{scope.tag}/values`: typed values.
 #[utoipa::path(get, path = "/api/v2/search/tag/{tag}/values", tag = "tempo", operation_id = "tempo_tag_values_v2",
-    params(("tag" = String, Path), TagsParams), responses((status = 200, description = "`SearchTagValuesV2Response`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(("tag" = String, Path), TagsParams), responses((status = 200, description = "`SearchTagValuesV2Response`"), (status = 400, response = inline(BadParameter))))]
 async fn tag_values_v2(
     State(engine): State<Arc<QueryEngine>>,
     Path(tag): Path<String>,

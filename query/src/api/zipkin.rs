@@ -16,6 +16,8 @@ use spanlake_storage::ids::TraceId;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 use utoipa::{IntoParams, OpenApi};
 
+use crate::api::openapi::BadParameter;
+
 use super::{Request, Tenant};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
@@ -91,7 +93,7 @@ async fn services(State(engine): State<Arc<QueryEngine>>, Tenant(tenant): Tenant
 
 /// `GET /api/v2/spans?serviceName=`: the service's span names.
 #[utoipa::path(get, path = "/api/v2/spans", tag = "zipkin", operation_id = "zipkin_span_names", params(ServiceParams),
-    responses((status = 200, description = "Span names", body = Vec<String>), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "Span names", body = Vec<String>), (status = 400, response = inline(BadParameter))))]
 async fn span_names(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<ServiceParams, QueryError>,
@@ -103,7 +105,7 @@ async fn span_names(
 }
 
 #[utoipa::path(get, path = "/api/v2/remoteServices", tag = "zipkin", operation_id = "zipkin_remote_services",
-    params(ServiceParams), responses((status = 200, description = "Remote service names", body = Vec<String>), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(ServiceParams), responses((status = 200, description = "Remote service names", body = Vec<String>), (status = 400, response = inline(BadParameter))))]
 async fn remote_services(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<ServiceParams, QueryError>,
@@ -148,7 +150,7 @@ fn annotation_query(text: Option<&str>) -> Vec<TagFilter> {
 
 /// `GET /api/v2/traces`: traces with a span that matches, newest first.
 #[utoipa::path(get, path = "/api/v2/traces", tag = "zipkin", operation_id = "zipkin_traces", params(TracesParams),
-    responses((status = 200, description = "Traces, each a list of Zipkin v2 spans"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "Traces, each a list of Zipkin v2 spans"), (status = 400, response = inline(BadParameter))))]
 async fn traces(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params: p, .. }: Request<TracesParams, QueryError>,
@@ -190,7 +192,7 @@ async fn zipkin_trace(
 /// `GET /api/v2/trace/{traceId}`: 404 when no span of it is stored.
 #[utoipa::path(get, path = "/api/v2/trace/{trace_id}", tag = "zipkin", operation_id = "zipkin_trace",
     params(("trace_id" = String, Path, pattern = r"^[0-9a-fA-F]{1,32}$", description = "Up to 32 hex digits, left-padded")),
-    responses((status = 200, description = "Zipkin v2 spans"), (status = 404, description = "No span of it is stored"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "Zipkin v2 spans"), (status = 404, description = "No span of it is stored"), (status = 400, response = inline(BadParameter))))]
 async fn trace(
     State(engine): State<Arc<QueryEngine>>,
     Tenant(tenant): Tenant,
@@ -216,7 +218,7 @@ struct TraceManyParams {
 
 /// `GET /api/v2/traceMany?traceIds=a,b`: the traces found, in the order asked.
 #[utoipa::path(get, path = "/api/v2/traceMany", tag = "zipkin", operation_id = "zipkin_trace_many", params(TraceManyParams),
-    responses((status = 200, description = "The traces found, each a list of Zipkin v2 spans"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "The traces found, each a list of Zipkin v2 spans"), (status = 400, response = inline(BadParameter))))]
 async fn trace_many(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<TraceManyParams, QueryError>,
@@ -250,7 +252,7 @@ struct DependenciesParams {
 /// `GET /api/v2/dependencies?endTs=&lookback=`: Zipkin's links, `errorCount`
 /// left out when zero as Zipkin writes them.
 #[utoipa::path(get, path = "/api/v2/dependencies", tag = "zipkin", operation_id = "zipkin_dependencies",
-    params(DependenciesParams), responses((status = 200, description = "Dependency links"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(DependenciesParams), responses((status = 200, description = "Dependency links"), (status = 400, response = inline(BadParameter))))]
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params: p, .. }: Request<DependenciesParams, QueryError>,
@@ -289,7 +291,7 @@ struct AutocompleteParams {
 }
 
 #[utoipa::path(get, path = "/api/v2/autocompleteValues", tag = "zipkin", operation_id = "zipkin_autocomplete_values",
-    params(AutocompleteParams), responses((status = 200, description = "Values of the key", body = Vec<String>), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(AutocompleteParams), responses((status = 200, description = "Values of the key", body = Vec<String>), (status = 400, response = inline(BadParameter))))]
 async fn autocomplete_values(
     State(engine): State<Arc<QueryEngine>>,
     Request { tenant, params, .. }: Request<AutocompleteParams, QueryError>,

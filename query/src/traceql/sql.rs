@@ -12,6 +12,7 @@ use spanlake_storage::schema::{self, Level};
 
 use super::TraceQlError;
 use super::ast::{BinaryOp, Expr, Intrinsic, Literal, Scope, Spanset, SpansetOp, Status};
+use super::structure::key;
 use crate::engine::{SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::params::{HOUR_NS, Params, Window};
 
@@ -341,8 +342,7 @@ impl<'a> Compiler<'a> {
         };
         let holds_for_none = holds(op, 0, n) == Some(true);
         let (cmp, n) = (sql_op(op), self.params.int(n));
-        let parent = format!("span_key({}, {})", schema::TRACE_ID, schema::PARENT_SPAN_ID);
-        let own = format!("span_key({}, {})", schema::TRACE_ID, schema::SPAN_ID);
+        let (parent, own) = (key(schema::PARENT_SPAN_ID), key(schema::SPAN_ID));
         let inside = self.inside(None);
         let (having, negated) = if holds_for_none {
             (format!("NOT (count(*) {cmp} {n})"), "NOT ")

@@ -87,7 +87,8 @@ impl Test {
     }
 }
 
-fn key(span: &str) -> String {
+/// `span_key(trace_id, span)`: a span's place in its trace.
+pub(super) fn key(span: &str) -> String {
     format!("span_key({TRACE_ID}, {span})")
 }
 

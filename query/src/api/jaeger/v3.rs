@@ -22,6 +22,8 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::{IntoParams, OpenApi};
 
+use crate::api::openapi::BadParameter;
+
 use super::{json_tags, operations_of, proto, span_filter};
 use crate::api::{Request, log_failure};
 use crate::engine::QueryEngine;
@@ -255,7 +257,7 @@ struct OperationsParams {
 }
 
 #[utoipa::path(get, path = "/api/v3/operations", tag = "jaeger api_v3", operation_id = "jaeger_v3_operations",
-    params(OperationsParams), responses((status = 200, description = "`GetOperationsResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(OperationsParams), responses((status = 200, description = "`GetOperationsResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn operations(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<OperationsParams, V3Error>,
@@ -279,11 +281,10 @@ struct TimeRangeParams {
     end_time: Option<Timestamp>,
 }
 
-/// `GET /api/v3/traces/{trace_id}`: the trace is found by id alone; the
-/// optional window is checked, not needed.
+/// `GET /api/v3/traces/{trace_id}`: the trace is found by id alone.
 #[utoipa::path(get, path = "/api/v3/traces/{trace_id}", tag = "jaeger api_v3", operation_id = "jaeger_v3_get_trace",
     params(("trace_id" = String, Path, pattern = r"^([0-9a-fA-F]{16}|[0-9a-fA-F]{32})$")),
-    responses((status = 200, description = "OTLP/JSON `TracesData` under `result`"), (status = 404, description = "No span of it is stored"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "OTLP/JSON `TracesData` under `result`"), (status = 404, description = "No span of it is stored"), (status = 400, response = inline(BadParameter))))]
 async fn get_trace(
     State(engine): State<Arc<QueryEngine>>,
     Path(id): Path<String>,
@@ -352,7 +353,7 @@ impl FindParams {
 /// `GET /api/v3/traces`: every span of the traces found, as one
 /// `TracesData`; 404 "No traces found" when there are none, as Jaeger answers.
 #[utoipa::path(get, path = "/api/v3/traces", tag = "jaeger api_v3", operation_id = "jaeger_v3_find_traces", params(FindParams),
-    responses((status = 200, description = "OTLP/JSON `TracesData` under `result`"), (status = 404, description = "No trace matches"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    responses((status = 200, description = "OTLP/JSON `TracesData` under `result`"), (status = 404, description = "No trace matches"), (status = 400, response = inline(BadParameter))))]
 async fn find_traces(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<FindParams, V3Error>,
@@ -367,7 +368,7 @@ async fn find_traces(
 /// `GET /api/v3/trace-summaries`: `FindTraceSummariesResponse` as JSON
 /// (64-bit times as strings, as proto3 JSON writes them).
 #[utoipa::path(get, path = "/api/v3/trace-summaries", tag = "jaeger api_v3", operation_id = "jaeger_v3_trace_summaries",
-    params(FindParams), responses((status = 200, description = "Trace summaries"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(FindParams), responses((status = 200, description = "Trace summaries"), (status = 400, response = inline(BadParameter))))]
 async fn find_trace_summaries(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<FindParams, V3Error>,
@@ -398,7 +399,7 @@ async fn find_trace_summaries(
 }
 
 #[utoipa::path(get, path = "/api/v3/dependencies", tag = "jaeger api_v3", operation_id = "jaeger_v3_dependencies",
-    params(TimeRangeParams), responses((status = 200, description = "`GetDependenciesResponse`"), (status = 400, description = "A parameter is missing or malformed; the message names it")))]
+    params(TimeRangeParams), responses((status = 200, description = "`GetDependenciesResponse`"), (status = 400, response = inline(BadParameter))))]
 async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<TimeRangeParams, V3Error>,
