@@ -24,9 +24,8 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::{IntoParams, OpenApi};
 
-use crate::api::openapi::BadParameter;
-
 use super::{Request, Tenant, log_failure};
+use crate::api::openapi::BadParameter;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{

@@ -25,9 +25,8 @@ use spanlake_storage::schema::{self, Level};
 use spanlake_storage::tag_summary::TagScope;
 use utoipa::{IntoParams, OpenApi};
 
-use crate::api::openapi::BadParameter;
-
 use super::{Request, log_failure};
+use crate::api::openapi::BadParameter;
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
 use crate::params::{

@@ -16,9 +16,8 @@ use spanlake_storage::ids::TraceId;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 use utoipa::{IntoParams, OpenApi};
 
-use crate::api::openapi::BadParameter;
-
 use super::{Request, Tenant};
+use crate::api::openapi::BadParameter;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{

@@ -22,9 +22,8 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::{IntoParams, OpenApi};
 
-use crate::api::openapi::BadParameter;
-
 use super::{json_tags, operations_of, proto, span_filter};
+use crate::api::openapi::BadParameter;
 use crate::api::{Request, log_failure};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
