@@ -10,6 +10,9 @@
 //! - `span_has_event(events, name)`: whether a span has an event of a name;
 //!   `nested_attribute_is(events_or_links, key, value)`: whether one of them
 //!   has an attribute of that value (`events.rs`).
+//! - `spans_below(span_id, parent_span_id, marked)`, `spans_above(…)`:
+//!   aggregates over one trace's spans, the ids of the spans below (or
+//!   above) a marked one, for TraceQL's `>>` and `<<` (`span_walk.rs`).
 //! - Table functions over one trace's tree (`trace_tree.rs`):
 //!   `trace_tree(trace_id)`, `descendants(trace_id, span_id)`,
 //!   `critical_path(trace_id)`.
@@ -17,11 +20,12 @@
 mod attributes;
 mod events;
 mod scalar;
+mod span_walk;
 mod trace_tree;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub(crate) use attributes::Attributes;
@@ -36,6 +40,8 @@ pub(crate) fn register(ctx: &SessionContext) {
     }
     ctx.register_udf(ScalarUDF::from(events::SpanHasEvent::default()));
     ctx.register_udf(ScalarUDF::from(events::NestedAttributeIs::default()));
+    ctx.register_udaf(AggregateUDF::from(span_walk::SpanWalk::below()));
+    ctx.register_udaf(AggregateUDF::from(span_walk::SpanWalk::above()));
     for (name, function) in trace_tree::functions() {
         ctx.register_udtf(name, Arc::clone(&function));
     }

@@ -34,8 +34,6 @@ pub(super) struct Compiler<'a> {
     pub(super) text: &'a str,
     pub(super) params: &'a mut Params,
     pub(super) window: Window,
-    /// Common table expressions named so far, so each gets a name of its own.
-    ctes: usize,
 }
 
 fn unsupported(text: &str, at: usize, what: &str) -> TraceQlError {
@@ -44,12 +42,7 @@ fn unsupported(text: &str, at: usize, what: &str) -> TraceQlError {
 
 impl<'a> Compiler<'a> {
     pub(super) fn new(text: &'a str, params: &'a mut Params, window: Window) -> Self {
-        Self { text, params, window, ctes: 0 }
-    }
-
-    pub(super) fn cte_name(&mut self, what: &str) -> String {
-        self.ctes += 1;
-        format!("{what}_{}", self.ctes)
+        Self { text, params, window }
     }
 
     pub(super) fn err(&self, at: usize, message: impl Into<String>) -> TraceQlError {

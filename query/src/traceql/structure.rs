@@ -2,7 +2,8 @@
 //! `&>`, ...) as SQL: a span's place in its trace is `span_key(trace_id,
 //! span_id)`, so "its parent is one of those spans" is an `IN` over the
 //! left side's keys, which DataFusion runs as a hash semi-join; ancestors
-//! and descendants are a recursive CTE from the left side's spans.
+//! and descendants are found by walking each trace's spans once, in an
+//! aggregate (`functions/span_walk.rs`).
 //!
 //! `{A} op {B}` yields spans of B related to some span of A, as Tempo does;
 //! a union form yields those and the spans of A related to them. Only
@@ -16,10 +17,6 @@ use super::TraceQlError;
 use super::ast::{Spanset, SpansetOp};
 use super::sql::Compiler;
 use crate::engine::SPANS_TABLE;
-
-/// Deepest nesting walked by `>>` and `<<`, so that a cycle in bad data
-/// (a span that is its own ancestor) ends.
-const MAX_DEPTH: usize = 128;
 
 /// How B's spans relate to A's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,61 +179,46 @@ impl Compiler<'_> {
 
     /// Traces holding a span that meets `a` and one that meets `b`: the
     /// only ones where a walk from one to the other can end, so the only
-    /// ones walked.
+    /// ones walked. Distinct ids, so that the hash joins hold a trace once
+    /// rather than once per span.
     fn holding_both(&mut self, a: &str, b: &str) -> String {
         let traces = |this: &mut Self, condition: &str| {
             format!(
-                "{TRACE_ID} IN (SELECT {TRACE_ID} FROM {SPANS_TABLE} WHERE {} AND ({condition}))",
+                "{TRACE_ID} IN (SELECT DISTINCT {TRACE_ID} FROM {SPANS_TABLE} WHERE {} AND ({condition}))",
                 this.inside(None)
             )
         };
         format!("{} AND {}", traces(self, a), traces(self, b))
     }
 
-    // The walks join the spans to the frontier with the frontier first, so
-    // that it is the side DataFusion builds its hash table of (the work
-    // table has no statistics, so the order written is kept): memory
-    // follows the frontier, not the window's spans.
-
     /// The keys of every span below one that meets `condition`, in traces
     /// that also hold a span meeting `tested`.
     fn descendants(&mut self, condition: &str, tested: &str) -> String {
-        let name = self.cte_name("below");
-        let children = self.keys_where(&key(SPAN_ID), condition);
-        let scope = self.holding_both(condition, tested);
-        let first = self.inside(None);
-        let next = self.inside(Some("c"));
-        format!(
-            "WITH RECURSIVE {name}(k, depth) AS (
-                SELECT {own}, 1 FROM {SPANS_TABLE} WHERE {first} AND {scope} AND {parent} IN ({children})
-                UNION ALL
-                SELECT span_key(c.{TRACE_ID}, c.{SPAN_ID}), b.depth + 1
-                FROM {name} b JOIN {SPANS_TABLE} c ON span_key(c.{TRACE_ID}, c.{PARENT_SPAN_ID}) = b.k
-                WHERE {next} AND b.depth < {MAX_DEPTH}
-            ) SELECT k FROM {name}",
-            own = key(SPAN_ID),
-            parent = key(PARENT_SPAN_ID),
-        )
+        self.walk("spans_below", condition, tested)
     }
 
     /// The keys of every span above one that meets `condition`, in traces
     /// that also hold a span meeting `tested`.
     fn ancestors(&mut self, condition: &str, tested: &str) -> String {
-        let name = self.cte_name("above");
-        let parents = self.keys_where(&key(PARENT_SPAN_ID), condition);
+        self.walk("spans_above", condition, tested)
+    }
+
+    /// The keys `walk` (`spans_below` or `spans_above`) finds from the spans
+    /// meeting `condition`: the spans of each trace walked are grouped once,
+    /// those meeting it marked (a union, as a subquery may not stand in a
+    /// projection).
+    fn walk(&mut self, walk: &str, condition: &str, tested: &str) -> String {
         let scope = self.holding_both(condition, tested);
-        let first = self.inside(None);
-        let next = self.inside(Some("p"));
+        let inside = self.inside(None);
+        let ids = format!("{TRACE_ID}, {SPAN_ID}, {PARENT_SPAN_ID}");
         format!(
-            "WITH RECURSIVE {name}(k, up, depth) AS (
-                SELECT {own}, {parent}, 1 FROM {SPANS_TABLE} WHERE {first} AND {scope} AND {own} IN ({parents})
-                UNION ALL
-                SELECT span_key(p.{TRACE_ID}, p.{SPAN_ID}), span_key(p.{TRACE_ID}, p.{PARENT_SPAN_ID}), a.depth + 1
-                FROM {name} a JOIN {SPANS_TABLE} p ON span_key(p.{TRACE_ID}, p.{SPAN_ID}) = a.up
-                WHERE {next} AND a.depth < {MAX_DEPTH}
-            ) SELECT k FROM {name}",
-            own = key(SPAN_ID),
-            parent = key(PARENT_SPAN_ID),
+            "SELECT span_key({TRACE_ID}, s) AS k FROM (
+                SELECT {TRACE_ID}, unnest(found) AS s FROM (
+                    SELECT {TRACE_ID}, {walk}({SPAN_ID}, {PARENT_SPAN_ID}, marked) AS found FROM (
+                        SELECT {ids}, true AS marked FROM {SPANS_TABLE} WHERE {inside} AND {scope} AND ({condition})
+                        UNION ALL
+                        SELECT {ids}, false FROM {SPANS_TABLE} WHERE {inside} AND {scope}
+                    ) GROUP BY {TRACE_ID}))"
         )
     }
 }
