@@ -14,7 +14,6 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use serde::de::DeserializeOwned;
-use serde_json::Value as Json;
 use spanlake_storage::{FileKind, Storage, TenantId};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -258,24 +257,21 @@ impl QueryEngine {
     }
 
     /// Runs spanlake's own `sql` with named `params` and reads each row
-    /// into a `T`, through the JSON renderer (ids as hex, maps as objects;
-    /// cast times to BIGINT to get nanoseconds). For domain queries with
-    /// small answers: search pages, graphs, series.
+    /// into a `T` straight from the Arrow columns, by field name (cast
+    /// times to BIGINT to get nanoseconds). For domain queries with small
+    /// answers: operations, series, buckets.
     pub(crate) async fn rows<T: DeserializeOwned>(
         &self,
         tenant: &TenantId,
         sql: &str,
         params: Params,
     ) -> Result<Vec<T>, QueryError> {
-        let result = self.run_sql(tenant, sql, params).await?.to_json()?;
-        let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
-        result
-            .rows
-            .into_iter()
-            .map(|row| {
-                let object = names.iter().map(|n| n.to_string()).zip(row).collect();
-                serde_json::from_value(Json::Object(object)).map_err(|e| QueryError::Render(e.to_string()))
-            })
-            .collect()
+        let mut rows = Vec::new();
+        for batch in self.run_sql(tenant, sql, params).await?.batches {
+            let read: Vec<T> =
+                serde_arrow::from_record_batch(&batch).map_err(|e| QueryError::Render(e.to_string()))?;
+            rows.extend(read);
+        }
+        Ok(rows)
     }
 }
