@@ -6,6 +6,7 @@
 //! supported; everything else is refused with its position.
 
 mod ast;
+mod compare;
 mod lexer;
 mod metrics;
 mod parser;

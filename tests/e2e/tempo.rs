@@ -170,15 +170,29 @@ async fn grafanas_tempo_calls_are_answered() {
     let seconds = (db.end_time_unix_nano - db.start_time_unix_nano) as f64 / 1e9;
     assert!((quantile["series"][0]["value"].as_f64().unwrap() - seconds).abs() < 1e-9, "{quantile}");
     assert_eq!(quantile["series"][0]["labels"], json!([{"key": "p", "value": {"doubleValue": 0.9}}]));
+    // compare(), as Grafana's Traces Drilldown asks it: the database span
+    // set against the trace's other spans, attribute by attribute.
+    let compared = metrics("query_range", r#"{ } | compare({ span.db.system = "postgresql" })"#).await;
+    let compared = compared["series"].as_array().unwrap();
+    let total = |labels: Value| -> f64 {
+        let series = compared.iter().find(|s| s["labels"] == labels).unwrap_or_else(|| panic!("{labels} in {compared:?}"));
+        series["samples"].as_array().unwrap().iter().map(|s| s["value"].as_f64().unwrap()).sum()
+    };
+    let meta = |kind: &str| json!({"key": "__meta_type", "value": {"stringValue": kind}});
+    let name = |value: Value| json!({"key": "name", "value": value});
+    assert_eq!(total(json!([meta("selection_total"), name(json!({}))])), 1.0);
+    assert_eq!(total(json!([meta("baseline_total"), name(json!({}))])), spans.len() as f64 - 1.0);
+    assert_eq!(total(json!([meta("selection"), name(json!({"stringValue": "INSERT orders"}))])), 1.0);
+    assert_eq!(total(json!([meta("baseline"), name(json!({"stringValue": "POST /checkout"}))])), 1.0);
     let (status, body) = fetch(
         &server,
-        &format!("/api/metrics/query_range?q={}", percent_encode("{ } | rate() | compare({ status = error })")),
+        &format!("/api/metrics/query_range?q={}", percent_encode("{ } | compare({ status = error }, 0)")),
         "*/*",
         None,
     )
     .await;
     assert_eq!(status, 400);
-    assert!(String::from_utf8(body).unwrap().contains("col 16: compare() is not supported yet"));
+    assert!(String::from_utf8(body).unwrap().contains("col 35: compare() keeps at least one value"));
 
     // Span and service graph metrics, as Prometheus scrapes them for
     // Grafana's service graph and RED panels.

@@ -206,6 +206,7 @@ fn labels_json(labels: &[(String, LabelValue)]) -> Vec<Value> {
         .map(|(key, value)| match value {
             LabelValue::Text(text) => json!({"key": key, "value": {"stringValue": text}}),
             LabelValue::Number(n) => json!({"key": key, "value": {"doubleValue": n}}),
+            LabelValue::Nil => json!({"key": key, "value": {}}),
         })
         .collect()
 }
@@ -218,6 +219,7 @@ fn prom_labels(labels: &[(String, LabelValue)]) -> String {
             let value = match value {
                 LabelValue::Text(text) => text.clone(),
                 LabelValue::Number(n) => n.to_string(),
+                LabelValue::Nil => return format!("{key}=nil"),
             };
             format!("{key}={}", serde_json::Value::String(value))
         })

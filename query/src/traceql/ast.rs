@@ -236,7 +236,18 @@ pub(crate) enum Stage {
         by: Vec<Expr>,
         at: usize,
     },
-    /// `topk(5)`, `bottomk(5)`, `compare(...)` after a metrics function.
+    /// `compare({ selection }, top, start, end)`: the metrics function
+    /// that sets the spans of a selection against the rest, attribute by
+    /// attribute.
+    Compare {
+        selection: Spanset,
+        /// Values kept per attribute (10 when not given).
+        top: usize,
+        /// Only spans that start in `[start, end)` (unix ns) are selected.
+        between: Option<(i64, i64)>,
+        at: usize,
+    },
+    /// `topk(5)`, `bottomk(5)` after a metrics function.
     Followup {
         function: String,
         arguments: Vec<Expr>,

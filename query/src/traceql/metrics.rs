@@ -10,6 +10,7 @@ use spanlake_storage::TenantId;
 use spanlake_storage::schema::START_TIME;
 
 use super::ast::{Expr, Intrinsic, Literal, Query, Scope, Stage};
+use super::compare::Compare;
 use super::sql::Compiler;
 use super::{TraceQlError, parse_query};
 use crate::engine::{QueryEngine, SPANS_TABLE};
@@ -30,6 +31,7 @@ enum Function {
     Over(&'static str, Expr),
     Quantiles(Expr, Vec<f64>),
     Histogram(Expr),
+    Compare(Compare),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +51,12 @@ pub struct TraceQlMetrics {
 }
 
 /// A label's value: attribute values are text; quantiles and histogram
-/// buckets are numbers.
+/// buckets are numbers; `compare()`'s totals name an attribute alone.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
 pub enum LabelValue {
     Text(String),
     Number(f64),
+    Nil,
 }
 
 /// One series: its labels and its samples (unix milliseconds, value).
@@ -67,12 +70,19 @@ impl TraceQlMetrics {
     pub fn parse(text: &str) -> Result<Self, TraceQlError> {
         let query = parse_query(text)?;
         let err = |at: usize, message: &str| TraceQlError::at(text, at, message);
-        let metrics_at = query.stages.iter().position(|s| matches!(s, Stage::Metrics { .. }));
+        let metrics_at = query.stages.iter().position(|s| matches!(s, Stage::Metrics { .. } | Stage::Compare { .. }));
         let Some(position) = metrics_at else {
             return Err(err(text.len(), "a metrics query ends in a metrics function such as | rate()"));
         };
-        let Stage::Metrics { function, arguments, by, at } = &query.stages[position] else { unreachable!() };
         let after = &query.stages[position + 1..];
+        if let Stage::Compare { selection, top, between, .. } = &query.stages[position] {
+            if let Some(stage) = after.first() {
+                return Err(err(stage_at(stage).unwrap_or(text.len()), "nothing may follow compare()"));
+            }
+            let function = Function::Compare(Compare { selection: selection.clone(), top: *top, between: *between });
+            return Self { text: text.to_owned(), query, function, by: Vec::new(), rank: None }.checked(position);
+        }
+        let Stage::Metrics { function, arguments, by, at } = &query.stages[position] else { unreachable!() };
         let rank = match after {
             [] => None,
             [Stage::Followup { function: f, arguments: a, at }] if f == "topk" || f == "bottomk" => {
@@ -81,9 +91,6 @@ impl TraceQlMetrics {
                     _ => return Err(err(*at, &format!("{f}() takes a positive whole number"))),
                 };
                 Some(if f == "topk" { Rank::Top(k) } else { Rank::Bottom(k) })
-            }
-            [Stage::Followup { function: f, at, .. }, ..] if f == "compare" => {
-                return Err(err(*at, "compare() is not supported yet"));
             }
             [stage, ..] => {
                 return Err(err(
@@ -127,12 +134,16 @@ impl TraceQlMetrics {
             label_name(expr).ok_or_else(|| err(expr.at(), "by() takes attributes or intrinsics"))?;
         }
         let by = by.clone();
-        let mut this = Self { text: text.to_owned(), query, function, by, rank };
-        // The spans part is compiled like a search's (which refuses
-        // metrics stages): keep only what comes before the function.
-        this.query.stages.truncate(position);
-        this.sql(&Window { start_ns: 0, end_ns: 1 }, NANOS_PER_SECOND, &mut Params::default())?;
-        Ok(this)
+        Self { text: text.to_owned(), query, function, by, rank }.checked(position)
+    }
+
+    /// The query with the metrics function at `position` and what follows
+    /// cut from its stages (the spans part is compiled like a search's,
+    /// which refuses metrics stages), once compiled to find its errors.
+    fn checked(mut self, position: usize) -> Result<Self, TraceQlError> {
+        self.query.stages.truncate(position);
+        self.sql(&Window { start_ns: 0, end_ns: 1 }, NANOS_PER_SECOND, &mut Params::default())?;
+        Ok(self)
     }
 
     /// The aggregate: `t` (the step's start, unix ns), `g0..` (the `by()`
@@ -140,10 +151,13 @@ impl TraceQlMetrics {
     fn sql(&self, window: &Window, step_ns: i64, params: &mut Params) -> Result<String, TraceQlError> {
         let mut compiler = Compiler::new(&self.text, params, *window);
         let spans = compiler.query(&self.query, true)?;
-        let mut columns = Vec::new();
-        let mut groups = vec!["t".to_owned()];
         let origin = window.start_ns;
-        columns.push(format!("{origin} + (CAST({START_TIME} AS BIGINT) - {origin}) / {step_ns} * {step_ns} AS t"));
+        let step = format!("{origin} + (CAST({START_TIME} AS BIGINT) - {origin}) / {step_ns} * {step_ns}");
+        if let Function::Compare(compare) = &self.function {
+            return compare.sql(&mut compiler, &spans, &step);
+        }
+        let mut columns = vec![format!("{step} AS t")];
+        let mut groups = vec!["t".to_owned()];
         for (i, expr) in self.by.iter().enumerate() {
             columns.push(format!("{} AS g{i}", compiler.group_value(expr)?));
             groups.push(format!("g{i}"));
@@ -169,6 +183,7 @@ impl TraceQlMetrics {
                 columns.push("CAST(count(*) AS DOUBLE) AS v0".to_owned());
                 groups.push("b".to_owned());
             }
+            Function::Compare(_) => unreachable!("compiled above"),
         }
         let inside = compiler.inside(None);
         Ok(format!(
@@ -180,7 +195,7 @@ impl TraceQlMetrics {
 
     /// Whether steps without spans are zeros (counts) rather than absent.
     fn counts(&self) -> bool {
-        matches!(self.function, Function::Rate | Function::Count | Function::Histogram(_))
+        matches!(self.function, Function::Rate | Function::Count | Function::Histogram(_) | Function::Compare(_))
     }
 }
 
@@ -197,6 +212,7 @@ fn stage_at(stage: &Stage) -> Option<usize> {
         | Stage::Select(_, at)
         | Stage::Coalesce(at)
         | Stage::Metrics { at, .. }
+        | Stage::Compare { at, .. }
         | Stage::Followup { at, .. } => Some(*at),
         Stage::Filter(_) => None,
     }
@@ -246,6 +262,20 @@ impl QueryEngine {
         }
         let mut params = Params::default();
         let sql = query.sql(&window, step_ns, &mut params).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let steps: Vec<i64> = (0..points).map(|i| start_ns + i * step_ns).collect();
+        if let Function::Compare(compare) = &query.function {
+            let mut rows = Vec::new();
+            for batch in self.batches(tenant, &sql, params).await? {
+                let c = Columns(&batch);
+                let (sel, times) = (c.bools("sel")?, c.ints("t")?);
+                let (attrs, values, counts) = (c.texts("attr")?, c.texts("value")?, c.ints("n")?);
+                for row in 0..batch.num_rows() {
+                    let (attr, value) = (attrs.value(row).to_owned(), values.value(row).to_owned());
+                    rows.push((sel.value(row), times[row], attr, value, counts[row] as f64));
+                }
+            }
+            return Ok(compare.series(rows, &steps));
+        }
         let names: Vec<String> = query.by.iter().filter_map(label_name).collect();
         let quantiles = match &query.function {
             Function::Quantiles(_, q) => q.clone(),
@@ -288,7 +318,6 @@ impl QueryEngine {
                 series.len()
             )));
         }
-        let steps: Vec<i64> = (0..points).map(|i| start_ns + i * step_ns).collect();
         let mut out: Vec<Series> = series
             .into_iter()
             .map(|(labels, values)| Series {

@@ -16,7 +16,9 @@ const METRICS: [&str; 8] = [
     "quantile_over_time",
     "histogram_over_time",
 ];
-const SECOND_STAGE: [&str; 3] = ["topk", "bottomk", "compare"];
+const SECOND_STAGE: [&str; 2] = ["topk", "bottomk"];
+/// Values `compare()` keeps per attribute when not told, as Tempo.
+const COMPARE_TOP: usize = 10;
 
 pub(super) struct Parser<'a> {
     text: &'a str,
@@ -134,10 +136,7 @@ impl<'a> Parser<'a> {
         };
         self.next += 1;
         if name == "compare" {
-            // Its first argument is a spanset; spanlake does not answer
-            // compare() yet, so its arguments are only skipped.
-            self.skip_arguments()?;
-            return Ok(Stage::Followup { function: name, arguments: Vec::new(), at });
+            return self.compare(at);
         }
         let arguments = self.arguments()?;
         let name = name.as_str();
@@ -179,20 +178,35 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `( ... )` with whatever is inside, parentheses balanced.
-    fn skip_arguments(&mut self) -> Result<(), TraceQlError> {
+    /// `compare({ selection } [, top [, start, end]])`, after its name.
+    fn compare(&mut self, at: usize) -> Result<Stage, TraceQlError> {
         self.expect(&Token::LParen, "(")?;
-        let mut depth = 1;
-        while depth > 0 {
-            match self.peek() {
-                Some(Token::LParen) => depth += 1,
-                Some(Token::RParen) => depth -= 1,
-                None => return Err(self.unexpected(")")),
-                _ => {}
+        let selection = self.spansets(0)?;
+        let mut numbers = Vec::new();
+        while self.eat(&Token::Comma) {
+            let number_at = self.here();
+            match self.unary()? {
+                Expr::Literal(Literal::Int(n), _) if n >= 0 => numbers.push((n, number_at)),
+                _ => return Err(TraceQlError::at(self.text, number_at, "compare() takes whole numbers after the spanset")),
             }
-            self.next += 1;
         }
-        Ok(())
+        self.expect(&Token::RParen, ", or )")?;
+        let top = match numbers.first() {
+            None => COMPARE_TOP,
+            Some(&(0, at)) => return Err(TraceQlError::at(self.text, at, "compare() keeps at least one value")),
+            Some(&(n, _)) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let between = match numbers[..] {
+            [] | [_] | [_, (0, _), (0, _)] => None,
+            [_, (start, _), (end, end_at)] if end <= start => {
+                return Err(TraceQlError::at(self.text, end_at, "compare()'s end comes after its start"));
+            }
+            [_, (start, _), (end, _)] => Some((start, end)),
+            [_, (_, wrong), ..] => {
+                return Err(TraceQlError::at(self.text, wrong, "compare() takes a start and an end (unix ns), or neither"));
+            }
+        };
+        Ok(Stage::Compare { selection, top, between, at })
     }
 
     /// `( expr, expr, ... )`, possibly empty.

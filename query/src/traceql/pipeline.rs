@@ -38,14 +38,14 @@ impl Compiler<'_> {
                 Stage::Aggregate { function, argument, op, value, at } => {
                     spans = self.aggregate(&spans, &groups, function, argument.as_ref(), *op, value, *at)?;
                 }
-                Stage::Metrics { at, .. } | Stage::Followup { at, .. } if !metrics => {
+                Stage::Metrics { at, .. } | Stage::Compare { at, .. } | Stage::Followup { at, .. } if !metrics => {
                     return Err(TraceQlError::at(
                         self.text,
                         *at,
                         "a metrics function in a search is not supported (ask /api/metrics/query_range)",
                     ));
                 }
-                Stage::Metrics { .. } | Stage::Followup { .. } => {}
+                Stage::Metrics { .. } | Stage::Compare { .. } | Stage::Followup { .. } => {}
             }
         }
         Ok(spans)

@@ -423,6 +423,7 @@ fn metric_series(series: &[Series]) -> Vec<(Vec<String>, Vec<f64>)> {
                 .map(|(k, v)| match v {
                     LabelValue::Text(t) => format!("{k}={t}"),
                     LabelValue::Number(n) => format!("{k}={n}"),
+                    LabelValue::Nil => format!("{k}=nil"),
                 })
                 .collect();
             (labels, s.samples.iter().map(|(_, v)| (v * 1e6).round() / 1e6).collect())
@@ -492,12 +493,76 @@ fn metrics_queries_refuse_what_they_cannot_answer() {
         ("{ } | rate(duration)", 7, "takes no argument"),
         ("{ } | quantile_over_time(duration)", 7, "one or more quantiles"),
         ("{ } | quantile_over_time(duration, 2)", 36, "from 0 to 1"),
-        ("{ } | rate() | compare({ status = error })", 16, "compare() is not supported yet"),
+        ("{ } | rate() | compare({ status = error })", 16, "only topk() or bottomk() may follow"),
+        ("{ } | compare({ status = error }) | topk(1)", 37, "nothing may follow compare()"),
+        ("{ } | compare({ status = error }, 0)", 35, "at least one value"),
+        ("{ } | compare({ status = error }, 5, 100)", 38, "a start and an end"),
+        ("{ } | compare({ status = error }, 5, 100, 50)", 43, "end comes after its start"),
+        ("{ } | compare({ status = error }, name)", 35, "whole numbers after the spanset"),
         ("{ } | rate() | topk(0)", 16, "positive whole number"),
         ("{ } | rate() by (1)", 18, "by() takes attributes"),
     ] {
         let error = TraceQlMetrics::parse(query).expect_err(query);
         assert_eq!(error.column, column, "{query}: {error}");
         assert!(error.message.contains(message), "{query}: {error}");
+    }
+}
+
+/// `compare()` against the fixture's server spans: errors (traces 4, 8 and
+/// 12) set against the rest, on one attribute.
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_sets_a_selection_against_the_baseline_value_by_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(dir.path()).await;
+    let window = Window { start_ns: BASE, end_ns: BASE + 16_000 * MS };
+    let s = |labels: &[&str], values: &[f64]| (labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(), values.to_vec());
+    let (from, to) = (BASE + 5_000 * MS, BASE + 10_000 * MS);
+    for (query, expected) in [
+        (
+            "{ kind = server } | compare({ status = error })".to_owned(),
+            vec![
+                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[5.0]),
+                s(&["__meta_type=baseline", "resource.service.version=1.0"], &[4.0]),
+                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[9.0]),
+                s(&["__meta_type=selection", "resource.service.version=2.0"], &[2.0]),
+                s(&["__meta_type=selection", "resource.service.version=1.0"], &[1.0]),
+                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[3.0]),
+            ],
+        ),
+        (
+            // Only trace 8's error starts between 5 s and 10 s.
+            format!("{{ kind = server }} | compare({{ status = error }}, 10, {from}, {to})"),
+            vec![
+                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[6.0]),
+                s(&["__meta_type=baseline", "resource.service.version=1.0"], &[5.0]),
+                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[11.0]),
+                s(&["__meta_type=selection", "resource.service.version=2.0"], &[1.0]),
+                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[1.0]),
+            ],
+        ),
+        (
+            "{ kind = server } | compare({ status = error }, 1)".to_owned(),
+            vec![
+                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[5.0]),
+                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[9.0]),
+                s(&["__meta_type=selection", "resource.service.version=2.0"], &[2.0]),
+                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[3.0]),
+                s(&["__meta_error=__too_many_values__", "resource.service.version=nil"], &[]),
+            ],
+        ),
+    ] {
+        let parsed = TraceQlMetrics::parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+        let series = engine
+            .traceql_metrics(&TenantId::default(), &parsed, window, 16_000 * MS)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let all = metric_series(&series);
+        let version: Vec<_> =
+            all.iter().filter(|(labels, _)| labels[1].starts_with("resource.service.version=")).cloned().collect();
+        assert_eq!(version, expected, "{query}");
+        // Intrinsics and span attributes are compared too.
+        for wanted in ["status=error", "kind=server", "span.customer=acme", "span.http.response.status_code=500"] {
+            assert!(all.iter().any(|(labels, _)| labels[1] == wanted), "{query}: no {wanted} in {all:?}");
+        }
     }
 }
