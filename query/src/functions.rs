@@ -9,7 +9,10 @@
 //! - `to_json(value)`: maps, lists and structs as JSON text.
 //! - `span_has_event(events, name)`: whether a span has an event of a name;
 //!   `nested_attribute_is(events_or_links, key, value)`: whether one of them
-//!   has an attribute of that value (`events.rs`).
+//!   has an attribute of that value; `nested_id_is(links, field, id)`:
+//!   whether one of its links points at that span or trace;
+//!   `event_offsets(events, start_time)`: each event's nanoseconds since
+//!   the span's start (`events.rs`).
 //! - `spans_below(span_id, parent_span_id, marked)`, `spans_above(…)`:
 //!   aggregates over one trace's spans, the ids of the spans below (or
 //!   above) a marked one, for TraceQL's `>>` and `<<` (`span_walk.rs`).
@@ -40,6 +43,8 @@ pub(crate) fn register(ctx: &SessionContext) {
     }
     ctx.register_udf(ScalarUDF::from(events::SpanHasEvent::default()));
     ctx.register_udf(ScalarUDF::from(events::NestedAttributeIs::default()));
+    ctx.register_udf(ScalarUDF::from(events::NestedIdIs::default()));
+    ctx.register_udf(ScalarUDF::from(events::EventOffsets::default()));
     ctx.register_udaf(AggregateUDF::from(span_walk::SpanWalk::below()));
     ctx.register_udaf(AggregateUDF::from(span_walk::SpanWalk::above()));
     for (name, function) in trace_tree::functions() {

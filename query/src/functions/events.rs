@@ -6,13 +6,18 @@
 //! - `nested_attribute_is(events_or_links, key, value)`: whether one of
 //!   them has the attribute `key` set to `value` (set at all when `value`
 //!   is NULL), for Jaeger's search, whose tags match log (event) and link
-//!   attributes too.
+//!   attributes too;
+//! - `nested_id_is(links, 'span_id', id)`: whether one of a span's links
+//!   points at that span (or, with `'trace_id'`, trace), for TraceQL's
+//!   `link:spanID` and `link:traceID`;
+//! - `event_offsets(events, start_time)`: each event's time since the
+//!   span's start in nanoseconds, for TraceQL's `event:timeSinceStart`.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Builder, ListBuilder, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, TimestampNanosecondType};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use spanlake_storage::schema;
@@ -130,5 +135,120 @@ impl ScalarUDFImpl for NestedAttributeIs {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(found)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct NestedIdIs {
+    signature: Signature,
+}
+
+impl Default for NestedIdIs {
+    fn default() -> Self {
+        Self { signature: Signature::any(3, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for NestedIdIs {
+    fn name(&self) -> &str {
+        "nested_id_is"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(schema::nested::SPAN_ID).is_some()) => {
+                Ok(DataType::Boolean)
+            }
+            other => exec_err!("nested_id_is takes the links column first, not {other}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let list = arrays[0].as_list::<i32>();
+        let fields = utf8(&arrays[1])?;
+        let wanted = cast(&arrays[2], &DataType::Binary)?;
+        let wanted = wanted.as_binary::<i32>();
+        let links = list.values().as_struct();
+        let offsets = list.value_offsets();
+        let mut columns = std::collections::HashMap::new();
+        let mut found = BooleanArray::builder(list.len());
+        for row in 0..list.len() {
+            if list.is_null(row) || fields.is_null(row) || wanted.is_null(row) {
+                found.append_null();
+                continue;
+            }
+            let field = fields.value(row);
+            if !columns.contains_key(field) {
+                let Some(ids) = links.column_by_name(field) else {
+                    return exec_err!("nested_id_is: links have no {field}");
+                };
+                columns.insert(field.to_owned(), cast(ids, &DataType::Binary)?);
+            }
+            let ids = columns[field].as_binary::<i32>();
+            let items = offsets[row] as usize..offsets[row + 1] as usize;
+            found.append_value(items.into_iter().any(|i| !ids.is_null(i) && ids.value(i) == wanted.value(row)));
+        }
+        Ok(ColumnarValue::Array(Arc::new(found.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct EventOffsets {
+    signature: Signature,
+}
+
+impl Default for EventOffsets {
+    fn default() -> Self {
+        Self { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for EventOffsets {
+    fn name(&self) -> &str {
+        "event_offsets"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(schema::nested::TIME).is_some()) => {
+                Ok(DataType::new_list(DataType::Int64, true))
+            }
+            other => exec_err!("event_offsets takes the events column first, not {other}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let list = arrays[0].as_list::<i32>();
+        let Some(times) = list.values().as_struct().column_by_name(schema::nested::TIME) else {
+            return exec_err!("event_offsets: events have no time");
+        };
+        let time_type = DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None);
+        let times = cast(times, &time_type)?;
+        let times = times.as_primitive::<TimestampNanosecondType>();
+        let starts = cast(&arrays[1], &time_type)?;
+        let starts = starts.as_primitive::<TimestampNanosecondType>();
+        let offsets = list.value_offsets();
+        let mut out = ListBuilder::new(Int64Builder::new()).with_field(Field::new_list_field(DataType::Int64, true));
+        for row in 0..list.len() {
+            if list.is_null(row) || starts.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            for i in offsets[row] as usize..offsets[row + 1] as usize {
+                out.values().append_option((!times.is_null(i)).then(|| times.value(i).saturating_sub(starts.value(row))));
+            }
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

@@ -167,6 +167,9 @@ impl<'a> Compiler<'a> {
         if let Some(sql) = self.child_count(op, left, right, at)? {
             return Ok(Sql::Bool(sql));
         }
+        if let Some(sql) = self.link_or_event(op, left, right, at)? {
+            return Ok(Sql::Bool(sql));
+        }
         // Nested attributes and event names answer equality only.
         for (side, other) in [(left, right), (right, left)] {
             if let Some(sql) = self.nested(op, side, other, at)? {
@@ -375,6 +378,50 @@ impl<'a> Compiler<'a> {
         }))
     }
 
+    /// `link:spanID = "…"`, `link:traceID != nil`, `event:timeSinceStart >
+    /// 2ms`: a span's links by the ids they point at, its events by their
+    /// time since the span's start; `None` when neither side is one.
+    fn link_or_event(
+        &mut self,
+        op: BinaryOp,
+        left: &Expr,
+        right: &Expr,
+        at: usize,
+    ) -> Result<Option<String>, TraceQlError> {
+        use Intrinsic::{EventTimeSinceStart, LinkSpanId, LinkTraceId};
+        let (intrinsic, other, op) = match (left, right) {
+            (Expr::Intrinsic(i @ (EventTimeSinceStart | LinkSpanId | LinkTraceId), _), other) => (*i, other, op),
+            (other, Expr::Intrinsic(i @ (EventTimeSinceStart | LinkSpanId | LinkTraceId), _)) => (*i, other, flip(op)),
+            _ => return Ok(None),
+        };
+        if intrinsic == EventTimeSinceStart {
+            let Expr::Literal(Literal::Duration(ns) | Literal::Int(ns), _) = other else {
+                return Err(self.err(at, "event:timeSinceStart is compared with a duration"));
+            };
+            let offsets = format!("event_offsets({}, {})", schema::EVENTS, schema::START_TIME);
+            let value = self.params.int(*ns);
+            let cmp = sql_op(op);
+            return Ok(Some(match op {
+                BinaryOp::Gt | BinaryOp::GtEq => format!("array_max({offsets}) {cmp} {value}"),
+                BinaryOp::Lt | BinaryOp::LtEq => format!("array_min({offsets}) {cmp} {value}"),
+                BinaryOp::Eq => format!("array_has({offsets}, {value})"),
+                BinaryOp::NotEq => format!("(array_min({offsets}) <> {value} OR array_max({offsets}) <> {value})"),
+                _ => return Err(self.err(at, "event:timeSinceStart is compared with =, !=, <, <=, > or >=")),
+            }));
+        }
+        let (field, width) = if intrinsic == LinkSpanId { (schema::nested::SPAN_ID, 8) } else { (schema::nested::TRACE_ID, 16) };
+        Ok(Some(match (op, other) {
+            (BinaryOp::Eq, Expr::Literal(Literal::Str(hex), value_at)) => {
+                let id = padded_id(hex, width)
+                    .ok_or_else(|| self.err(*value_at, format!("{hex:?} is not an id of at most {width} bytes in hex")))?;
+                let id = self.params.add(datafusion::common::ScalarValue::Binary(Some(id)));
+                format!("nested_id_is({}, '{field}', {id})", schema::LINKS)
+            }
+            (BinaryOp::NotEq, Expr::Literal(Literal::Nil, _)) => format!("cardinality({}) > 0", schema::LINKS),
+            _ => return Err(self.err(at, "link ids are compared with = \"hex\" or != nil")),
+        }))
+    }
+
     /// `event.x = "v"`, `link.x != nil`, `event:name = "v"`: conditions
     /// on a span's events or links; `None` when `side` is none of those.
     fn nested(&mut self, op: BinaryOp, side: &Expr, other: &Expr, at: usize) -> Result<Option<String>, TraceQlError> {
@@ -487,6 +534,16 @@ fn holds(op: BinaryOp, value: i64, n: i64) -> Option<bool> {
 }
 
 /// The same comparison with its sides swapped.
+/// A hex id left-padded with zeros to `width` bytes, as Tempo reads ids.
+fn padded_id(hex: &str, width: usize) -> Option<Vec<u8>> {
+    let hex = hex.trim();
+    if hex.is_empty() || hex.len() > width * 2 {
+        return None;
+    }
+    let digits = format!("{hex:0>width$}", width = width * 2);
+    const_hex::decode(digits).ok()
+}
+
 fn flip(op: BinaryOp) -> BinaryOp {
     match op {
         BinaryOp::Lt => BinaryOp::Gt,
