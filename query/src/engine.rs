@@ -268,8 +268,7 @@ impl QueryEngine {
     ) -> Result<Vec<T>, QueryError> {
         let mut rows = Vec::new();
         for batch in self.run_sql(tenant, sql, params).await?.batches {
-            let read: Vec<T> =
-                serde_arrow::from_record_batch(&batch).map_err(|e| QueryError::Render(e.to_string()))?;
+            let read: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| QueryError::Render(e.to_string()))?;
             rows.extend(read);
         }
         Ok(rows)

@@ -175,7 +175,8 @@ async fn grafanas_tempo_calls_are_answered() {
     let compared = metrics("query_range", r#"{ } | compare({ span.db.system = "postgresql" })"#).await;
     let compared = compared["series"].as_array().unwrap();
     let total = |labels: Value| -> f64 {
-        let series = compared.iter().find(|s| s["labels"] == labels).unwrap_or_else(|| panic!("{labels} in {compared:?}"));
+        let series =
+            compared.iter().find(|s| s["labels"] == labels).unwrap_or_else(|| panic!("{labels} in {compared:?}"));
         series["samples"].as_array().unwrap().iter().map(|s| s["value"].as_f64().unwrap()).sum()
     };
     let meta = |kind: &str| json!({"key": "__meta_type", "value": {"stringValue": kind}});

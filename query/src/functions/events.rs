@@ -245,7 +245,8 @@ impl ScalarUDFImpl for EventOffsets {
                 continue;
             }
             for i in offsets[row] as usize..offsets[row + 1] as usize {
-                out.values().append_option((!times.is_null(i)).then(|| times.value(i).saturating_sub(starts.value(row))));
+                out.values()
+                    .append_option((!times.is_null(i)).then(|| times.value(i).saturating_sub(starts.value(row))));
             }
             out.append(true);
         }

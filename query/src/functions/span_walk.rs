@@ -218,8 +218,7 @@ mod tests {
         // Half the spans through the state, as a two-phase aggregate does.
         let half = spans.len() / 2;
         let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(parents), Arc::new(marked)];
-        let (mut first, mut second) =
-            (Walk { direction, spans: Vec::new() }, Walk { direction, spans: Vec::new() });
+        let (mut first, mut second) = (Walk { direction, spans: Vec::new() }, Walk { direction, spans: Vec::new() });
         first.update_batch(&columns.iter().map(|c| c.slice(0, half)).collect::<Vec<_>>()).unwrap();
         second.update_batch(&columns.iter().map(|c| c.slice(half, spans.len() - half)).collect::<Vec<_>>()).unwrap();
         let state = first.state().unwrap()[0].to_array().unwrap();

@@ -1,7 +1,7 @@
 //! Trace summaries of chosen traces, summed from their fragments in the
 //! trace index, and the columns of query answers they are read from.
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, Float64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, Float64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use spanlake_storage::TenantId;
@@ -57,10 +57,6 @@ impl Columns<'_> {
     }
 
     /// A numeric column as nullable doubles.
-    pub(crate) fn bools(&self, name: &str) -> Result<&BooleanArray, QueryError> {
-        self.0.column_by_name(name).and_then(|c| c.as_boolean_opt()).ok_or_else(|| missing(name))
-    }
-
     pub(crate) fn floats(&self, name: &str) -> Result<Float64Array, QueryError> {
         let column = self.0.column_by_name(name).ok_or_else(|| missing(name))?;
         let column = cast(column, &DataType::Float64).map_err(arrow_error)?;

@@ -17,7 +17,9 @@
 //! dedicated columns included) and the intrinsics `name`, `status`,
 //! `kind` and `statusMessage`; ids and times are left out, as Tempo does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Deserialize;
 
 use spanlake_storage::schema::{self, Level, SPAN_ID, START_TIME, TRACE_ID};
 
@@ -41,10 +43,22 @@ pub(super) struct Compare {
 /// One side's counts: attribute → value → step start → spans.
 type Counts = BTreeMap<String, HashMap<String, BTreeMap<i64, f64>>>;
 
+/// A row of the aggregate.
+#[derive(Debug, Deserialize)]
+pub(super) struct Row {
+    /// Whether the spans are the selection's.
+    sel: bool,
+    /// The step's start, unix ns.
+    t: i64,
+    attr: String,
+    value: String,
+    /// Spans.
+    n: i64,
+}
+
 impl Compare {
-    /// The aggregate: `sel` (selection or baseline), `t` (the step's start,
-    /// unix ns, as `step`), `attr`, `value` and `n` spans. `kept` is the
-    /// condition for the spans the query keeps.
+    /// The aggregate, in [`Row`]s; `step` is the step start of a span,
+    /// `kept` the condition for the spans the query keeps.
     pub(super) fn sql(&self, compiler: &mut Compiler, kept: &str, step: &str) -> Result<String, TraceQlError> {
         let mut selected = compiler.spanset(&self.selection)?;
         if let Some((start, end)) = self.between {
@@ -56,7 +70,10 @@ impl Compare {
         // The baseline as an anti-join on the selection's keys: a
         // condition with subqueries may not stand in a projection.
         let side = |sel: bool, condition: &str| {
-            format!("SELECT {sel} AS sel, {step} AS t, {} FROM {SPANS_TABLE} WHERE {inside} AND ({kept}) AND {condition}", attribute_lists())
+            format!(
+                "SELECT {sel} AS sel, {step} AS t, {} FROM {SPANS_TABLE} WHERE {inside} AND ({kept}) AND {condition}",
+                attribute_lists()
+            )
         };
         let selection = side(true, &format!("({selected})"));
         let baseline =
@@ -70,19 +87,19 @@ impl Compare {
         ))
     }
 
-    /// The series from the aggregate's rows `(sel, t, attr, value, n)`,
-    /// with a sample at each of `steps` (unix ns).
-    pub(super) fn series(&self, rows: impl IntoIterator<Item = (bool, i64, String, String, f64)>, steps: &[i64]) -> Vec<Series> {
+    /// The series from the aggregate's rows, with a sample at each of
+    /// `steps` (unix ns).
+    pub(super) fn series(&self, rows: Vec<Row>, steps: &[i64]) -> Vec<Series> {
         let (mut selection, mut baseline) = (Counts::new(), Counts::new());
-        for (sel, t, attr, value, n) in rows {
+        for Row { sel, t, attr, value, n } in rows {
             let side = if sel { &mut selection } else { &mut baseline };
-            *side.entry(attr).or_default().entry(value).or_default().entry(t).or_default() += n;
+            *side.entry(attr).or_default().entry(value).or_default().entry(t).or_default() += n as f64;
         }
         let samples = |counts: &BTreeMap<i64, f64>| -> Vec<(i64, f64)> {
             steps.iter().map(|t| (t / 1_000_000, counts.get(t).copied().unwrap_or(0.0))).collect()
         };
         let mut out = Vec::new();
-        let mut too_many = std::collections::BTreeSet::new();
+        let mut too_many = BTreeSet::new();
         for (counts, kind) in [(&baseline, "baseline"), (&selection, "selection")] {
             for (attr, values) in counts {
                 let mut ranked: Vec<(&String, f64)> = values.iter().map(|(v, c)| (v, c.values().sum())).collect();
@@ -116,7 +133,10 @@ impl Compare {
             }
         }
         out.extend(too_many.into_iter().map(|attr| Series {
-            labels: vec![(META_ERROR.to_owned(), LabelValue::Text(TOO_MANY_VALUES.to_owned())), (attr, LabelValue::Nil)],
+            labels: vec![
+                (META_ERROR.to_owned(), LabelValue::Text(TOO_MANY_VALUES.to_owned())),
+                (attr, LabelValue::Nil),
+            ],
             samples: Vec::new(),
         }));
         out
@@ -141,7 +161,8 @@ fn attribute_lists() -> String {
     let (names, values): (Vec<String>, Vec<String>) = fixed.into_iter().map(|(n, v)| (quoted(&n), v)).unzip();
     let blanks = vec!["''"; names.len()].join(", ");
     let maps = [(schema::SPAN_ATTRIBUTES, "span."), (schema::RESOURCE_ATTRIBUTES, "resource.")];
-    let prefixes: Vec<String> = maps.iter().map(|(map, p)| format!("array_repeat('{p}', cardinality({map}))")).collect();
+    let prefixes: Vec<String> =
+        maps.iter().map(|(map, p)| format!("array_repeat('{p}', cardinality({map}))")).collect();
     let keys: Vec<String> = maps.iter().map(|(map, _)| format!("map_keys({map})")).collect();
     let vals: Vec<String> = maps.iter().map(|(map, _)| format!("map_values({map})")).collect();
     format!(

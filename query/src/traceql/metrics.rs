@@ -195,7 +195,7 @@ impl TraceQlMetrics {
 
     /// Whether steps without spans are zeros (counts) rather than absent.
     fn counts(&self) -> bool {
-        matches!(self.function, Function::Rate | Function::Count | Function::Histogram(_) | Function::Compare(_))
+        matches!(self.function, Function::Rate | Function::Count | Function::Histogram(_))
     }
 }
 
@@ -264,17 +264,7 @@ impl QueryEngine {
         let sql = query.sql(&window, step_ns, &mut params).map_err(|e| QueryError::BadRequest(e.to_string()))?;
         let steps: Vec<i64> = (0..points).map(|i| start_ns + i * step_ns).collect();
         if let Function::Compare(compare) = &query.function {
-            let mut rows = Vec::new();
-            for batch in self.batches(tenant, &sql, params).await? {
-                let c = Columns(&batch);
-                let (sel, times) = (c.bools("sel")?, c.ints("t")?);
-                let (attrs, values, counts) = (c.texts("attr")?, c.texts("value")?, c.ints("n")?);
-                for row in 0..batch.num_rows() {
-                    let (attr, value) = (attrs.value(row).to_owned(), values.value(row).to_owned());
-                    rows.push((sel.value(row), times[row], attr, value, counts[row] as f64));
-                }
-            }
-            return Ok(compare.series(rows, &steps));
+            return Ok(compare.series(self.rows(tenant, &sql, params).await?, &steps));
         }
         let names: Vec<String> = query.by.iter().filter_map(label_name).collect();
         let quantiles = match &query.function {

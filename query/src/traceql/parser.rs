@@ -187,7 +187,13 @@ impl<'a> Parser<'a> {
             let number_at = self.here();
             match self.unary()? {
                 Expr::Literal(Literal::Int(n), _) if n >= 0 => numbers.push((n, number_at)),
-                _ => return Err(TraceQlError::at(self.text, number_at, "compare() takes whole numbers after the spanset")),
+                _ => {
+                    return Err(TraceQlError::at(
+                        self.text,
+                        number_at,
+                        "compare() takes whole numbers after the spanset",
+                    ));
+                }
             }
         }
         self.expect(&Token::RParen, ", or )")?;
@@ -203,7 +209,11 @@ impl<'a> Parser<'a> {
             }
             [_, (start, _), (end, _)] => Some((start, end)),
             [_, (_, wrong), ..] => {
-                return Err(TraceQlError::at(self.text, wrong, "compare() takes a start and an end (unix ns), or neither"));
+                return Err(TraceQlError::at(
+                    self.text,
+                    wrong,
+                    "compare() takes a start and an end (unix ns), or neither",
+                ));
             }
         };
         Ok(Stage::Compare { selection, top, between, at })

@@ -409,11 +409,13 @@ impl<'a> Compiler<'a> {
                 _ => return Err(self.err(at, "event:timeSinceStart is compared with =, !=, <, <=, > or >=")),
             }));
         }
-        let (field, width) = if intrinsic == LinkSpanId { (schema::nested::SPAN_ID, 8) } else { (schema::nested::TRACE_ID, 16) };
+        let (field, width) =
+            if intrinsic == LinkSpanId { (schema::nested::SPAN_ID, 8) } else { (schema::nested::TRACE_ID, 16) };
         Ok(Some(match (op, other) {
             (BinaryOp::Eq, Expr::Literal(Literal::Str(hex), value_at)) => {
-                let id = padded_id(hex, width)
-                    .ok_or_else(|| self.err(*value_at, format!("{hex:?} is not an id of at most {width} bytes in hex")))?;
+                let id = padded_id(hex, width).ok_or_else(|| {
+                    self.err(*value_at, format!("{hex:?} is not an id of at most {width} bytes in hex"))
+                })?;
                 let id = self.params.add(datafusion::common::ScalarValue::Binary(Some(id)));
                 format!("nested_id_is({}, '{field}', {id})", schema::LINKS)
             }

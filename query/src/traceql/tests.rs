@@ -527,7 +527,8 @@ async fn compare_sets_a_selection_against_the_baseline_value_by_value() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(dir.path()).await;
     let window = Window { start_ns: BASE, end_ns: BASE + 16_000 * MS };
-    let s = |labels: &[&str], values: &[f64]| (labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(), values.to_vec());
+    let s =
+        |labels: &[&str], values: &[f64]| (labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(), values.to_vec());
     let (from, to) = (BASE + 5_000 * MS, BASE + 10_000 * MS);
     for (query, expected) in [
         (
