@@ -240,20 +240,25 @@ impl QueryEngine {
                      GROUP BY trace_id"
                 )
             }
-            Matching::Fragments { service } => {
+            Matching::Fragments(fragments) => {
                 let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
                 let mut inside = format!("start_time >= {start} AND start_time < {end}");
-                if let Some(service) = service {
+                if let Some(service) = fragments.service {
                     inside = format!("{inside} AND service_name = {}", params.text(service));
                 }
-                let early: Vec<String> =
-                    self.matched_before(tenant, service, &window).await?.iter().map(|id| params.trace_id(id)).collect();
+                let early: Vec<String> = self
+                    .matched_before(tenant, fragments, &window)
+                    .await?
+                    .iter()
+                    .map(|id| params.trace_id(id))
+                    .collect();
                 let early =
                     if early.is_empty() { String::new() } else { format!("OR trace_id IN ({})", early.join(", ")) };
+                let traces = fragments.and_traces_sql(&window, &mut params);
                 format!(
                     "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
                      FROM {TRACE_FRAGMENTS_TABLE}
-                     WHERE start_time >= {lo} AND start_time < {hi}
+                     WHERE start_time >= {lo} AND start_time < {hi}{traces}
                      GROUP BY trace_id
                      HAVING bool_or({inside}) {early}"
                 )

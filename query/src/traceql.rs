@@ -19,7 +19,7 @@ mod tests;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use ast::{Expr, Intrinsic, Query, Scope, Spanset, Stage};
+use ast::{BinaryOp, Expr, Intrinsic, Query, Scope, Spanset, Stage};
 pub(crate) use metrics::MAX_POINTS;
 pub use metrics::{LabelValue, Series, TraceQlMetrics};
 use thiserror::Error;
@@ -83,6 +83,32 @@ impl TraceQl {
 
     fn compile(&self, window: &Window, params: &mut Params) -> Result<String, TraceQlError> {
         sql::Compiler::new(&self.text, params, *window).query(&self.query, false)
+    }
+
+    /// Whether the query asks only about whole traces: `rootServiceName`,
+    /// `rootName` and `traceDuration` against values, joined by `&&`, `||`
+    /// and `!`, in one spanset. Then every span of a trace matches or none
+    /// does, and a search finds the traces in the trace index alone.
+    pub(crate) fn is_trace_level(&self) -> bool {
+        fn whole_trace(expr: &Expr) -> bool {
+            let trace_level = |e: &Expr| {
+                matches!(
+                    e,
+                    Expr::Intrinsic(Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration, _)
+                )
+            };
+            match expr {
+                Expr::Binary(BinaryOp::And | BinaryOp::Or, left, right, _) => whole_trace(left) && whole_trace(right),
+                Expr::Not(inner, _) => whole_trace(inner),
+                Expr::Binary(_, left, right, _) => match (left.as_ref(), right.as_ref()) {
+                    (Expr::Literal(..), other) | (other, Expr::Literal(..)) => trace_level(other),
+                    _ => false,
+                },
+                _ => false,
+            }
+        }
+        self.query.stages.iter().all(|s| matches!(s, Stage::Select(..)))
+            && matches!(&self.query.spanset, Spanset::Filter(Some(expr), _) if whole_trace(expr))
     }
 
     /// The condition a span must meet to be in the query's spansets, for

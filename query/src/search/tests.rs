@@ -82,6 +82,10 @@ fn random_filter(rng: &mut StdRng) -> SpanFilter {
             r#"{ name =~ "q.*" } && { status = error }"#,
             // Roots start long traces, half an hour before their last spans.
             r#"{ resource.service.name = "web" } && { status = error }"#,
+            // About whole traces: answered from the trace index alone.
+            r#"{ rootServiceName = "web" }"#,
+            r#"{ traceDuration > 100ms && !(rootName = "GET /") }"#,
+            r#"{ rootName = "GET /" || traceDuration < 20ms } | select(span.tier)"#,
         ]
         .choose(rng)
         .expect("queries");

@@ -142,19 +142,27 @@ impl TraceQlMetrics {
     /// which refuses metrics stages), once compiled to find its errors.
     fn checked(mut self, position: usize) -> Result<Self, TraceQlError> {
         self.query.stages.truncate(position);
-        self.sql(&Window { start_ns: 0, end_ns: 1 }, NANOS_PER_SECOND, &mut Params::default())?;
+        self.sql(&Window { start_ns: 0, end_ns: 1 }, NANOS_PER_SECOND, &[], &mut Params::default())?;
         Ok(self)
     }
 
     /// The aggregate: `t` (the step's start, unix ns), `g0..` (the `by()`
-    /// values), `b` (a histogram's bucket), `v0..` (the values).
-    fn sql(&self, window: &Window, step_ns: i64, params: &mut Params) -> Result<String, TraceQlError> {
+    /// values), `b` (a histogram's bucket), `v0..` (the values); or
+    /// `compare()`'s, which tells apart the values of the attribute keys
+    /// not `many_valued`.
+    fn sql(
+        &self,
+        window: &Window,
+        step_ns: i64,
+        many_valued: &[String],
+        params: &mut Params,
+    ) -> Result<String, TraceQlError> {
         let mut compiler = Compiler::new(&self.text, params, *window);
         let spans = compiler.query(&self.query, true)?;
         let origin = window.start_ns;
         let step = format!("{origin} + (CAST({START_TIME} AS BIGINT) - {origin}) / {step_ns} * {step_ns}");
         if let Function::Compare(compare) = &self.function {
-            return compare.sql(&mut compiler, &spans, &step);
+            return compare.sql(&mut compiler, &spans, &step, many_valued);
         }
         let mut columns = vec![format!("{step} AS t")];
         let mut groups = vec!["t".to_owned()];
@@ -260,8 +268,14 @@ impl QueryEngine {
                 "{points} points per series is more than {MAX_POINTS}: use a larger step or a shorter range"
             )));
         }
+        let many_valued = match &query.function {
+            Function::Compare(_) => self.many_valued_keys(tenant, &window).await?,
+            _ => Vec::new(),
+        };
         let mut params = Params::default();
-        let sql = query.sql(&window, step_ns, &mut params).map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let sql = query
+            .sql(&window, step_ns, &many_valued, &mut params)
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         let steps: Vec<i64> = (0..points).map(|i| start_ns + i * step_ns).collect();
         if let Function::Compare(compare) = &query.function {
             return Ok(compare.series(self.rows(tenant, &sql, params).await?, &steps));

@@ -536,6 +536,13 @@ fn holds(op: BinaryOp, value: i64, n: i64) -> Option<bool> {
 }
 
 /// The same comparison with its sides swapped.
+/// Whether compiled SQL holds a subquery. Values a query names enter as
+/// parameters, never as text, so every SELECT in it is one the compiler
+/// wrote.
+pub(super) fn has_subquery(sql: &str) -> bool {
+    sql.contains("SELECT")
+}
+
 /// A hex id left-padded with zeros to `width` bytes, as Tempo reads ids.
 fn padded_id(hex: &str, width: usize) -> Option<Vec<u8>> {
     let hex = hex.trim();

@@ -579,3 +579,72 @@ async fn compare_sets_a_selection_against_the_baseline_value_by_value() {
         }
     }
 }
+
+/// A key with more values than a tag summary keeps (a session id) counts
+/// in its totals alone, reported as having too many values; the others
+/// are still told apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_counts_a_many_valued_key_in_its_totals_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = test_support::storage(dir.path()).await;
+    let spans: Vec<Span> = (0..100u8)
+        .map(|i| {
+            let start = BASE + i64::from(i) * MS;
+            Span {
+                trace_id: vec![i + 1; 16],
+                span_id: vec![i + 1; 8],
+                name: "GET /".into(),
+                kind: 2,
+                start_time_unix_nano: start as u64,
+                end_time_unix_nano: (start + MS) as u64,
+                attributes: vec![
+                    kv("session", text(&format!("s{i}"))),
+                    kv("tier", text(if i % 2 == 0 { "gold" } else { "free" })),
+                ],
+                status: Some(Status { code: if i % 10 == 0 { 2 } else { 1 }, message: String::new() }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", text("shop"))], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let tenant = TenantId::default();
+    storage
+        .write(&tenant, storage.decode(Bytes::from(request.encode_to_vec())).expect("decodes"))
+        .await
+        .expect("written");
+    storage.flush().await.expect("flushed");
+    let engine = QueryEngine::new(storage, QueryLimits::default()).expect("engine");
+    let query = TraceQlMetrics::parse("{ } | compare({ status = error })").expect("parses");
+    let window = Window { start_ns: BASE, end_ns: BASE + 1000 * MS };
+    let series = engine.traceql_metrics(&tenant, &query, window, 1000 * MS).await.expect("answers");
+    let all = metric_series(&series);
+    let about = |key: &str| -> Vec<(Vec<String>, Vec<f64>)> {
+        all.iter().filter(|(labels, _)| labels[1].starts_with(&format!("{key}="))).cloned().collect()
+    };
+    let s =
+        |labels: [&str; 2], values: &[f64]| (labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(), values.to_vec());
+    assert_eq!(
+        about("span.session"),
+        vec![
+            s(["__meta_type=baseline_total", "span.session=nil"], &[90.0]),
+            s(["__meta_type=selection_total", "span.session=nil"], &[10.0]),
+            s(["__meta_error=__too_many_values__", "span.session=nil"], &[]),
+        ]
+    );
+    assert_eq!(
+        about("span.tier"),
+        vec![
+            s(["__meta_type=baseline", "span.tier=free"], &[50.0]),
+            s(["__meta_type=baseline", "span.tier=gold"], &[40.0]),
+            s(["__meta_type=baseline_total", "span.tier=nil"], &[90.0]),
+            s(["__meta_type=selection", "span.tier=gold"], &[10.0]),
+            s(["__meta_type=selection_total", "span.tier=nil"], &[10.0]),
+        ]
+    );
+}
