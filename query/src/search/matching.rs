@@ -5,12 +5,13 @@
 //! passes every filter. A filter on the service alone (or no filter), with
 //! TraceQL queries about whole traces at most (`rootServiceName`,
 //! `traceDuration`, ...), is answered from the trace index instead, which
-//! holds a few rows per trace rather than one per span. A fragment (the spans of one trace and
-//! service in one file) that starts inside the window holds a matching
-//! span; one that starts before it may or may not, when it ends inside:
-//! those few traces are checked against their spans, between the window's
-//! start and the latest such fragment's end. Every span of a file starts in
-//! the file's hour, so such a fragment starts less than an hour early.
+//! holds a few rows per trace rather than one per span. A fragment (the
+//! spans of one trace and service in one file) that starts inside the
+//! window holds a matching span; one that starts before it may or may
+//! not, when it ends inside: those few traces are checked against their
+//! spans, between the window's start and the latest such fragment's end.
+//! Every span of a file starts in the file's hour, so such a fragment
+//! starts less than an hour early.
 
 use std::collections::HashMap;
 

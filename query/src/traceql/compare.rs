@@ -29,17 +29,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Deserialize;
 
+use spanlake_storage::TenantId;
 use spanlake_storage::schema::{self, Level, SPAN_ID, START_TIME, TRACE_ID};
 
 use super::TraceQlError;
 use super::ast::Spanset;
 use super::metrics::{LabelValue, Series};
 use super::sql::{Compiler, has_subquery};
-use crate::engine::QueryEngine;
-use crate::engine::SPANS_TABLE;
+use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
 use crate::params::Window;
-use spanlake_storage::TenantId;
 
 const META_TYPE: &str = "__meta_type";
 const META_ERROR: &str = "__meta_error";
