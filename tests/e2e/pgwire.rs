@@ -238,36 +238,42 @@ async fn the_token_guards_the_api_the_ui_and_pgwire_but_not_the_receivers() {
     assert_eq!(text(&right).0.trim(), "4", "{}", text(&right).1);
 }
 
-/// Each attack, and what its error must say over pgwire and over HTTP
-/// (DataFusion's parser, on HTTP, cannot read `COPY … TO STDOUT` at all).
-const ATTACKS: &[(&str, &str, &str)] = &[
-    ("CREATE EXTERNAL TABLE passwd (line TEXT) STORED AS CSV LOCATION '/etc/passwd'", "read-only", "read-only"),
-    ("COPY (SELECT 1) TO '/tmp/spanlake-attack.csv'", "read-only", "read-only"),
-    ("COPY spans TO STDOUT", "read-only", "STDOUT"),
-    ("SELECT * FROM '/etc/passwd'", "/etc/passwd", "/etc/passwd"),
-    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv", "read_csv"),
-    ("SELECT pg_read_file('/etc/passwd')", "pg_read_file", "pg_read_file"),
-    ("SET datafusion.runtime.memory_limit = '100G'", "cannot be changed", "read-only"),
-    ("SET datafusion.execution.target_partitions = 1000", "cannot be changed", "read-only"),
-    ("INSERT INTO spans SELECT * FROM spans", "read-only", "read-only"),
+/// Each attack, and what its error must say over pgwire and over HTTP:
+/// one of those given (a cross join may run out of memory or of time
+/// first, as the machine's load goes). DataFusion's parser, on HTTP,
+/// cannot read `COPY … TO STDOUT` at all.
+const ATTACKS: &[(&str, &[&str], &[&str])] = &[
+    ("CREATE EXTERNAL TABLE passwd (line TEXT) STORED AS CSV LOCATION '/etc/passwd'", &["read-only"], &["read-only"]),
+    ("COPY (SELECT 1) TO '/tmp/spanlake-attack.csv'", &["read-only"], &["read-only"]),
+    ("COPY spans TO STDOUT", &["read-only"], &["STDOUT"]),
+    ("SELECT * FROM '/etc/passwd'", &["/etc/passwd"], &["/etc/passwd"]),
+    ("SELECT * FROM read_csv('/etc/passwd')", &["read_csv"], &["read_csv"]),
+    ("SELECT pg_read_file('/etc/passwd')", &["pg_read_file"], &["pg_read_file"]),
+    ("SET datafusion.runtime.memory_limit = '100G'", &["cannot be changed"], &["read-only"]),
+    ("SET datafusion.execution.target_partitions = 1000", &["cannot be changed"], &["read-only"]),
+    ("INSERT INTO spans SELECT * FROM spans", &["read-only"], &["read-only"]),
     // count(*) alone would be answered from row counts
     (
         "SELECT max(a.duration_ns + e.duration_ns) FROM spans a, spans b, spans c, spans d, spans e",
-        "--query-timeout",
-        "--query-timeout",
+        &["--query-timeout"],
+        &["--query-timeout"],
     ),
-    ("SELECT * FROM spans a, spans b", "--query-max-rows", "--query-max-rows"),
+    ("SELECT * FROM spans a, spans b", &["--query-max-rows"], &["--query-max-rows"]),
     (
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
-        "--query-timeout",
-        "--query-timeout",
+        &["--query-timeout"],
+        &["--query-timeout"],
     ),
     (
         "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT r.n FROM r, (VALUES (1), (2)) v(x)) SELECT count(*) FROM r",
-        "",
-        "",
+        &[""],
+        &[""],
     ),
-    ("SELECT array_agg(repeat('x', 100000)) FROM spans a, spans b", "Resources exhausted", "Resources exhausted"),
+    (
+        "SELECT array_agg(repeat('x', 100000)) FROM spans a, spans b",
+        &["Resources exhausted", "--query-timeout"],
+        &["Resources exhausted", "--query-timeout"],
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,10 +318,10 @@ async fn attack_queries_are_refused_or_cut_off_while_ingest_goes_on() {
         let (status, over_http) = server.sql_response(sql).await;
         let took = started.elapsed();
         assert!(over_pg.contains("ERROR"), "{sql}: {over_pg}");
-        assert!(over_pg.contains(pg_why), "pgwire, {sql}: expected {pg_why:?} in {over_pg}");
+        assert!(pg_why.iter().any(|why| over_pg.contains(why)), "pgwire, {sql}: expected {pg_why:?} in {over_pg}");
         assert!((400..600).contains(&status), "HTTP, {sql}: {status} {over_http}");
         let message = over_http["error"].as_str().unwrap();
-        assert!(message.contains(http_why), "HTTP, {sql}: expected {http_why:?} in {over_http}");
+        assert!(http_why.iter().any(|why| message.contains(why)), "HTTP, {sql}: expected {http_why:?} in {over_http}");
         eprintln!("{took:>8.1?}  {sql}");
     }
     stop.send(()).unwrap();
