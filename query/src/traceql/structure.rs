@@ -177,18 +177,13 @@ impl Compiler<'_> {
         format!("{column} >= {start} AND {column} < {end}")
     }
 
-    /// Traces holding a span that meets `a` and one that meets `b`: the
-    /// only ones where a walk from one to the other can end, so the only
-    /// ones walked. Distinct ids, so that the hash joins hold a trace once
-    /// rather than once per span.
-    fn holding_both(&mut self, a: &str, b: &str) -> String {
-        let traces = |this: &mut Self, condition: &str| {
-            format!(
-                "{TRACE_ID} IN (SELECT DISTINCT {TRACE_ID} FROM {SPANS_TABLE} WHERE {} AND ({condition}))",
-                this.inside(None)
-            )
-        };
-        format!("{} AND {}", traces(self, a), traces(self, b))
+    /// Whether the span's trace holds a span meeting `condition` in the
+    /// window. Walks stay inside traces holding spans of both sides, the
+    /// only ones where a walk from one to the other can end. Distinct ids,
+    /// so that the hash joins hold a trace once rather than once per span.
+    fn in_trace_holding(&mut self, condition: &str) -> String {
+        let inside = self.inside(None);
+        format!("{TRACE_ID} IN (SELECT DISTINCT {TRACE_ID} FROM {SPANS_TABLE} WHERE {inside} AND ({condition}))")
     }
 
     /// The keys of every span below one that meets `condition`, in traces
@@ -208,16 +203,17 @@ impl Compiler<'_> {
     /// those meeting it marked (a union, as a subquery may not stand in a
     /// projection).
     fn walk(&mut self, walk: &str, condition: &str, tested: &str) -> String {
-        let scope = self.holding_both(condition, tested);
+        let (with_marked, with_tested) = (self.in_trace_holding(condition), self.in_trace_holding(tested));
         let inside = self.inside(None);
         let ids = format!("{TRACE_ID}, {SPAN_ID}, {PARENT_SPAN_ID}");
+        // A marked span is in a trace holding one: only `tested` narrows it.
         format!(
             "SELECT span_key({TRACE_ID}, s) AS k FROM (
                 SELECT {TRACE_ID}, unnest(found) AS s FROM (
                     SELECT {TRACE_ID}, {walk}({SPAN_ID}, {PARENT_SPAN_ID}, marked) AS found FROM (
-                        SELECT {ids}, true AS marked FROM {SPANS_TABLE} WHERE {inside} AND {scope} AND ({condition})
+                        SELECT {ids}, true AS marked FROM {SPANS_TABLE} WHERE {inside} AND ({condition}) AND {with_tested}
                         UNION ALL
-                        SELECT {ids}, false FROM {SPANS_TABLE} WHERE {inside} AND {scope}
+                        SELECT {ids}, false FROM {SPANS_TABLE} WHERE {inside} AND {with_marked} AND {with_tested}
                     ) GROUP BY {TRACE_ID}))"
         )
     }
