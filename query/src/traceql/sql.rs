@@ -535,7 +535,6 @@ fn holds(op: BinaryOp, value: i64, n: i64) -> Option<bool> {
     })
 }
 
-/// The same comparison with its sides swapped.
 /// Whether compiled SQL holds a subquery. Values a query names enter as
 /// parameters, never as text, so every SELECT in it is one the compiler
 /// wrote.
@@ -553,6 +552,7 @@ fn padded_id(hex: &str, width: usize) -> Option<Vec<u8>> {
     const_hex::decode(digits).ok()
 }
 
+/// The same comparison with its sides swapped.
 fn flip(op: BinaryOp) -> BinaryOp {
     match op {
         BinaryOp::Lt => BinaryOp::Gt,

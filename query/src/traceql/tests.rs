@@ -554,6 +554,17 @@ async fn compare_sets_a_selection_against_the_baseline_value_by_value() {
             ],
         ),
         (
+            // A selection with a subquery: traces 10 to 12 last over 100 ms.
+            "{ kind = server } | compare({ traceDuration > 100ms })".to_owned(),
+            vec![
+                s(&["__meta_type=baseline", "resource.service.version=1.0"], &[5.0]),
+                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[4.0]),
+                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[9.0]),
+                s(&["__meta_type=selection", "resource.service.version=2.0"], &[3.0]),
+                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[3.0]),
+            ],
+        ),
+        (
             "{ kind = server } | compare({ status = error }, 1)".to_owned(),
             vec![
                 s(&["__meta_type=baseline", "resource.service.version=2.0"], &[5.0]),
