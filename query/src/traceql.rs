@@ -91,17 +91,13 @@ impl TraceQl {
     /// does, and a search finds the traces in the trace index alone.
     pub(crate) fn is_trace_level(&self) -> bool {
         fn whole_trace(expr: &Expr) -> bool {
-            let trace_level = |e: &Expr| {
-                matches!(
-                    e,
-                    Expr::Intrinsic(Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration, _)
-                )
-            };
             match expr {
                 Expr::Binary(BinaryOp::And | BinaryOp::Or, left, right, _) => whole_trace(left) && whole_trace(right),
                 Expr::Not(inner, _) => whole_trace(inner),
                 Expr::Binary(_, left, right, _) => match (left.as_ref(), right.as_ref()) {
-                    (Expr::Literal(..), other) | (other, Expr::Literal(..)) => trace_level(other),
+                    (Expr::Literal(..), Expr::Intrinsic(i, _)) | (Expr::Intrinsic(i, _), Expr::Literal(..)) => {
+                        i.is_trace_level()
+                    }
                     _ => false,
                 },
                 _ => false,

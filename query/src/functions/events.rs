@@ -43,12 +43,8 @@ impl ScalarUDFImpl for SpanHasEvent {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        match &args[0] {
-            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(schema::nested::NAME).is_some()) => {
-                Ok(DataType::Boolean)
-            }
-            other => exec_err!("span_has_event takes the events column first, not {other}"),
-        }
+        nested_list_first(self.name(), "events", schema::nested::NAME, &args[0])?;
+        Ok(DataType::Boolean)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -86,6 +82,15 @@ impl Default for NestedAttributeIs {
     }
 }
 
+/// Checks that a function's first argument is a list of structs with
+/// `field` (events or links, as `what` names them).
+fn nested_list_first(function: &str, what: &str, field: &str, first: &DataType) -> Result<()> {
+    match first {
+        DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(field).is_some()) => Ok(()),
+        other => exec_err!("{function} takes the {what} column first, not {other}"),
+    }
+}
+
 fn utf8(array: &ArrayRef) -> Result<StringArray> {
     Ok(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
 }
@@ -100,12 +105,8 @@ impl ScalarUDFImpl for NestedAttributeIs {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        match &args[0] {
-            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(schema::nested::ATTRIBUTES).is_some()) => {
-                Ok(DataType::Boolean)
-            }
-            other => exec_err!("nested_attribute_is takes the events or links column first, not {other}"),
-        }
+        nested_list_first(self.name(), "events or links", schema::nested::ATTRIBUTES, &args[0])?;
+        Ok(DataType::Boolean)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -159,12 +160,8 @@ impl ScalarUDFImpl for NestedIdIs {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        match &args[0] {
-            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(schema::nested::SPAN_ID).is_some()) => {
-                Ok(DataType::Boolean)
-            }
-            other => exec_err!("nested_id_is takes the links column first, not {other}"),
-        }
+        nested_list_first(self.name(), "links", schema::nested::SPAN_ID, &args[0])?;
+        Ok(DataType::Boolean)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -218,12 +215,8 @@ impl ScalarUDFImpl for EventOffsets {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        match &args[0] {
-            DataType::List(item) if matches!(item.data_type(), DataType::Struct(f) if f.find(schema::nested::TIME).is_some()) => {
-                Ok(DataType::new_list(DataType::Int64, true))
-            }
-            other => exec_err!("event_offsets takes the events column first, not {other}"),
-        }
+        nested_list_first(self.name(), "events", schema::nested::TIME, &args[0])?;
+        Ok(DataType::new_list(DataType::Int64, true))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -110,27 +110,22 @@ struct Walk {
 
 impl Walk {
     /// The ids of the spans below (or above) a marked one, each once.
-    fn walk(&self) -> Vec<Id> {
+    fn walk(&self) -> HashSet<Id> {
         let marked = self.spans.iter().filter(|s| s.marked).map(|s| s.id);
         let mut found: HashSet<Id> = HashSet::new();
-        let mut out = Vec::new();
         match self.direction {
             Direction::Below => {
                 let mut children: HashMap<Id, Vec<Id>> = HashMap::new();
                 for span in self.spans.iter().filter(|s| s.parent != NO_PARENT) {
                     children.entry(span.parent).or_default().push(span.id);
                 }
-                let mut expanded: HashSet<Id> = HashSet::new();
+                // Each span found is expanded once, so a cycle ends.
                 let mut stack: Vec<Id> = marked.collect();
                 while let Some(id) = stack.pop() {
-                    if !expanded.insert(id) {
-                        continue;
-                    }
                     for &child in children.get(&id).into_iter().flatten() {
                         if found.insert(child) {
-                            out.push(child);
+                            stack.push(child);
                         }
-                        stack.push(child);
                     }
                 }
             }
@@ -143,13 +138,12 @@ impl Walk {
                         if !parents.contains_key(&parent) || !found.insert(parent) {
                             break;
                         }
-                        out.push(parent);
                         id = parent;
                     }
                 }
             }
         }
-        out
+        found
     }
 }
 

@@ -39,6 +39,12 @@ pub(crate) enum Intrinsic {
 }
 
 impl Intrinsic {
+    /// A fact about the whole trace (its root, its length), the same for
+    /// each of its spans.
+    pub(crate) fn is_trace_level(self) -> bool {
+        matches!(self, Self::RootName | Self::RootServiceName | Self::TraceDuration)
+    }
+
     /// The name Tempo gives it.
     pub(crate) fn name(self) -> &'static str {
         match self {

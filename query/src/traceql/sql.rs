@@ -255,12 +255,9 @@ impl<'a> Compiler<'a> {
         right: &Expr,
         at: usize,
     ) -> Result<Option<String>, TraceQlError> {
-        let is_trace_level = |e: &Expr| {
-            matches!(e, Expr::Intrinsic(Intrinsic::RootName | Intrinsic::RootServiceName | Intrinsic::TraceDuration, _))
-        };
         let (intrinsic, other, column_left) = match (left, right) {
-            (Expr::Intrinsic(i, _), other) if is_trace_level(left) => (*i, other, true),
-            (other, Expr::Intrinsic(i, _)) if is_trace_level(right) => (*i, other, false),
+            (Expr::Intrinsic(i, _), other) if i.is_trace_level() => (*i, other, true),
+            (other, Expr::Intrinsic(i, _)) if i.is_trace_level() => (*i, other, false),
             _ => return Ok(None),
         };
         let Expr::Literal(..) = other else {

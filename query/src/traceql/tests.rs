@@ -527,52 +527,39 @@ async fn compare_sets_a_selection_against_the_baseline_value_by_value() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(dir.path()).await;
     let window = Window { start_ns: BASE, end_ns: BASE + 16_000 * MS };
-    let s =
-        |labels: &[&str], values: &[f64]| (labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(), values.to_vec());
+    // One side's `resource.service.version` series: its values, most spans
+    // first, then its total.
+    let side = |kind: &str, values: &[(&str, f64)], total: f64| -> Vec<(Vec<String>, Vec<f64>)> {
+        let key = "resource.service.version";
+        let label = |kind: String, value: &str| vec![format!("__meta_type={kind}"), format!("{key}={value}")];
+        let values = values.iter().map(|(value, n)| (label(kind.to_owned(), value), vec![*n]));
+        values.chain([(label(format!("{kind}_total"), "nil"), vec![total])]).collect()
+    };
+    let too_many =
+        (vec!["__meta_error=__too_many_values__".to_owned(), "resource.service.version=nil".to_owned()], vec![]);
     let (from, to) = (BASE + 5_000 * MS, BASE + 10_000 * MS);
     for (query, expected) in [
         (
             "{ kind = server } | compare({ status = error })".to_owned(),
-            vec![
-                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[5.0]),
-                s(&["__meta_type=baseline", "resource.service.version=1.0"], &[4.0]),
-                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[9.0]),
-                s(&["__meta_type=selection", "resource.service.version=2.0"], &[2.0]),
-                s(&["__meta_type=selection", "resource.service.version=1.0"], &[1.0]),
-                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[3.0]),
-            ],
+            [
+                side("baseline", &[("2.0", 5.0), ("1.0", 4.0)], 9.0),
+                side("selection", &[("2.0", 2.0), ("1.0", 1.0)], 3.0),
+            ]
+            .concat(),
         ),
         (
             // Only trace 8's error starts between 5 s and 10 s.
             format!("{{ kind = server }} | compare({{ status = error }}, 10, {from}, {to})"),
-            vec![
-                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[6.0]),
-                s(&["__meta_type=baseline", "resource.service.version=1.0"], &[5.0]),
-                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[11.0]),
-                s(&["__meta_type=selection", "resource.service.version=2.0"], &[1.0]),
-                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[1.0]),
-            ],
+            [side("baseline", &[("2.0", 6.0), ("1.0", 5.0)], 11.0), side("selection", &[("2.0", 1.0)], 1.0)].concat(),
         ),
         (
             // A selection with a subquery: traces 10 to 12 last over 100 ms.
             "{ kind = server } | compare({ traceDuration > 100ms })".to_owned(),
-            vec![
-                s(&["__meta_type=baseline", "resource.service.version=1.0"], &[5.0]),
-                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[4.0]),
-                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[9.0]),
-                s(&["__meta_type=selection", "resource.service.version=2.0"], &[3.0]),
-                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[3.0]),
-            ],
+            [side("baseline", &[("1.0", 5.0), ("2.0", 4.0)], 9.0), side("selection", &[("2.0", 3.0)], 3.0)].concat(),
         ),
         (
             "{ kind = server } | compare({ status = error }, 1)".to_owned(),
-            vec![
-                s(&["__meta_type=baseline", "resource.service.version=2.0"], &[5.0]),
-                s(&["__meta_type=baseline_total", "resource.service.version=nil"], &[9.0]),
-                s(&["__meta_type=selection", "resource.service.version=2.0"], &[2.0]),
-                s(&["__meta_type=selection_total", "resource.service.version=nil"], &[3.0]),
-                s(&["__meta_error=__too_many_values__", "resource.service.version=nil"], &[]),
-            ],
+            [side("baseline", &[("2.0", 5.0)], 9.0), side("selection", &[("2.0", 2.0)], 3.0), vec![too_many]].concat(),
         ),
     ] {
         let parsed = TraceQlMetrics::parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
