@@ -141,6 +141,7 @@ mod tests {
             schema_version: 1,
             level: 0,
             trace_index: None,
+            covers: Vec::new(),
         }
     }
 

@@ -3,9 +3,9 @@
 //!
 //! Newest first (the default) walks the window from its newest spans back
 //! and stops once the page is decided (`newest.rs`). Sorted by duration,
-//! every matching trace in the window is ranked: its keys (id, start,
-//! duration) from its fragments, then the summaries of the page's traces
-//! alone (`summary.rs`).
+//! it walks the rankings of finished hours from the head and groups the
+//! fragments of the rest (`by_duration.rs`). Either way the summaries are
+//! read for the page's traces alone (`summary.rs`).
 //!
 //! Pages are cut by key, not by offset: a cursor holds the window, the sort,
 //! a hash of the filters and the sort key and id of the last trace sent;
@@ -13,11 +13,11 @@
 //! first page, so spans arriving while a client pages (new traces after
 //! that end) neither push traces onto the next page nor pull them back.
 
+mod by_duration;
 mod matching;
 mod newest;
 mod summary;
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use base64::Engine;
@@ -27,10 +27,9 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::ToSchema;
 
-use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
+use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::params::{Params, SpanFilter, Window, bad};
-use matching::Matching;
+use crate::params::{SpanFilter, Window, bad};
 pub(crate) use summary::Columns;
 use summary::Summary;
 
@@ -198,89 +197,6 @@ impl QueryEngine {
             .encode()
         });
         Ok(Page { traces, next_cursor })
-    }
-
-    /// The `limit + 1` traces after `after` in a duration order, with their
-    /// summaries: the keys of every matching trace, ranked, then the
-    /// summaries of the page's traces alone.
-    async fn by_duration(
-        &self,
-        tenant: &TenantId,
-        filter: &SpanFilter,
-        window: Window,
-        order: SearchOrder,
-        after: Option<&After>,
-        limit: usize,
-    ) -> Result<Vec<Summary>, QueryError> {
-        let mut params = Params::default();
-        let direction = if order == SearchOrder::DurationAsc { "ASC" } else { "DESC" };
-        let keyset = match after {
-            Some(after) => {
-                let key = params.int(after.key);
-                let id = params.trace_id(&after.trace_id);
-                let beyond = if order == SearchOrder::DurationAsc { ">" } else { "<" };
-                format!("WHERE duration_ns {beyond} {key} OR (duration_ns = {key} AND trace_id {beyond} {id})")
-            }
-            None => String::new(),
-        };
-        let fragments =
-            (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
-        let (lo, hi) = (params.time(fragments.0), params.time(fragments.1));
-        // Keys only (trace ids and time bounds), so that millions of
-        // matching traces cost little; from the trace index alone when it
-        // can tell which traces match, in the same pass that sums them up.
-        let keyed = match Matching::of(filter) {
-            Matching::Spans(filter) => {
-                let matching = filter.where_sql(&window, &mut params);
-                format!(
-                    "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
-                     FROM {TRACE_FRAGMENTS_TABLE}
-                     WHERE start_time >= {lo} AND start_time < {hi}
-                       AND trace_id IN (SELECT trace_id FROM {SPANS_TABLE} WHERE {matching})
-                     GROUP BY trace_id"
-                )
-            }
-            Matching::Fragments(fragments) => {
-                let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
-                let mut inside = format!("start_time >= {start} AND start_time < {end}");
-                if let Some(service) = fragments.service {
-                    inside = format!("{inside} AND service_name = {}", params.text(service));
-                }
-                let early: Vec<String> = self
-                    .matched_before(tenant, fragments, &window)
-                    .await?
-                    .iter()
-                    .map(|id| params.trace_id(id))
-                    .collect();
-                let early =
-                    if early.is_empty() { String::new() } else { format!("OR trace_id IN ({})", early.join(", ")) };
-                let traces = fragments.and_traces_sql(&window, &mut params);
-                format!(
-                    "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
-                     FROM {TRACE_FRAGMENTS_TABLE}
-                     WHERE start_time >= {lo} AND start_time < {hi}{traces}
-                     GROUP BY trace_id
-                     HAVING bool_or({inside}) {early}"
-                )
-            }
-        };
-        let sql = format!(
-            "WITH keyed AS ({keyed})
-             SELECT trace_id, duration_ns FROM keyed {keyset}
-             ORDER BY duration_ns {direction}, trace_id {direction}
-             LIMIT {}",
-            limit + 1
-        );
-        let mut ids: Vec<TraceId> = Vec::new();
-        for batch in self.batches(tenant, &sql, params).await? {
-            let c = Columns(&batch);
-            for row in 0..batch.num_rows() {
-                ids.push(c.trace_id("trace_id", row)?);
-            }
-        }
-        let mut summaries: HashMap<TraceId, Summary> =
-            self.summaries(tenant, &ids, fragments).await?.into_iter().map(|s| (s.trace_id, s)).collect();
-        Ok(ids.iter().filter_map(|id| summaries.remove(id)).collect())
     }
 }
 

@@ -63,7 +63,7 @@ impl DataTable {
         let Some(ids) = &filter.trace_ids else { return candidates.collect() };
         match self.kind {
             FileKind::Spans => candidates.filter(|f| self.trace_files.may_hold(f, ids)).collect(),
-            FileKind::Edges => candidates.collect(),
+            FileKind::Edges | FileKind::TraceDurations => candidates.collect(),
             FileKind::TraceIndex => {
                 let ruled_out: HashSet<&str> = snapshot
                     .files(FileKind::Spans)
@@ -118,7 +118,7 @@ impl DataTable {
             FileKind::Spans => Ok(spans),
             FileKind::TraceIndex => Ok(spans.iter().map(trace_index::fragments_of_spans).collect::<Result<_, _>>()?),
             // Edges of buffered spans are made where the graph is summed.
-            FileKind::Edges => Ok(Vec::new()),
+            FileKind::Edges | FileKind::TraceDurations => Ok(Vec::new()),
         }
     }
 }

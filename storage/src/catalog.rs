@@ -65,6 +65,10 @@ pub struct DataFile {
     /// file then covered an hour's compacted files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_index: Option<String>,
+    /// Trace-duration files: the fragment files they were computed from;
+    /// the file is current while exactly these are live in its hours.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<String>,
 }
 
 /// A file no longer in the manifest, to be deleted after the grace period.

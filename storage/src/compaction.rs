@@ -134,8 +134,9 @@ pub(crate) fn plan(files: &[DataFile], now_secs: i64, config: &CompactionConfig)
         match file.kind {
             FileKind::Spans => spans.push(file),
             FileKind::TraceIndex => fragments.push(file),
-            // Edge files merge their own way (`maintenance.rs`).
-            FileKind::Edges => {}
+            // Edge files merge their own way (`maintenance.rs`); trace
+            // durations are recomputed, not merged.
+            FileKind::Edges | FileKind::TraceDurations => {}
         }
     }
     let mut jobs = Vec::new();

@@ -119,6 +119,7 @@ impl FileKind {
             Self::Spans => schema::span_schema(),
             Self::TraceIndex => schema::trace_index_schema(),
             Self::Edges => schema::edges_schema(),
+            Self::TraceDurations => schema::trace_durations_schema(),
         }
     }
 
@@ -127,6 +128,7 @@ impl FileKind {
             Self::Spans => &schema::SORT_COLUMNS,
             Self::TraceIndex => &schema::trace_index::SORT_COLUMNS,
             Self::Edges => &schema::edges::SORT_COLUMNS,
+            Self::TraceDurations => &schema::trace_durations::SORT_COLUMNS,
         }
     }
 }
@@ -257,6 +259,8 @@ pub struct FileSink {
     /// Span files: the tags of the rows, known before they are written
     /// (compaction's inputs); otherwise summarized from the rows.
     tags: Option<Arc<TagSummary>>,
+    /// Footer entries besides the schema version and the tags.
+    metadata: Vec<KeyValue>,
     open: Option<(AsyncArrowWriter<BufWriter>, FileStats)>,
 }
 
@@ -268,7 +272,12 @@ impl std::fmt::Debug for FileSink {
 
 impl FileSink {
     pub fn new(store: Arc<dyn ObjectStore>, path: DataFilePath, level: u8) -> Self {
-        Self { store, path, level, tags: None, open: None }
+        Self { store, path, level, tags: None, metadata: Vec::new(), open: None }
+    }
+
+    /// Adds a footer entry, written when the file is finished.
+    pub fn add_metadata(&mut self, key: &str, value: String) {
+        self.metadata.push(KeyValue::new(key.to_owned(), value));
     }
 
     /// Span files: `tags` holds the tags of every row to be written (and
@@ -302,6 +311,19 @@ impl FileSink {
         self.open.as_ref().map_or(0, |(writer, _)| writer.bytes_written())
     }
 
+    /// Row groups written so far.
+    pub fn row_groups(&self) -> usize {
+        self.open.as_ref().map_or(0, |(writer, _)| writer.flushed_row_groups().len())
+    }
+
+    /// Ends the row group being written, so the next row starts a new one.
+    pub async fn end_row_group(&mut self) -> Result<(), ParquetError> {
+        match &mut self.open {
+            Some((writer, _)) => writer.flush().await,
+            None => Ok(()),
+        }
+    }
+
     /// Closes the file; `None` if no row was written.
     pub async fn finish(self) -> Result<Option<DataFile>, ParquetError> {
         let Some((mut writer, stats)) = self.open else { return Ok(None) };
@@ -311,6 +333,9 @@ impl FileSink {
         };
         if let Some(tags) = tags {
             writer.append_key_value_metadata(KeyValue::new(tag_summary::FOOTER_KEY.to_owned(), tags.to_json()));
+        }
+        for entry in self.metadata {
+            writer.append_key_value_metadata(entry);
         }
         writer.close().await?;
         let path = self.path.to_path();
@@ -327,6 +352,7 @@ impl FileSink {
             schema_version: SCHEMA_VERSION,
             level: self.level,
             trace_index: None,
+            covers: Vec::new(),
         }))
     }
 

@@ -21,6 +21,7 @@ pub mod paths;
 mod remote_service;
 pub mod schema;
 pub mod tag_summary;
+pub mod trace_durations;
 pub mod trace_filter;
 pub mod trace_index;
 pub mod wal;

@@ -7,7 +7,9 @@
 //! 3. **Edges** match the open ends of the dependency edge files flushed
 //!    since the last round with those still waiting, and merge edge files
 //!    by level (see `edges.rs`).
-//! 4. **Deletion** removes files that left the manifest more than the grace
+//! 4. **Trace durations** rank the traces of hours that are finished and
+//!    merged, for searches sorted by duration (see `trace_durations.rs`).
+//! 5. **Deletion** removes files that left the manifest more than the grace
 //!    period ago, so a query planned on an older manifest still finds them.
 //!
 //! Every change is a manifest commit; a compaction that lost its inputs to
@@ -28,6 +30,7 @@ use crate::error::StorageError;
 use crate::flush::on_blocking_pool;
 use crate::metrics::TenantLabel;
 use crate::paths::{FileKind, TenantId};
+use crate::trace_durations;
 
 impl Storage {
     /// Runs upkeep every compaction interval until `stop`.
@@ -54,6 +57,10 @@ impl Storage {
             if let Err(error) = self.maintain_edges(&tenant).await {
                 self.metrics.compaction_errors.inc();
                 warn!(%tenant, %error, "edge upkeep failed");
+            }
+            if let Err(error) = self.rank_trace_durations(&tenant).await {
+                self.metrics.compaction_errors.inc();
+                warn!(%tenant, %error, "trace durations failed");
             }
             self.delete_tombstones(&tenant).await?;
         }
@@ -137,6 +144,50 @@ impl Storage {
                 Err(error.into())
             }
         }
+    }
+
+    /// Writes the trace-duration files that are due, a few hours a round
+    /// so that a backlog (a restart over a day of data) does not hold up
+    /// the other upkeep.
+    async fn rank_trace_durations(&self, tenant: &TenantId) -> Result<(), StorageError> {
+        const HOURS_PER_ROUND: usize = 2;
+        let manifest = self.catalog.manifest(tenant);
+        let now = self.clock().now_secs();
+        for due in trace_durations::due(&manifest, now, &self.config.compaction).into_iter().take(HOURS_PER_ROUND) {
+            let started = Instant::now();
+            let (store, owner) = (self.object_store(), tenant.clone());
+            let work = async move {
+                let file = trace_durations::write(store, owner, &due).await;
+                (due, file)
+            };
+            let (due, file) = on_blocking_pool(work).await?;
+            let Some(file) = file? else { continue };
+            self.sync_local(std::slice::from_ref(&file.path)).await?;
+            let committed = self
+                .catalog
+                .commit(tenant, |base| {
+                    let stale: Vec<String> =
+                        due.stale.iter().filter(|p| base.files.iter().any(|f| &f.path == *p)).cloned().collect();
+                    let mut next = base.without(&stale, self.clock().now_ms())?;
+                    next.files.push(file.clone());
+                    Ok::<_, CatalogError>(next)
+                })
+                .await;
+            match committed {
+                Ok(manifest) => {
+                    let label = TenantLabel::new(tenant);
+                    self.metrics.compaction_bytes_written.get_or_create(&label).inc_by(file.size);
+                    self.update_file_metrics(tenant, &manifest);
+                    let seconds = started.elapsed().as_secs_f64();
+                    info!(%tenant, hour = due.hour, traces = file.rows, seconds, "ranked trace durations");
+                }
+                Err(error) => {
+                    self.delete_quietly(vec![file.path]).await;
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn delete_tombstones(&self, tenant: &TenantId) -> Result<(), StorageError> {

@@ -96,6 +96,9 @@ pub enum FileKind {
     TraceIndex,
     /// Dependency calls and the open ends of calls (`edges.rs`).
     Edges,
+    /// Every trace of a finished hour with its duration, in sorted runs
+    /// (`trace_durations.rs`).
+    TraceDurations,
 }
 
 impl FileKind {
@@ -104,11 +107,12 @@ impl FileKind {
             Self::Spans => "spans",
             Self::TraceIndex => "trace_index",
             Self::Edges => "edges",
+            Self::TraceDurations => "trace_durations",
         }
     }
 
     fn from_dir(dir: &str) -> Option<Self> {
-        [Self::Spans, Self::TraceIndex, Self::Edges].into_iter().find(|k| k.dir() == dir)
+        [Self::Spans, Self::TraceIndex, Self::Edges, Self::TraceDurations].into_iter().find(|k| k.dir() == dir)
     }
 }
 

@@ -248,6 +248,14 @@ pub mod trace_index {
     pub const SORT_COLUMNS: [&str; 2] = [SERVICE_NAME, TRACE_ID];
 }
 
+/// Columns of trace-duration files: one row per trace of an hour.
+pub mod trace_durations {
+    pub const TRACE_ID: &str = "trace_id";
+    pub const DURATION_NS: &str = "duration_ns";
+    /// Each run of a file (`trace_durations.rs`) is sorted by these.
+    pub const SORT_COLUMNS: [&str; 2] = [DURATION_NS, TRACE_ID];
+}
+
 pub fn label_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
@@ -383,6 +391,19 @@ static TRACE_INDEX_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The schema of trace-index files.
 pub fn trace_index_schema() -> SchemaRef {
     Arc::clone(&TRACE_INDEX_SCHEMA)
+}
+
+static TRACE_DURATIONS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use trace_durations::*;
+    Arc::new(Schema::new(vec![
+        Field::new(TRACE_ID, id_type(16), false),
+        Field::new(DURATION_NS, DataType::Int64, false),
+    ]))
+});
+
+/// The schema of trace-duration files.
+pub fn trace_durations_schema() -> SchemaRef {
+    Arc::clone(&TRACE_DURATIONS_SCHEMA)
 }
 
 static EDGES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {

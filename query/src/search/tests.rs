@@ -12,7 +12,8 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::engine::{QueryLimits, trace_summary_sql};
+use crate::engine::{QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, trace_summary_sql};
+use crate::params::Params;
 use crate::params::TagFilter;
 use crate::test_support::{self, attribute};
 use crate::traceql::TraceQl;
@@ -143,26 +144,22 @@ async fn engine(rng: &mut StdRng, dir: &std::path::Path) -> QueryEngine {
     QueryEngine::new(storage, QueryLimits::default()).expect("engine")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_page_is_the_page_of_a_brute_force_ranking() {
-    let mut rng = StdRng::seed_from_u64(16);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let engine = engine(&mut rng, dir.path()).await;
+/// Random searches, each checked page by page against brute force.
+async fn every_page_matches_brute_force(engine: &QueryEngine, rng: &mut StdRng, cases: usize) {
     let tenant = TenantId::default();
-    for case in 0..30 {
+    for case in 0..cases {
         let start = BASE + rng.random_range(-600..7200) * SECOND;
         let end = start + rng.random_range(1..9000) * SECOND;
-        let order = *[SearchOrder::StartDesc, SearchOrder::DurationDesc, SearchOrder::DurationAsc]
-            .choose(&mut rng)
-            .expect("orders");
+        let order =
+            *[SearchOrder::StartDesc, SearchOrder::DurationDesc, SearchOrder::DurationAsc].choose(rng).expect("orders");
         let mut request = SearchRequest {
-            filter: random_filter(&mut rng),
+            filter: random_filter(rng),
             window: Window { start_ns: start, end_ns: end },
             order,
             limit: rng.random_range(2..12),
             cursor: None,
         };
-        let expected = brute_force(&engine, &request).await;
+        let expected = brute_force(engine, &request).await;
         let mut got: Vec<Summary> = Vec::new();
         for page in 0.. {
             let Page { traces, next_cursor } = engine.page(&tenant, &request).await.expect("a page");
@@ -177,6 +174,43 @@ async fn every_page_is_the_page_of_a_brute_force_ranking() {
         }
         assert_eq!(got.len(), expected.len(), "case {case}: every match on some page");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_is_the_page_of_a_brute_force_ranking() {
+    let mut rng = StdRng::seed_from_u64(16);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(&mut rng, dir.path()).await;
+    every_page_matches_brute_force(&engine, &mut rng, 30).await;
+}
+
+/// Sorted by duration, hours that upkeep ranked are walked, not grouped:
+/// the same pages, with rankings for some hours and not others.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_by_duration_are_the_same_from_ranked_hours() {
+    let mut rng = StdRng::seed_from_u64(17);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = engine(&mut rng, dir.path()).await;
+    let ranked = |engine: &QueryEngine| {
+        let snapshot = engine.storage().snapshot(&TenantId::default());
+        spanlake_storage::trace_durations::current(&snapshot).len()
+    };
+    // Upkeep merges the hours first, then ranks them, a few a round.
+    for _ in 0..6 {
+        engine.storage().maintain().await.expect("upkeep");
+    }
+    let all = ranked(&engine);
+    assert!(all >= 2, "the finished hours are ranked");
+    every_page_matches_brute_force(&engine, &mut rng, 30).await;
+
+    // Late spans in one hour: its ranking and its neighbours' go stale,
+    // and those hours are grouped again.
+    let storage = engine.storage();
+    let late = storage.decode(random_trace(&mut rng, 1000)).expect("decodes");
+    storage.write(&TenantId::default(), late).await.expect("written");
+    storage.flush().await.expect("flushed");
+    assert!(ranked(&engine) < all, "rankings of the late spans' hours are stale");
+    every_page_matches_brute_force(&engine, &mut rng, 15).await;
 }
 
 /// `{a} && {b}` holds for a trace whose `a` and `b` spans fall in different

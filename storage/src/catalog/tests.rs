@@ -16,6 +16,7 @@ fn file(path: &str) -> DataFile {
         schema_version: 1,
         level: 0,
         trace_index: None,
+        covers: Vec::new(),
     }
 }
 

@@ -186,6 +186,7 @@ fn file(path: &str, size: u64, level: u8, paired: bool) -> DataFile {
         schema_version: 1,
         level,
         trace_index: paired.then(|| format!("{path}-ti")),
+        covers: Vec::new(),
     }
 }
 

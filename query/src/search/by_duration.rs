@@ -1,0 +1,360 @@
+//! Search sorted by trace duration.
+//!
+//! Ranking a window's traces by duration takes every fragment of the
+//! window grouped by trace, whatever the page. Hours that upkeep has
+//! ranked already (`spanlake_storage::trace_durations`: every trace of a
+//! finished hour with its whole duration, in sorted runs) are not grouped
+//! again: their rankings are merged from the head, and each trace met is
+//! checked against the filter, until the page is decided. The rest of the
+//! window (the hours being written, hours whose ranking is stale) is
+//! grouped as before, and the two merge:
+//!
+//! ```text
+//!  window:   |-- ranked hours: walk the head, check the filter --|-- the rest: group its fragments --|
+//!                                      └────────── merge, first limit + 1 ──────────┘
+//! ```
+//!
+//! The walk stops at the first trace that cannot beat the page's last one:
+//! rankings are in order, so no later trace can. Checks go by batches of
+//! ids (the Parquet bloom filters prune for literal lists). A trace with
+//! no filter to pass, in an hour wholly inside the window, needs no check:
+//! its fragment in that hour holds a span in the window.
+
+use std::collections::HashSet;
+
+use tracing::debug;
+
+use spanlake_storage::ids::TraceId;
+use spanlake_storage::trace_durations::{self, Ranked, Ranking};
+use spanlake_storage::{DataFile, TenantId};
+
+use super::matching::Matching;
+use super::summary::{Columns, Summary};
+use super::{After, SUMMARY_MARGIN_NS, SearchOrder};
+use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
+use crate::error::QueryError;
+use crate::params::{HOUR_NS, Params, SpanFilter, Window};
+
+/// Trace ids checked against the filter per query. Tests check a few at
+/// a time, so that walks of their few traces take many checks and some
+/// give up.
+const CHECK_IDS: usize = if cfg!(test) { 4 } else { 256 };
+
+/// Checks a walk makes at most. A filter that few of the longest traces
+/// pass makes the walk check most of the window, one query per batch:
+/// past this, grouping the window's matching traces is cheaper.
+const MAX_CHECKS: usize = 4;
+
+/// A trace's place in a duration order, and its id.
+type Key = (i64, TraceId);
+
+/// The parts of `window` that no ranked hour covers, oldest first.
+fn unranked(window: &Window, ranked: &[&DataFile]) -> Vec<Window> {
+    let mut hours: Vec<i64> = ranked.iter().map(|f| f.hour.saturating_mul(1_000_000_000)).collect();
+    hours.sort_unstable();
+    let mut slices = Vec::new();
+    let mut from = window.start_ns;
+    for hour in hours {
+        if hour > from {
+            slices.push(Window { start_ns: from, end_ns: hour.min(window.end_ns) });
+        }
+        from = from.max(hour.saturating_add(HOUR_NS));
+    }
+    if from < window.end_ns {
+        slices.push(Window { start_ns: from, end_ns: window.end_ns });
+    }
+    slices
+}
+
+/// The best `limit + 1` traces found so far, in order.
+struct Page {
+    keys: Vec<Key>,
+    limit: usize,
+    longest_first: bool,
+}
+
+impl Page {
+    fn before(&self, a: &Key, b: &Key) -> bool {
+        if self.longest_first { a > b } else { a < b }
+    }
+
+    fn holds(&self, id: &TraceId) -> bool {
+        self.keys.iter().any(|(_, held)| held == id)
+    }
+
+    fn add(&mut self, key: Key) {
+        if self.holds(&key.1) {
+            return;
+        }
+        let at = self.keys.partition_point(|k| self.before(k, &key));
+        self.keys.insert(at, key);
+        self.keys.truncate(self.limit + 1);
+    }
+
+    /// Whether every trace from `key` on is out of the page.
+    fn closed_at(&self, key: &Key) -> bool {
+        self.keys.len() > self.limit && !self.before(key, &self.keys[self.limit])
+    }
+}
+
+impl QueryEngine {
+    /// The `limit + 1` traces after `after` in a duration order, with their
+    /// summaries.
+    pub(super) async fn by_duration(
+        &self,
+        tenant: &TenantId,
+        filter: &SpanFilter,
+        window: Window,
+        order: SearchOrder,
+        after: Option<&After>,
+        limit: usize,
+    ) -> Result<Vec<Summary>, QueryError> {
+        let snapshot = self.storage().snapshot(tenant);
+        let ranked: Vec<&DataFile> = trace_durations::current(&snapshot)
+            .into_iter()
+            .filter(|f| {
+                let start = f.hour.saturating_mul(1_000_000_000);
+                start < window.end_ns && start.saturating_add(HOUR_NS) > window.start_ns
+            })
+            .collect();
+        let longest_first = order == SearchOrder::DurationDesc;
+        let mut page = Page { keys: Vec::new(), limit, longest_first };
+        for slice in unranked(&window, &ranked) {
+            for key in self.grouped(tenant, filter, &window, slice, longest_first, after, limit).await? {
+                page.add(key);
+            }
+        }
+        if !ranked.is_empty() {
+            let from = after.map(|a| (a.key, a.trace_id.0));
+            let ranking = Ranking::open(self.storage().object_store(), &ranked, longest_first, from).await?;
+            if !self.walk(tenant, filter, &window, ranking, &mut page).await? {
+                page.keys = self.grouped(tenant, filter, &window, window, longest_first, after, limit).await?;
+            }
+        }
+        let ids: Vec<TraceId> = page.keys.iter().map(|(_, id)| *id).collect();
+        let margin =
+            (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
+        let mut summaries: std::collections::HashMap<TraceId, Summary> =
+            self.summaries(tenant, &ids, margin).await?.into_iter().map(|s| (s.trace_id, s)).collect();
+        Ok(ids.iter().filter_map(|id| summaries.remove(id)).collect())
+    }
+
+    /// Walks ranked hours into `page` until nothing left can enter it;
+    /// `false` if that takes more than [`MAX_CHECKS`] checks.
+    async fn walk(
+        &self,
+        tenant: &TenantId,
+        filter: &SpanFilter,
+        window: &Window,
+        mut ranking: Ranking,
+        page: &mut Page,
+    ) -> Result<bool, QueryError> {
+        let free = *filter == SpanFilter::default();
+        let inside = |hour: i64| {
+            let start = hour.saturating_mul(1_000_000_000);
+            start >= window.start_ns && start.saturating_add(HOUR_NS) <= window.end_ns
+        };
+        // Traces checked and not matched: a check covers the whole window,
+        // so they fail it from any hour.
+        let mut rejected: HashSet<TraceId> = HashSet::new();
+        let matching = Matching::of(filter);
+        let mut checks = 0;
+        loop {
+            checks += 1;
+            let mut batch: Vec<Ranked> = Vec::new();
+            let mut done = true;
+            while let Some(next) = ranking.next().await? {
+                let key = (next.duration_ns, TraceId(next.trace_id));
+                if page.closed_at(&key) {
+                    break;
+                }
+                if page.holds(&key.1) || rejected.contains(&key.1) {
+                    continue;
+                }
+                if free && inside(next.hour) {
+                    page.add(key);
+                    continue;
+                }
+                batch.push(next);
+                if batch.len() == CHECK_IDS {
+                    done = false;
+                    break;
+                }
+            }
+            let ids: Vec<TraceId> = batch.iter().map(|r| TraceId(r.trace_id)).collect();
+            let matched = self.matching_among(tenant, matching, window, &ids).await?;
+            for r in batch {
+                let id = TraceId(r.trace_id);
+                if matched.contains(&id) {
+                    page.add((r.duration_ns, id));
+                } else {
+                    rejected.insert(id);
+                }
+            }
+            if done {
+                debug!(checks, rejected = rejected.len(), "duration ranking walked");
+                return Ok(true);
+            }
+            if checks == MAX_CHECKS {
+                debug!(checks, rejected = rejected.len(), "duration ranking too sparse; grouping instead");
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Which of `traces` the search matches: with a span in `window` that
+    /// passes the filter.
+    async fn matching_among(
+        &self,
+        tenant: &TenantId,
+        matching: Matching<'_>,
+        window: &Window,
+        traces: &[TraceId],
+    ) -> Result<HashSet<TraceId>, QueryError> {
+        if traces.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let fragments = match matching {
+            Matching::Spans(filter) => {
+                let mut params = Params::default();
+                let condition = filter.where_sql(window, &mut params);
+                return self.ids_among(tenant, SPANS_TABLE, condition, params, traces).await;
+            }
+            Matching::Fragments(fragments) => fragments,
+        };
+        // Rows (fragments or spans) of the service, in traces that pass,
+        // starting in [from, until).
+        let starting = |from: i64, until: i64, params: &mut Params| {
+            let (from, until) = (params.time(from), params.time(until));
+            format!("start_time >= {from} AND start_time < {until}{}", fragments.and_sql(window, params))
+        };
+        // A fragment that starts in the window holds a matching span.
+        let mut params = Params::default();
+        let condition = starting(window.start_ns, window.end_ns, &mut params);
+        let mut matched = self.ids_among(tenant, TRACE_FRAGMENTS_TABLE, condition, params, traces).await?;
+        // So may one that starts before it in the same hour and ends in it.
+        if window.start_ns.rem_euclid(HOUR_NS) != 0 {
+            let open: Vec<TraceId> = traces.iter().filter(|id| !matched.contains(id)).copied().collect();
+            let mut params = Params::default();
+            let before = starting(window.start_ns - HOUR_NS, window.start_ns, &mut params);
+            let condition = format!("{before} AND end_time >= {}", params.time(window.start_ns));
+            let open: Vec<TraceId> =
+                self.ids_among(tenant, TRACE_FRAGMENTS_TABLE, condition, params, &open).await?.into_iter().collect();
+            let mut params = Params::default();
+            let condition = starting(window.start_ns, window.end_ns, &mut params);
+            matched.extend(self.ids_among(tenant, SPANS_TABLE, condition, params, &open).await?);
+        }
+        Ok(matched)
+    }
+
+    /// The ids among `traces` of rows of `table` that meet `condition`.
+    async fn ids_among(
+        &self,
+        tenant: &TenantId,
+        table: &str,
+        condition: String,
+        mut params: Params,
+        traces: &[TraceId],
+    ) -> Result<HashSet<TraceId>, QueryError> {
+        let mut found = HashSet::new();
+        if traces.is_empty() {
+            return Ok(found);
+        }
+        let ids: Vec<String> = traces.iter().map(|id| params.trace_id(id)).collect();
+        let sql =
+            format!("SELECT DISTINCT trace_id FROM {table} WHERE {condition} AND trace_id IN ({})", ids.join(", "));
+        for batch in self.batches(tenant, &sql, params).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                found.insert(c.trace_id("trace_id", row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The first `limit + 1` traces after `after` that match in `slice` of
+    /// `window`, by grouping their fragments: the keys of every matching
+    /// trace, ranked.
+    #[allow(clippy::too_many_arguments)]
+    async fn grouped(
+        &self,
+        tenant: &TenantId,
+        filter: &SpanFilter,
+        window: &Window,
+        slice: Window,
+        longest_first: bool,
+        after: Option<&After>,
+        limit: usize,
+    ) -> Result<Vec<Key>, QueryError> {
+        let mut params = Params::default();
+        let direction = if longest_first { "DESC" } else { "ASC" };
+        let keyset = match after {
+            Some(after) => {
+                let key = params.int(after.key);
+                let id = params.trace_id(&after.trace_id);
+                let beyond = if longest_first { "<" } else { ">" };
+                format!("WHERE duration_ns {beyond} {key} OR (duration_ns = {key} AND trace_id {beyond} {id})")
+            }
+            None => String::new(),
+        };
+        let (lo, hi) = (
+            params.time(window.start_ns.saturating_sub(SUMMARY_MARGIN_NS)),
+            params.time(window.end_ns.saturating_add(SUMMARY_MARGIN_NS)),
+        );
+        // Keys only (trace ids and time bounds), so that millions of
+        // matching traces cost little; from the trace index alone when it
+        // can tell which traces match, in the same pass that sums them up.
+        let keyed = match Matching::of(filter) {
+            Matching::Spans(filter) => {
+                let matching = filter.where_sql_in(&slice, window, &mut params);
+                format!(
+                    "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
+                     FROM {TRACE_FRAGMENTS_TABLE}
+                     WHERE start_time >= {lo} AND start_time < {hi}
+                       AND trace_id IN (SELECT trace_id FROM {SPANS_TABLE} WHERE {matching})
+                     GROUP BY trace_id"
+                )
+            }
+            Matching::Fragments(fragments) => {
+                let (start, end) = (params.time(slice.start_ns), params.time(slice.end_ns));
+                let mut inside = format!("start_time >= {start} AND start_time < {end}");
+                if let Some(service) = fragments.service {
+                    inside = format!("{inside} AND service_name = {}", params.text(service));
+                }
+                // Fragments that start before the window and hold spans in
+                // it belong to the slice at the window's start.
+                let early = if slice.start_ns == window.start_ns {
+                    self.matched_before(tenant, fragments, window).await?
+                } else {
+                    Vec::new()
+                };
+                let early: Vec<String> = early.iter().map(|id| params.trace_id(id)).collect();
+                let early =
+                    if early.is_empty() { String::new() } else { format!("OR trace_id IN ({})", early.join(", ")) };
+                let traces = fragments.and_traces_sql(window, &mut params);
+                format!(
+                    "SELECT trace_id, CAST(max(end_time) AS BIGINT) - CAST(min(start_time) AS BIGINT) AS duration_ns
+                     FROM {TRACE_FRAGMENTS_TABLE}
+                     WHERE start_time >= {lo} AND start_time < {hi}{traces}
+                     GROUP BY trace_id
+                     HAVING bool_or({inside}) {early}"
+                )
+            }
+        };
+        let sql = format!(
+            "WITH keyed AS ({keyed})
+             SELECT trace_id, duration_ns FROM keyed {keyset}
+             ORDER BY duration_ns {direction}, trace_id {direction}
+             LIMIT {}",
+            limit + 1
+        );
+        let mut keys = Vec::new();
+        for batch in self.batches(tenant, &sql, params).await? {
+            let c = Columns(&batch);
+            for (row, duration) in c.ints("duration_ns")?.iter().enumerate() {
+                keys.push((*duration, c.trace_id("trace_id", row)?));
+            }
+        }
+        Ok(keys)
+    }
+}
