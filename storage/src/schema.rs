@@ -251,6 +251,8 @@ pub mod trace_index {
 /// Columns of trace-duration files: one row per trace of an hour.
 pub mod trace_durations {
     pub const TRACE_ID: &str = "trace_id";
+    /// The trace's earliest span start.
+    pub const START_TIME: &str = "start_time";
     pub const DURATION_NS: &str = "duration_ns";
     /// Each run of a file (`trace_durations.rs`) is sorted by these.
     pub const SORT_COLUMNS: [&str; 2] = [DURATION_NS, TRACE_ID];
@@ -397,6 +399,7 @@ static TRACE_DURATIONS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     use trace_durations::*;
     Arc::new(Schema::new(vec![
         Field::new(TRACE_ID, id_type(16), false),
+        Field::new(START_TIME, timestamp_type(), false),
         Field::new(DURATION_NS, DataType::Int64, false),
     ]))
 });

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, FixedSizeBinaryBuilder, Int64Array, RecordBatch};
+use arrow::array::{AsArray, FixedSizeBinaryBuilder, Int64Array, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::{Int64Type, TimestampNanosecondType};
 use arrow::error::ArrowError;
 use chrono::DateTime;
@@ -160,13 +160,17 @@ async fn for_each_fragment(
     Ok(())
 }
 
-fn run_batch(rows: &[(i64, [u8; 16])]) -> Result<RecordBatch, ArrowError> {
+fn run_batch(rows: &[Ranked]) -> Result<RecordBatch, ArrowError> {
     let mut ids = FixedSizeBinaryBuilder::with_capacity(rows.len(), 16);
-    for (_, id) in rows {
-        ids.append_value(id)?;
+    for row in rows {
+        ids.append_value(row.trace_id)?;
     }
-    let durations = Int64Array::from_iter_values(rows.iter().map(|(duration, _)| *duration));
-    RecordBatch::try_new(FileKind::TraceDurations.schema(), vec![Arc::new(ids.finish()), Arc::new(durations)])
+    let starts = TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.start_ns)).with_timezone("UTC");
+    let durations = Int64Array::from_iter_values(rows.iter().map(|r| r.duration_ns));
+    RecordBatch::try_new(
+        FileKind::TraceDurations.schema(),
+        vec![Arc::new(ids.finish()), Arc::new(starts), Arc::new(durations)],
+    )
 }
 
 /// Groups the traces of `due`'s hour and writes its file; `None` when the
@@ -204,9 +208,16 @@ pub(crate) async fn write(
                 })
                 .await?;
             }
-            let mut rows: Vec<(i64, [u8; 16])> =
-                extents.into_iter().map(|(id, (start, end))| (end.saturating_sub(start), id)).collect();
-            rows.sort_unstable();
+            let mut rows: Vec<Ranked> = extents
+                .into_iter()
+                .map(|(trace_id, (start_ns, end))| Ranked {
+                    duration_ns: end.saturating_sub(start_ns),
+                    trace_id,
+                    start_ns,
+                    hour: due.hour,
+                })
+                .collect();
+            rows.sort_unstable_by_key(Ranked::key);
             if rows.is_empty() {
                 continue;
             }
@@ -235,8 +246,18 @@ pub(crate) async fn write(
 pub struct Ranked {
     pub duration_ns: i64,
     pub trace_id: [u8; 16],
+    /// The earliest span start: every span of the trace starts between
+    /// this and `start_ns + duration_ns`.
+    pub start_ns: i64,
     /// The hour of the file it came from, Unix seconds.
     pub hour: i64,
+}
+
+impl Ranked {
+    /// Its place in a ranking.
+    pub fn key(&self) -> (i64, [u8; 16]) {
+        (self.duration_ns, self.trace_id)
+    }
 }
 
 /// The row groups of one run, read one at a time in the ranking's order.
@@ -245,7 +266,7 @@ struct Run {
     /// Row groups still to read, in reading order.
     groups: std::collections::VecDeque<usize>,
     /// Rows read and not yet taken, the next one last.
-    rows: Vec<(i64, [u8; 16])>,
+    rows: Vec<Ranked>,
 }
 
 /// Traces of trace-duration files merged into one order: shortest first, or
@@ -329,6 +350,7 @@ impl Ranking {
         while self.runs[run].rows.is_empty() {
             let Some(group) = self.runs[run].groups.pop_front() else { return Ok(()) };
             let (file, metadata) = &self.files[self.runs[run].file];
+            let hour = file.hour;
             let reader = FileReader::new(Arc::clone(&self.store), file);
             let batches: Vec<RecordBatch> =
                 ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata.clone())
@@ -338,11 +360,14 @@ impl Ranking {
                     .await?;
             let mut rows = Vec::new();
             for batch in &batches {
+                let batch = schema::conform(batch, &FileKind::TraceDurations.schema())?;
                 let ids = batch.column(0).as_fixed_size_binary();
-                let durations = batch.column(1).as_primitive::<Int64Type>();
+                let starts = batch.column(1).as_primitive::<TimestampNanosecondType>();
+                let durations = batch.column(2).as_primitive::<Int64Type>();
                 for row in 0..batch.num_rows() {
-                    let id: [u8; 16] = ids.value(row).try_into().expect("16-byte trace ids");
-                    rows.push((durations.value(row), id));
+                    let trace_id: [u8; 16] = ids.value(row).try_into().expect("16-byte trace ids");
+                    let (start_ns, duration_ns) = (starts.value(row), durations.value(row));
+                    rows.push(Ranked { duration_ns, trace_id, start_ns, hour });
                 }
             }
             // Taken from the end: the first row in ranking order last.
@@ -350,7 +375,7 @@ impl Ranking {
                 rows.reverse();
             }
             if let Some(after) = self.after {
-                rows.retain(|row| self.before(&after, row));
+                rows.retain(|row| self.before(&after, &row.key()));
             }
             self.runs[run].rows = rows;
         }
@@ -363,14 +388,11 @@ impl Ranking {
         for run in 0..self.runs.len() {
             self.fill(run).await?;
             let Some(row) = self.runs[run].rows.last() else { continue };
-            if best.is_none_or(|b| self.before(row, self.runs[b].rows.last().expect("filled"))) {
+            if best.is_none_or(|b| self.before(&row.key(), &self.runs[b].rows.last().expect("filled").key())) {
                 best = Some(run);
             }
         }
-        Ok(best.map(|run| {
-            let (duration_ns, trace_id) = self.runs[run].rows.pop().expect("filled");
-            Ranked { duration_ns, trace_id, hour: self.files[self.runs[run].file].0.hour }
-        }))
+        Ok(best.map(|run| self.runs[run].rows.pop().expect("filled")))
     }
 }
 

@@ -37,8 +37,10 @@ async fn fragment_file(store: &Arc<dyn ObjectStore>, hour: i64, fragments: Vec<F
 
 /// Fragment files in three hours, some traces crossing from one hour into
 /// the next; and every trace's (duration, id) over all of them, per hour
-/// it has a fragment file in.
-async fn three_hours(store: &Arc<dyn ObjectStore>) -> (Vec<DataFile>, BTreeMap<i64, Vec<(i64, [u8; 16])>>) {
+/// it has a fragment file in, and every trace's start.
+async fn three_hours(
+    store: &Arc<dyn ObjectStore>,
+) -> (Vec<DataFile>, BTreeMap<i64, Vec<(i64, [u8; 16])>>, BTreeMap<[u8; 16], i64>) {
     let mut numbers = Numbers(16);
     let mut files = Vec::new();
     let mut extents: BTreeMap<[u8; 16], (i64, i64, Vec<i64>)> = BTreeMap::new();
@@ -71,6 +73,7 @@ async fn three_hours(store: &Arc<dyn ObjectStore>) -> (Vec<DataFile>, BTreeMap<i
             files.push(fragment_file(store, hour, fragments).await);
         }
     }
+    let starts = extents.iter().map(|(id, (start, _, _))| (*id, *start)).collect();
     let mut expected: BTreeMap<i64, Vec<(i64, [u8; 16])>> = BTreeMap::new();
     for (id, (start, end, hours)) in extents {
         for hour in hours {
@@ -80,7 +83,7 @@ async fn three_hours(store: &Arc<dyn ObjectStore>) -> (Vec<DataFile>, BTreeMap<i
     for ranked in expected.values_mut() {
         ranked.sort_unstable();
     }
-    (files, expected)
+    (files, expected, starts)
 }
 
 /// A manifest of `files`, newest first: manifests list files in no
@@ -107,7 +110,7 @@ async fn ranked(
 #[tokio::test]
 async fn an_hour_is_ranked_in_passes_by_its_traces_whole_durations() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let (files, expected) = three_hours(&store).await;
+    let (files, expected, starts) = three_hours(&store).await;
     let now = H + 3 * 3600 + 60;
     let due = due(&manifest(files.clone()), now, &CompactionConfig::default());
     let hours: Vec<i64> = due.iter().map(|d| d.hour).collect();
@@ -127,6 +130,10 @@ async fn an_hour_is_ranked_in_passes_by_its_traces_whole_durations() {
     assert!(runs.split(',').count() > 1, "runs {runs}");
     assert!(metadata.metadata().num_row_groups() > 2 * runs.split(',').count());
 
+    let mut ranking = Ranking::open(Arc::clone(&store), &[&file], false, None).await.unwrap();
+    while let Some(r) = ranking.next().await.unwrap() {
+        assert_eq!((r.start_ns, r.hour), (starts[&r.trace_id], H));
+    }
     let shortest = ranked(&store, &[&file], false, None).await;
     assert_eq!(shortest, expected[&H]);
     let longest = ranked(&store, &[&file], true, None).await;
@@ -143,7 +150,7 @@ async fn an_hour_is_ranked_in_passes_by_its_traces_whole_durations() {
 #[tokio::test]
 async fn rankings_of_many_hours_merge_and_go_stale_with_their_hours() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let (mut files, expected) = three_hours(&store).await;
+    let (mut files, expected, _) = three_hours(&store).await;
     let now = H + 3 * 3600 + 60;
     let mut written = Vec::new();
     for due in due(&manifest(files.clone()), now, &CompactionConfig::default()) {
