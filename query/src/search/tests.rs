@@ -144,12 +144,22 @@ async fn engine(rng: &mut StdRng, dir: &std::path::Path) -> QueryEngine {
     QueryEngine::new(storage, QueryLimits::default()).expect("engine")
 }
 
-/// Random searches, each checked page by page against brute force.
-async fn every_page_matches_brute_force(engine: &QueryEngine, rng: &mut StdRng, cases: usize) {
+const ORDERS: [SearchOrder; 3] = [SearchOrder::StartDesc, SearchOrder::DurationDesc, SearchOrder::DurationAsc];
+
+/// Random searches (filters from `filter`, orders from `orders`, windows
+/// of up to `longest_s`), each checked page by page against brute force.
+async fn every_page_matches_brute_force(
+    engine: &QueryEngine,
+    rng: &mut StdRng,
+    cases: usize,
+    filter: fn(&mut StdRng) -> SpanFilter,
+    orders: &[SearchOrder],
+    longest_s: i64,
+) {
     let tenant = TenantId::default();
     for case in 0..cases {
         let start = BASE + rng.random_range(-600..7200) * SECOND;
-        let end = start + rng.random_range(1..9000) * SECOND;
+        let end = start + rng.random_range(1..longest_s) * SECOND;
         let order =
             *[SearchOrder::StartDesc, SearchOrder::DurationDesc, SearchOrder::DurationAsc].choose(rng).expect("orders");
         let mut request = SearchRequest {
@@ -181,7 +191,7 @@ async fn every_page_is_the_page_of_a_brute_force_ranking() {
     let mut rng = StdRng::seed_from_u64(16);
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(&mut rng, dir.path()).await;
-    every_page_matches_brute_force(&engine, &mut rng, 30).await;
+    every_page_matches_brute_force(&engine, &mut rng, 30, random_filter, &ORDERS, 9000).await;
 }
 
 /// Sorted by duration, hours that upkeep ranked are walked, not grouped:
@@ -201,7 +211,12 @@ async fn pages_by_duration_are_the_same_from_ranked_hours() {
     }
     let all = ranked(&engine);
     assert!(all >= 2, "the finished hours are ranked");
-    every_page_matches_brute_force(&engine, &mut rng, 30).await;
+    every_page_matches_brute_force(&engine, &mut rng, 30, random_filter, &ORDERS, 9000).await;
+    // With no filter most traces are decided by their extent alone; the
+    // long ones have minutes between spans, and a short window in such a
+    // gap holds none of their spans.
+    let durations = [SearchOrder::DurationDesc, SearchOrder::DurationAsc];
+    every_page_matches_brute_force(&engine, &mut rng, 40, |_| SpanFilter::default(), &durations, 300).await;
 
     // Late spans in one hour: its ranking and its neighbours' go stale,
     // and those hours are grouped again.
@@ -210,7 +225,7 @@ async fn pages_by_duration_are_the_same_from_ranked_hours() {
     storage.write(&TenantId::default(), late).await.expect("written");
     storage.flush().await.expect("flushed");
     assert!(ranked(&engine) < all, "rankings of the late spans' hours are stale");
-    every_page_matches_brute_force(&engine, &mut rng, 15).await;
+    every_page_matches_brute_force(&engine, &mut rng, 15, random_filter, &ORDERS, 9000).await;
 }
 
 /// `{a} && {b}` holds for a trace whose `a` and `b` spans fall in different
