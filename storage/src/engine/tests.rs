@@ -230,10 +230,13 @@ async fn upkeep_compacts_hours_expires_old_ones_and_deletes_replaced_files() {
     assert_eq!(spans.len(), 1, "three flushes of one hour became one file; the 5-day-old hour expired");
     assert_eq!((spans[0].level, spans[0].rows), (1, 6));
     assert_eq!(snapshot.manifest.tombstones.len(), 8, "4 + 4 files replaced or expired");
+    let ranked: Vec<_> = snapshot.files(FileKind::TraceDurations).collect();
+    assert_eq!(ranked.len(), 1, "the finished hour, merged, is ranked by trace duration");
+    assert_eq!((ranked[0].hour, ranked[0].rows), (spans[0].hour, 3));
     let objects: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
     assert_eq!(
         objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")).count(),
-        10,
+        11,
         "kept for the grace period"
     );
 
@@ -242,7 +245,7 @@ async fn upkeep_compacts_hours_expires_old_ones_and_deletes_replaced_files() {
     assert!(storage.snapshot(&tenant).manifest.tombstones.is_empty());
     let objects: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
     let parquet = objects.iter().filter(|o| o.location.as_ref().ends_with(".parquet")).count();
-    assert_eq!(parquet, 2, "one span file and one trace-index file are left");
+    assert_eq!(parquet, 3, "one span file, its trace-index file and the hour's ranking are left");
 }
 
 #[tokio::test(flavor = "multi_thread")]
