@@ -124,16 +124,18 @@ impl QueryEngine {
             .collect();
         let longest_first = order == SearchOrder::DurationDesc;
         let mut page = Page { keys: Vec::new(), limit, longest_first };
+        let matching = self.matching(tenant, filter, &window).await?;
         for slice in unranked(&window, &ranked) {
-            for key in self.grouped(tenant, filter, &window, slice, longest_first, after, limit).await? {
+            for key in self.grouped(tenant, &matching, &window, slice, longest_first, after, limit).await? {
                 page.add(key);
             }
         }
         if !ranked.is_empty() {
             let from = after.map(|a| (a.key, a.trace_id.0));
             let ranking = Ranking::open(self.storage().object_store(), &ranked, longest_first, from).await?;
-            if !self.walk(tenant, filter, &window, ranking, &mut page).await? {
-                page.keys = self.grouped(tenant, filter, &window, window, longest_first, after, limit).await?;
+            let free = *filter == SpanFilter::default();
+            if !self.walk(tenant, &matching, free, &window, ranking, &mut page).await? {
+                page.keys = self.grouped(tenant, &matching, &window, window, longest_first, after, limit).await?;
             }
         }
         let ids: Vec<TraceId> = page.keys.iter().map(|(_, id)| *id).collect();
@@ -149,16 +151,15 @@ impl QueryEngine {
     async fn walk(
         &self,
         tenant: &TenantId,
-        filter: &SpanFilter,
+        matching: &Matching<'_>,
+        free: bool,
         window: &Window,
         mut ranking: Ranking,
         page: &mut Page,
     ) -> Result<bool, QueryError> {
-        let free = *filter == SpanFilter::default();
         // Traces known not to match: a check covers the whole window, so
         // they fail it from any hour.
         let mut rejected: HashSet<TraceId> = HashSet::new();
-        let matching = Matching::of(filter);
         let mut checks = 0;
         loop {
             checks += 1;
@@ -217,42 +218,30 @@ impl QueryEngine {
     async fn matching_among(
         &self,
         tenant: &TenantId,
-        matching: Matching<'_>,
+        matching: &Matching<'_>,
         window: &Window,
         traces: &[TraceId],
     ) -> Result<HashSet<TraceId>, QueryError> {
         if traces.is_empty() {
             return Ok(HashSet::new());
         }
+        let mut params = Params::default();
         let fragments = match matching {
             Matching::Spans(filter) => {
-                let mut params = Params::default();
                 let condition = filter.where_sql(window, &mut params);
                 return self.ids_among(tenant, SPANS_TABLE, condition, params, traces).await;
             }
             Matching::Fragments(fragments) => fragments,
         };
-        // Rows (fragments or spans) of the service, in traces that pass,
-        // starting in [from, until).
-        let starting = |from: i64, until: i64, params: &mut Params| {
-            let (from, until) = (params.time(from), params.time(until));
-            format!("start_time >= {from} AND start_time < {until}{}", fragments.and_sql(window, params))
-        };
-        // A fragment that starts in the window holds a matching span.
-        let mut params = Params::default();
-        let condition = starting(window.start_ns, window.end_ns, &mut params);
+        // A fragment that starts in the window holds a matching span; so
+        // may one that starts before it (in the same hour) and ends in it.
+        let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
+        let condition =
+            format!("start_time >= {start} AND start_time < {end}{}", fragments.and_sql(window, &mut params));
         let mut matched = self.ids_among(tenant, TRACE_FRAGMENTS_TABLE, condition, params, traces).await?;
-        // So may one that starts before it in the same hour and ends in it.
         if window.start_ns.rem_euclid(HOUR_NS) != 0 {
             let open: Vec<TraceId> = traces.iter().filter(|id| !matched.contains(id)).copied().collect();
-            let mut params = Params::default();
-            let before = starting(window.start_ns - HOUR_NS, window.start_ns, &mut params);
-            let condition = format!("{before} AND end_time >= {}", params.time(window.start_ns));
-            let open: Vec<TraceId> =
-                self.ids_among(tenant, TRACE_FRAGMENTS_TABLE, condition, params, &open).await?.into_iter().collect();
-            let mut params = Params::default();
-            let condition = starting(window.start_ns, window.end_ns, &mut params);
-            matched.extend(self.ids_among(tenant, SPANS_TABLE, condition, params, &open).await?);
+            matched.extend(self.matched_before(tenant, fragments, window, Some(&open)).await?);
         }
         Ok(matched)
     }
@@ -289,7 +278,7 @@ impl QueryEngine {
     async fn grouped(
         &self,
         tenant: &TenantId,
-        filter: &SpanFilter,
+        matching: &Matching<'_>,
         window: &Window,
         slice: Window,
         longest_first: bool,
@@ -314,7 +303,7 @@ impl QueryEngine {
         // Keys only (trace ids and time bounds), so that millions of
         // matching traces cost little; from the trace index alone when it
         // can tell which traces match, in the same pass that sums them up.
-        let keyed = match Matching::of(filter) {
+        let keyed = match matching {
             Matching::Spans(filter) => {
                 let matching = filter.where_sql_in(&slice, window, &mut params);
                 format!(
@@ -327,14 +316,14 @@ impl QueryEngine {
             }
             Matching::Fragments(fragments) => {
                 let (start, end) = (params.time(slice.start_ns), params.time(slice.end_ns));
-                let mut inside = format!("start_time >= {start} AND start_time < {end}");
-                if let Some(service) = fragments.service {
-                    inside = format!("{inside} AND service_name = {}", params.text(service));
-                }
+                let inside = format!(
+                    "start_time >= {start} AND start_time < {end}{}",
+                    fragments.and_fragment_sql(window, &mut params)
+                );
                 // Fragments that start before the window and hold spans in
                 // it belong to the slice at the window's start.
                 let early = if slice.start_ns == window.start_ns {
-                    self.matched_before(tenant, fragments, window).await?
+                    self.matched_before(tenant, fragments, window, None).await?
                 } else {
                     Vec::new()
                 };

@@ -26,7 +26,6 @@ use spanlake_storage::batch::start_time_range;
 use spanlake_storage::ids::TraceId;
 use spanlake_storage::{FileKind, Snapshot, TenantId};
 
-use super::matching::Matching;
 use super::summary::Summary;
 use super::{After, SUMMARY_MARGIN_NS};
 use crate::engine::QueryEngine;
@@ -109,10 +108,11 @@ impl QueryEngine {
         // Candidates whose summary is not read yet, with their bound.
         let mut bounds: HashMap<TraceId, i64> = HashMap::new();
         let mut known: HashMap<TraceId, Summary> = HashMap::new();
+        let matching = self.matching(tenant, filter, &window).await?;
         loop {
             let lo = hi.saturating_sub(width).max(window.start_ns);
             let slice = Window { start_ns: lo, end_ns: hi };
-            for (id, bound) in self.matched(tenant, Matching::of(filter), &window, slice).await? {
+            for (id, bound) in self.matched(tenant, &matching, &window, slice).await? {
                 if !known.contains_key(&id) {
                     bounds.entry(id).and_modify(|b| *b = (*b).min(bound)).or_insert(bound);
                 }

@@ -95,6 +95,21 @@ fn random_filter(rng: &mut StdRng) -> SpanFilter {
     filter
 }
 
+/// A filter the trace index answers: a service, errors only, questions
+/// about whole traces.
+fn index_filter(rng: &mut StdRng) -> SpanFilter {
+    let mut filter = SpanFilter::default();
+    if rng.random_bool(0.6) {
+        filter.service = Some(SERVICES.choose(rng).expect("services").to_string());
+    }
+    filter.errors_only = rng.random_bool(0.6);
+    if rng.random_bool(0.3) {
+        let query = [r#"{ rootServiceName = "web" }"#, r#"{ traceDuration > 100ms }"#].choose(rng).expect("queries");
+        filter.traceql = vec![TraceQl::parse(query).expect("a query")];
+    }
+    filter
+}
+
 /// Every trace the search should find, in order, by one SQL query.
 async fn brute_force(engine: &QueryEngine, request: &SearchRequest) -> Vec<Summary> {
     let mut params = Params::default();
@@ -191,6 +206,10 @@ async fn every_page_is_the_page_of_a_brute_force_ranking() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(&mut rng, dir.path()).await;
     every_page_matches_brute_force(&engine, &mut rng, 30, random_filter, &ORDERS, 9000).await;
+    // Errors only, from the fragments' error counts: windows that end in
+    // the middle of fragments, short and long.
+    every_page_matches_brute_force(&engine, &mut rng, 15, index_filter, &ORDERS, 300).await;
+    every_page_matches_brute_force(&engine, &mut rng, 15, index_filter, &ORDERS, 9000).await;
 }
 
 /// Sorted by duration, hours that upkeep ranked are walked, not grouped:
@@ -216,6 +235,7 @@ async fn pages_by_duration_are_the_same_from_ranked_hours() {
     // gap holds none of their spans.
     let durations = [SearchOrder::DurationDesc, SearchOrder::DurationAsc];
     every_page_matches_brute_force(&engine, &mut rng, 40, |_| SpanFilter::default(), &durations, 300).await;
+    every_page_matches_brute_force(&engine, &mut rng, 20, index_filter, &durations, 300).await;
 
     // Late spans in one hour: its ranking and its neighbours' go stale,
     // and those hours are grouped again.
