@@ -37,7 +37,7 @@ use super::summary::{Columns, Summary};
 use super::{After, SUMMARY_MARGIN_NS, SearchOrder};
 use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::error::QueryError;
-use crate::params::{HOUR_NS, Params, SpanFilter, Window};
+use crate::params::{HOUR_NS, NANOS_PER_SECOND, Params, SpanFilter, Window};
 
 /// Trace ids checked against the filter per query. Tests check a few at
 /// a time, so that walks of their few traces take many checks and some
@@ -53,9 +53,14 @@ const MAX_CHECKS: usize = 5;
 /// A trace's place in a duration order, and its id.
 type Key = (i64, TraceId);
 
+/// The start of a file's hour, ns.
+fn hour_ns(file: &DataFile) -> i64 {
+    file.hour.saturating_mul(NANOS_PER_SECOND)
+}
+
 /// The parts of `window` that no ranked hour covers, oldest first.
 fn unranked(window: &Window, ranked: &[&DataFile]) -> Vec<Window> {
-    let mut hours: Vec<i64> = ranked.iter().map(|f| f.hour.saturating_mul(1_000_000_000)).collect();
+    let mut hours: Vec<i64> = ranked.iter().map(|f| hour_ns(f)).collect();
     hours.sort_unstable();
     let mut slices = Vec::new();
     let mut from = window.start_ns;
@@ -117,10 +122,7 @@ impl QueryEngine {
         let snapshot = self.storage().snapshot(tenant);
         let ranked: Vec<&DataFile> = trace_durations::current(&snapshot)
             .into_iter()
-            .filter(|f| {
-                let start = f.hour.saturating_mul(1_000_000_000);
-                start < window.end_ns && start.saturating_add(HOUR_NS) > window.start_ns
-            })
+            .filter(|f| hour_ns(f) < window.end_ns && hour_ns(f).saturating_add(HOUR_NS) > window.start_ns)
             .collect();
         let longest_first = order == SearchOrder::DurationDesc;
         let mut page = Page { keys: Vec::new(), limit, longest_first };
