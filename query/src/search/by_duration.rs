@@ -22,7 +22,9 @@
 //! matches. The rest are checked against the filter in batches of ids
 //! (the Parquet bloom filters prune for literal lists), sized to what the
 //! page still needs, since a check costs per id. A filter that few of the
-//! longest traces pass gives the walk up after a few checks, for grouping.
+//! longest traces pass makes the walk read the ids of every matching
+//! trace after a few checks and go on against those in memory; when they
+//! are too many for that, the window's matching traces are grouped.
 
 use std::collections::HashSet;
 
@@ -46,9 +48,17 @@ const CHECK_IDS: usize = if cfg!(test) { 4 } else { 256 };
 
 /// Checks a walk makes at most. A check costs about 2 ms per id at 100M
 /// spans (bloom filters and row groups per id), so a filter that few of
-/// the longest traces pass would make the walk cost more than grouping
-/// the window's matching traces, which it does instead past this.
-const MAX_CHECKS: usize = 5;
+/// the longest traces pass would make the walk cost more than reading
+/// the ids of every matching trace once, which it does past this.
+const MAX_CHECKS: usize = 3;
+
+/// Matching traces held in memory at most for a walk (about 40 MB):
+/// beyond, the window's matching traces are grouped instead.
+const MAX_MEMBERS: usize = if cfg!(test) { 40 } else { 1_000_000 };
+
+/// Traces taken from the ranking at a time once the matching ones are
+/// known.
+const MEMBER_BATCH: usize = 4096;
 
 /// A trace's place in a duration order, and its id.
 type Key = (i64, TraceId);
@@ -162,12 +172,18 @@ impl QueryEngine {
         // Traces known not to match: a check covers the whole window, so
         // they fail it from any hour.
         let mut rejected: HashSet<TraceId> = HashSet::new();
+        // Every matching trace, once checks prove too slow.
+        let mut members: Option<HashSet<TraceId>> = None;
         let mut checks = 0;
         loop {
             checks += 1;
             // Twice what the page still needs, doubling with each check.
             let needed = (page.limit + 1).saturating_sub(page.keys.len()).max(1);
-            let size = needed.saturating_mul(1 << checks.min(16)).min(CHECK_IDS);
+            let size = if members.is_some() {
+                MEMBER_BATCH
+            } else {
+                needed.saturating_mul(1 << checks.min(16)).min(CHECK_IDS)
+            };
             let mut batch: Vec<Ranked> = Vec::new();
             let mut done = true;
             while let Some(next) = ranking.next().await? {
@@ -195,7 +211,10 @@ impl QueryEngine {
                 }
             }
             let ids: Vec<TraceId> = batch.iter().map(|r| TraceId(r.trace_id)).collect();
-            let matched = self.matching_among(tenant, matching, window, &ids).await?;
+            let matched = match &members {
+                Some(members) => ids.iter().filter(|id| members.contains(id)).copied().collect(),
+                None => self.matching_among(tenant, matching, window, &ids).await?,
+            };
             for r in batch {
                 let id = TraceId(r.trace_id);
                 if matched.contains(&id) {
@@ -208,11 +227,52 @@ impl QueryEngine {
                 debug!(checks, rejected = rejected.len(), "duration ranking walked");
                 return Ok(true);
             }
-            if checks == MAX_CHECKS {
-                debug!(checks, rejected = rejected.len(), "duration ranking too sparse; grouping instead");
-                return Ok(false);
+            if checks == MAX_CHECKS && members.is_none() {
+                members = self.members(tenant, matching, window).await?;
+                if members.is_none() {
+                    debug!(checks, rejected = rejected.len(), "duration ranking too sparse; grouping instead");
+                    return Ok(false);
+                }
             }
         }
+    }
+
+    /// Every trace the search matches in `window`, if there are at most
+    /// [`MAX_MEMBERS`].
+    async fn members(
+        &self,
+        tenant: &TenantId,
+        matching: &Matching<'_>,
+        window: &Window,
+    ) -> Result<Option<HashSet<TraceId>>, QueryError> {
+        let mut params = Params::default();
+        let sql = match matching {
+            Matching::Spans(filter) => {
+                format!("SELECT DISTINCT trace_id FROM {SPANS_TABLE} WHERE {}", filter.where_sql(window, &mut params))
+            }
+            Matching::Fragments(fragments) => {
+                let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
+                let only = fragments.and_sql(window, &mut params);
+                format!(
+                    "SELECT DISTINCT trace_id FROM {TRACE_FRAGMENTS_TABLE}
+                     WHERE start_time >= {start} AND start_time < {end}{only}"
+                )
+            }
+        };
+        let mut members = HashSet::new();
+        for batch in self.batches(tenant, &format!("{sql} LIMIT {}", MAX_MEMBERS + 1), params).await? {
+            let c = Columns(&batch);
+            for row in 0..batch.num_rows() {
+                members.insert(c.trace_id("trace_id", row)?);
+            }
+        }
+        if members.len() > MAX_MEMBERS {
+            return Ok(None);
+        }
+        if let Matching::Fragments(fragments) = matching {
+            members.extend(self.matched_before(tenant, fragments, window, None).await?);
+        }
+        Ok(Some(members))
     }
 
     /// Which of `traces` the search matches: with a span in `window` that
