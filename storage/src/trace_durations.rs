@@ -29,7 +29,7 @@
 //! make it stale: readers pass it by, and upkeep writes it again once the
 //! hours settle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{AsArray, FixedSizeBinaryBuilder, Int64Array, RecordBatch, TimestampNanosecondArray};
@@ -66,25 +66,43 @@ const ROW_GROUP_ROWS: usize = if cfg!(test) { 128 } else { 16 * 1024 };
 /// Footer key: the row groups where runs start, comma-separated.
 const RUNS_KEY: &str = "spanlake.duration_runs";
 
-/// The fragment files of `hour` and the hours either side, sorted: what a
-/// trace-duration file of `hour` is computed from.
-fn covers_of<'a>(files: impl Iterator<Item = &'a DataFile>, hour: i64) -> Vec<String> {
-    let mut paths: Vec<String> = files
-        .filter(|f| f.kind == FileKind::TraceIndex && (hour - HOUR_SECS..=hour + HOUR_SECS).contains(&f.hour))
-        .map(|f| f.path.clone())
-        .collect();
-    paths.sort_unstable();
-    paths
+/// A manifest's fragment files by hour, each hour's by path.
+struct FragmentsByHour<'a>(BTreeMap<i64, Vec<&'a DataFile>>);
+
+impl<'a> FragmentsByHour<'a> {
+    fn of(manifest: &'a Manifest) -> Self {
+        let mut hours: BTreeMap<i64, Vec<&DataFile>> = BTreeMap::new();
+        for file in manifest.files_of(FileKind::TraceIndex) {
+            hours.entry(file.hour).or_default().push(file);
+        }
+        for files in hours.values_mut() {
+            files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        }
+        Self(hours)
+    }
+
+    /// The fragment files of `hour` and the hours either side, by path
+    /// (paths name the date and hour, so hour order is path order): what a
+    /// trace-duration file of `hour` is computed from.
+    fn covering(&self, hour: i64) -> Vec<&'a DataFile> {
+        self.0.range(hour - HOUR_SECS..=hour + HOUR_SECS).flat_map(|(_, files)| files.iter().copied()).collect()
+    }
+}
+
+/// Whether `file` was computed from exactly `covering`.
+fn covers(file: &DataFile, covering: &[&DataFile]) -> bool {
+    file.covers.len() == covering.len() && file.covers.iter().zip(covering).all(|(path, f)| *path == f.path)
 }
 
 /// The current trace-duration files of a snapshot (see the module docs).
 pub fn current(snapshot: &Snapshot) -> Vec<&DataFile> {
     let buffered: Vec<(i64, i64)> = snapshot.batches.iter().filter_map(start_time_range).collect();
+    let fragments = FragmentsByHour::of(&snapshot.manifest);
     snapshot
         .files(FileKind::TraceDurations)
         .filter(|file| {
             let (from, until) = (file.hour * 1_000_000_000 - HOUR_NS, file.hour * 1_000_000_000 + 2 * HOUR_NS);
-            file.covers == covers_of(snapshot.manifest.files.iter(), file.hour)
+            covers(file, &fragments.covering(file.hour))
                 && buffered.iter().all(|(min, max)| *max < from || *min >= until)
         })
         .collect()
@@ -108,23 +126,24 @@ pub(crate) fn due(manifest: &Manifest, now_secs: i64, config: &CompactionConfig)
         now_secs >= hour + 2 * HOUR_SECS + config.settle.as_secs() as i64
             && !merging.iter().any(|m| (hour - HOUR_SECS..=hour + HOUR_SECS).contains(m))
     };
-    let mut hours: Vec<i64> = manifest.files_of(FileKind::TraceIndex).map(|f| f.hour).collect();
-    hours.sort_unstable();
-    hours.dedup();
-    hours
-        .into_iter()
+    let fragments = FragmentsByHour::of(manifest);
+    fragments
+        .0
+        .keys()
+        .copied()
         .filter(|hour| settled(*hour))
         .filter_map(|hour| {
-            let covers = covers_of(manifest.files.iter(), hour);
+            let covering = fragments.covering(hour);
             let existing: Vec<&DataFile> =
                 manifest.files_of(FileKind::TraceDurations).filter(|f| f.hour == hour).collect();
-            if existing.iter().any(|f| f.covers == covers) {
+            if existing.iter().any(|f| covers(f, &covering)) {
                 return None;
             }
-            let mut files: Vec<DataFile> =
-                manifest.files.iter().filter(|f| covers.binary_search(&f.path).is_ok()).cloned().collect();
-            files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-            Some(Due { hour, covers: files, stale: existing.iter().map(|f| f.path.clone()).collect() })
+            Some(Due {
+                hour,
+                covers: covering.into_iter().cloned().collect(),
+                stale: existing.iter().map(|f| f.path.clone()).collect(),
+            })
         })
         .collect()
 }
