@@ -94,6 +94,14 @@ impl Manifest {
         self.files.iter().filter(move |f| f.kind == kind)
     }
 
+    /// This manifest with those of `removed` that are still live turned
+    /// into tombstones: for removals that another change may have made
+    /// already (retention, replaced rankings).
+    pub fn without_any(&self, removed: &[String], now_ms: i64) -> Self {
+        let live: Vec<String> = removed.iter().filter(|p| self.files.iter().any(|f| &f.path == *p)).cloned().collect();
+        self.without(&live, now_ms).expect("only live files are removed")
+    }
+
     /// This manifest with `removed` files turned into tombstones.
     pub fn without(&self, removed: &[String], now_ms: i64) -> Result<Self, CatalogError> {
         for path in removed {

@@ -123,6 +123,12 @@ impl FileKind {
         }
     }
 
+    /// Whether readers look rows up by trace id (a bloom filter on it
+    /// pays): not in trace-duration files, which are read by position.
+    pub fn looked_up_by_trace_id(self) -> bool {
+        self != Self::TraceDurations
+    }
+
     pub fn sort_columns(self) -> &'static [&'static str] {
         match self {
             Self::Spans => &schema::SORT_COLUMNS,
@@ -192,10 +198,13 @@ pub fn writer_properties(kind: FileKind, level: u8) -> WriterProperties {
         .set_dictionary_page_size_limit(page_bytes(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(sorting_columns(kind)))
-        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]))
-        .set_column_bloom_filter_enabled(ColumnPath::from(schema::TRACE_ID), true)
-        .set_column_bloom_filter_fpp(ColumnPath::from(schema::TRACE_ID), 0.01)
-        .set_column_bloom_filter_max_ndv(ColumnPath::from(schema::TRACE_ID), row_group_rows as u64);
+        .set_key_value_metadata(Some(vec![KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_string())]));
+    if kind.looked_up_by_trace_id() {
+        props = props
+            .set_column_bloom_filter_enabled(ColumnPath::from(schema::TRACE_ID), true)
+            .set_column_bloom_filter_fpp(ColumnPath::from(schema::TRACE_ID), 0.01)
+            .set_column_bloom_filter_max_ndv(ColumnPath::from(schema::TRACE_ID), row_group_rows as u64);
+    }
     let ids = schema::ID_COLUMNS.iter().map(|(id, _)| *id);
     for id in ids.filter(|id| schema.index_of(id).is_ok()) {
         props = props.set_column_dictionary_enabled(ColumnPath::from(id), false);

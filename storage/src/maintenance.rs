@@ -83,11 +83,7 @@ impl Storage {
         }
         let manifest = self
             .catalog
-            .commit(tenant, |base| {
-                let still_live: Vec<String> =
-                    expired.iter().filter(|p| base.files.iter().any(|f| &f.path == *p)).cloned().collect();
-                base.without(&still_live, self.clock().now_ms())
-            })
+            .commit(tenant, |base| Ok::<_, CatalogError>(base.without_any(&expired, self.clock().now_ms())))
             .await?;
         self.metrics.retention_removed_files.get_or_create(&TenantLabel::new(tenant)).inc_by(expired.len() as u64);
         self.update_file_metrics(tenant, &manifest);
@@ -166,9 +162,7 @@ impl Storage {
             let committed = self
                 .catalog
                 .commit(tenant, |base| {
-                    let stale: Vec<String> =
-                        due.stale.iter().filter(|p| base.files.iter().any(|f| &f.path == *p)).cloned().collect();
-                    let mut next = base.without(&stale, self.clock().now_ms())?;
+                    let mut next = base.without_any(&due.stale, self.clock().now_ms());
                     next.files.push(file.clone());
                     Ok::<_, CatalogError>(next)
                 })

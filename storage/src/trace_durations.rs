@@ -233,7 +233,6 @@ pub(crate) async fn write(
                     duration_ns: end.saturating_sub(start_ns),
                     trace_id,
                     start_ns,
-                    hour: due.hour,
                 })
                 .collect();
             rows.sort_unstable_by_key(Ranked::key);
@@ -268,8 +267,6 @@ pub struct Ranked {
     /// The earliest span start: every span of the trace starts between
     /// this and `start_ns + duration_ns`.
     pub start_ns: i64,
-    /// The hour of the file it came from, Unix seconds.
-    pub hour: i64,
 }
 
 impl Ranked {
@@ -369,7 +366,6 @@ impl Ranking {
         while self.runs[run].rows.is_empty() {
             let Some(group) = self.runs[run].groups.pop_front() else { return Ok(()) };
             let (file, metadata) = &self.files[self.runs[run].file];
-            let hour = file.hour;
             let reader = FileReader::new(Arc::clone(&self.store), file);
             let batches: Vec<RecordBatch> =
                 ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata.clone())
@@ -386,7 +382,7 @@ impl Ranking {
                 for row in 0..batch.num_rows() {
                     let trace_id: [u8; 16] = ids.value(row).try_into().expect("16-byte trace ids");
                     let (start_ns, duration_ns) = (starts.value(row), durations.value(row));
-                    rows.push(Ranked { duration_ns, trace_id, start_ns, hour });
+                    rows.push(Ranked { duration_ns, trace_id, start_ns });
                 }
             }
             // Taken from the end: the first row in ranking order last.

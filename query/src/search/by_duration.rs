@@ -26,7 +26,7 @@
 //! trace after a few checks and go on against those in memory; when they
 //! are too many for that, the window's matching traces are grouped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tracing::debug;
 
@@ -35,7 +35,7 @@ use spanlake_storage::trace_durations::{self, Ranked, Ranking};
 use spanlake_storage::{DataFile, TenantId};
 
 use super::matching::Matching;
-use super::summary::{Columns, Summary};
+use super::summary::{Columns, Summary, trace_ids};
 use super::{After, SUMMARY_MARGIN_NS, SearchOrder};
 use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::error::QueryError;
@@ -138,7 +138,7 @@ impl QueryEngine {
         let mut page = Page { keys: Vec::new(), limit, longest_first };
         let matching = self.matching(tenant, filter, &window).await?;
         for slice in unranked(&window, &ranked) {
-            for key in self.grouped(tenant, &matching, &window, slice, longest_first, after, limit).await? {
+            for key in self.grouped(tenant, &matching, &window, slice, after, &page).await? {
                 page.add(key);
             }
         }
@@ -147,13 +147,13 @@ impl QueryEngine {
             let ranking = Ranking::open(self.storage().object_store(), &ranked, longest_first, from).await?;
             let free = *filter == SpanFilter::default();
             if !self.walk(tenant, &matching, free, &window, ranking, &mut page).await? {
-                page.keys = self.grouped(tenant, &matching, &window, window, longest_first, after, limit).await?;
+                page.keys = self.grouped(tenant, &matching, &window, window, after, &page).await?;
             }
         }
         let ids: Vec<TraceId> = page.keys.iter().map(|(_, id)| *id).collect();
         let margin =
             (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
-        let mut summaries: std::collections::HashMap<TraceId, Summary> =
+        let mut summaries: HashMap<TraceId, Summary> =
             self.summaries(tenant, &ids, margin).await?.into_iter().map(|s| (s.trace_id, s)).collect();
         Ok(ids.iter().filter_map(|id| summaries.remove(id)).collect())
     }
@@ -213,7 +213,7 @@ impl QueryEngine {
             let ids: Vec<TraceId> = batch.iter().map(|r| TraceId(r.trace_id)).collect();
             let matched = match &members {
                 Some(members) => ids.iter().filter(|id| members.contains(id)).copied().collect(),
-                None => self.matching_among(tenant, matching, window, &ids).await?,
+                None => self.matching_traces(tenant, matching, window, Some(&ids), None).await?,
             };
             for r in batch {
                 let id = TraceId(r.trace_id);
@@ -245,115 +245,73 @@ impl QueryEngine {
         matching: &Matching<'_>,
         window: &Window,
     ) -> Result<Option<HashSet<TraceId>>, QueryError> {
-        let mut params = Params::default();
-        let sql = match matching {
-            Matching::Spans(filter) => {
-                format!("SELECT DISTINCT trace_id FROM {SPANS_TABLE} WHERE {}", filter.where_sql(window, &mut params))
-            }
-            Matching::Fragments(fragments) => {
-                let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
-                let only = fragments.and_sql(window, &mut params);
-                format!(
-                    "SELECT DISTINCT trace_id FROM {TRACE_FRAGMENTS_TABLE}
-                     WHERE start_time >= {start} AND start_time < {end}{only}"
-                )
-            }
-        };
-        let mut members = HashSet::new();
-        for batch in self.batches(tenant, &format!("{sql} LIMIT {}", MAX_MEMBERS + 1), params).await? {
-            let c = Columns(&batch);
-            for row in 0..batch.num_rows() {
-                members.insert(c.trace_id("trace_id", row)?);
-            }
-        }
-        if members.len() > MAX_MEMBERS {
-            return Ok(None);
-        }
-        if let Matching::Fragments(fragments) = matching {
-            members.extend(self.matched_before(tenant, fragments, window, None).await?);
-        }
-        Ok(Some(members))
+        let members = self.matching_traces(tenant, matching, window, None, Some(MAX_MEMBERS + 1)).await?;
+        Ok((members.len() <= MAX_MEMBERS).then_some(members))
     }
 
-    /// Which of `traces` the search matches: with a span in `window` that
-    /// passes the filter.
-    async fn matching_among(
+    /// The traces the search matches, with a span in `window` that passes
+    /// the filter: of `among` if given, and `limit` at most.
+    async fn matching_traces(
         &self,
         tenant: &TenantId,
         matching: &Matching<'_>,
         window: &Window,
-        traces: &[TraceId],
+        among: Option<&[TraceId]>,
+        limit: Option<usize>,
     ) -> Result<HashSet<TraceId>, QueryError> {
-        if traces.is_empty() {
+        if among.is_some_and(<[TraceId]>::is_empty) {
             return Ok(HashSet::new());
         }
         let mut params = Params::default();
-        let fragments = match matching {
-            Matching::Spans(filter) => {
-                let condition = filter.where_sql(window, &mut params);
-                return self.ids_among(tenant, SPANS_TABLE, condition, params, traces).await;
+        let (table, mut condition) = match matching {
+            Matching::Spans(filter) => (SPANS_TABLE, filter.where_sql(window, &mut params)),
+            // A fragment that starts in the window holds a matching span.
+            Matching::Fragments(fragments) => {
+                let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
+                let only = fragments.and_sql(window, &mut params);
+                (TRACE_FRAGMENTS_TABLE, format!("start_time >= {start} AND start_time < {end}{only}"))
             }
-            Matching::Fragments(fragments) => fragments,
         };
-        // A fragment that starts in the window holds a matching span; so
-        // may one that starts before it (in the same hour) and ends in it.
-        let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
-        let condition =
-            format!("start_time >= {start} AND start_time < {end}{}", fragments.and_sql(window, &mut params));
-        let mut matched = self.ids_among(tenant, TRACE_FRAGMENTS_TABLE, condition, params, traces).await?;
-        if window.start_ns.rem_euclid(HOUR_NS) != 0 {
-            let open: Vec<TraceId> = traces.iter().filter(|id| !matched.contains(id)).copied().collect();
-            matched.extend(self.matched_before(tenant, fragments, window, Some(&open)).await?);
+        if let Some(ids) = among {
+            let ids: Vec<String> = ids.iter().map(|id| params.trace_id(id)).collect();
+            condition += &format!(" AND trace_id IN ({})", ids.join(", "));
+        }
+        let sql = match limit {
+            Some(n) => format!("SELECT DISTINCT trace_id FROM {table} WHERE {condition} LIMIT {n}"),
+            None => format!("SELECT DISTINCT trace_id FROM {table} WHERE {condition}"),
+        };
+        let mut matched: HashSet<TraceId> =
+            trace_ids(&self.batches(tenant, &sql, params).await?)?.into_iter().collect();
+        // So may one that starts before the window and ends in it.
+        if let Matching::Fragments(fragments) = matching
+            && limit.is_none_or(|n| matched.len() < n)
+        {
+            let open: Option<Vec<TraceId>> =
+                among.map(|ids| ids.iter().filter(|id| !matched.contains(id)).copied().collect());
+            matched.extend(self.matched_before(tenant, fragments, window, open.as_deref()).await?);
         }
         Ok(matched)
     }
 
-    /// The ids among `traces` of rows of `table` that meet `condition`.
-    async fn ids_among(
-        &self,
-        tenant: &TenantId,
-        table: &str,
-        condition: String,
-        mut params: Params,
-        traces: &[TraceId],
-    ) -> Result<HashSet<TraceId>, QueryError> {
-        let mut found = HashSet::new();
-        if traces.is_empty() {
-            return Ok(found);
-        }
-        let ids: Vec<String> = traces.iter().map(|id| params.trace_id(id)).collect();
-        let sql =
-            format!("SELECT DISTINCT trace_id FROM {table} WHERE {condition} AND trace_id IN ({})", ids.join(", "));
-        for batch in self.batches(tenant, &sql, params).await? {
-            let c = Columns(&batch);
-            for row in 0..batch.num_rows() {
-                found.insert(c.trace_id("trace_id", row)?);
-            }
-        }
-        Ok(found)
-    }
-
-    /// The first `limit + 1` traces after `after` that match in `slice` of
-    /// `window`, by grouping their fragments: the keys of every matching
-    /// trace, ranked.
-    #[allow(clippy::too_many_arguments)]
+    /// The first traces for `page` (in its order, as many as it holds)
+    /// after `after` that match in `slice` of `window`, by grouping their
+    /// fragments: the keys of every matching trace, ranked.
     async fn grouped(
         &self,
         tenant: &TenantId,
         matching: &Matching<'_>,
         window: &Window,
         slice: Window,
-        longest_first: bool,
         after: Option<&After>,
-        limit: usize,
+        page: &Page,
     ) -> Result<Vec<Key>, QueryError> {
         let mut params = Params::default();
-        let direction = if longest_first { "DESC" } else { "ASC" };
+        let direction = if page.longest_first { "DESC" } else { "ASC" };
         let keyset = match after {
             Some(after) => {
                 let key = params.int(after.key);
                 let id = params.trace_id(&after.trace_id);
-                let beyond = if longest_first { "<" } else { ">" };
+                let beyond = if page.longest_first { "<" } else { ">" };
                 format!("WHERE duration_ns {beyond} {key} OR (duration_ns = {key} AND trace_id {beyond} {id})")
             }
             None => String::new(),
@@ -407,7 +365,7 @@ impl QueryEngine {
              SELECT trace_id, duration_ns FROM keyed {keyset}
              ORDER BY duration_ns {direction}, trace_id {direction}
              LIMIT {}",
-            limit + 1
+            page.limit + 1
         );
         let mut keys = Vec::new();
         for batch in self.batches(tenant, &sql, params).await? {

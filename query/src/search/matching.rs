@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 
-use super::summary::Columns;
+use super::summary::{Columns, trace_ids};
 use crate::engine::{QueryEngine, SPANS_TABLE, TRACE_FRAGMENTS_TABLE};
 use crate::error::QueryError;
 use crate::params::{HOUR_NS, Params, SpanFilter, Window};
@@ -151,17 +151,10 @@ impl QueryEngine {
         let mut fragments = Fragments { service: filter.service.as_deref(), errors: None, traces: &filter.traceql };
         if filter.errors_only {
             // Error fragments that start before the window's end and end
-            // after it, checked against their spans in the window.
-            let mut params = Params::default();
-            let (from, end) = (params.time(window.start_ns.saturating_sub(HOUR_NS)), params.time(window.end_ns));
-            let only = fragments.and_may_hold_sql(&mut params);
-            let sql = format!(
-                "SELECT trace_id, {OPEN_STRETCH} FROM {TRACE_FRAGMENTS_TABLE}
-                 WHERE start_time >= {from} AND start_time < {end} AND end_time >= {end}{only}
-                 GROUP BY trace_id"
-            );
-            let open = read_open(&self.batches(tenant, &sql, params).await?)?;
-            fragments.errors = Some(self.with_spans_in(tenant, &fragments, window, &open).await?);
+            // after it, checked against their error spans in the window.
+            fragments.errors = Some(Vec::new());
+            let confirmed = self.open_at(tenant, &fragments, window, window.end_ns, None).await?;
+            fragments.errors = Some(confirmed);
         }
         Ok(Matching::Fragments(fragments))
     }
@@ -189,12 +182,7 @@ impl QueryEngine {
                  WHERE start_time >= {start} AND start_time < {end}{only} AND trace_id IN ({})",
                 ids.join(", ")
             );
-            for batch in self.batches(tenant, &sql, params).await? {
-                let c = Columns(&batch);
-                for row in 0..batch.num_rows() {
-                    matched.push(c.trace_id("trace_id", row)?);
-                }
-            }
+            matched.extend(trace_ids(&self.batches(tenant, &sql, params).await?)?);
         }
         Ok(matched)
     }
@@ -249,8 +237,22 @@ impl QueryEngine {
         window: &Window,
         among: Option<&[TraceId]>,
     ) -> Result<Vec<TraceId>, QueryError> {
+        self.open_at(tenant, fragments, window, window.start_ns, among).await
+    }
+
+    /// Traces (of `among`, if given) with fragments that may match open at
+    /// `at` (starting less than an hour before it, ending at or after it),
+    /// that have a matching span starting in `window`.
+    async fn open_at(
+        &self,
+        tenant: &TenantId,
+        fragments: &Fragments<'_>,
+        window: &Window,
+        at: i64,
+        among: Option<&[TraceId]>,
+    ) -> Result<Vec<TraceId>, QueryError> {
         let mut params = Params::default();
-        let (from, start) = (params.time(window.start_ns - HOUR_NS), params.time(window.start_ns));
+        let (from, at) = (params.time(at.saturating_sub(HOUR_NS)), params.time(at));
         let mut only = fragments.and_may_hold_sql(&mut params) + &fragments.and_traces_sql(window, &mut params);
         if let Some(ids) = among {
             if ids.is_empty() {
@@ -261,7 +263,7 @@ impl QueryEngine {
         }
         let sql = format!(
             "SELECT trace_id, {OPEN_STRETCH} FROM {TRACE_FRAGMENTS_TABLE}
-             WHERE start_time >= {from} AND start_time < {start} AND end_time >= {start}{only}
+             WHERE start_time >= {from} AND start_time < {at} AND end_time >= {at}{only}
              GROUP BY trace_id"
         );
         let open = read_open(&self.batches(tenant, &sql, params).await?)?;

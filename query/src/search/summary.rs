@@ -113,6 +113,18 @@ pub(super) fn read(batch: &RecordBatch) -> Result<Vec<Summary>, QueryError> {
         .collect()
 }
 
+/// The `trace_id` of every row of `batches`.
+pub(crate) fn trace_ids(batches: &[RecordBatch]) -> Result<Vec<TraceId>, QueryError> {
+    let mut ids = Vec::new();
+    for batch in batches {
+        let c = Columns(batch);
+        for row in 0..batch.num_rows() {
+            ids.push(c.trace_id("trace_id", row)?);
+        }
+    }
+    Ok(ids)
+}
+
 impl QueryEngine {
     /// The summaries of `ids` from their fragments that start in `[lo, hi)`;
     /// a trace with no fragment there has none.

@@ -294,3 +294,53 @@ async fn spansets_of_one_trace_meet_across_slices() {
         page.traces.iter().map(|t| u32::from_be_bytes(t.trace_id.0[..4].try_into().expect("4 bytes"))).collect();
     assert_eq!(found, [1]);
 }
+
+/// Errors only from the trace index: a fragment that starts in the window
+/// but whose error span starts after it does not match.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_only_needs_the_error_span_itself_in_the_window() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = test_support::storage(dir.path()).await;
+    let tenant = TenantId::default();
+    // One trace of one service in one flush, so one fragment: a root that
+    // is fine, and ten minutes later a child that failed.
+    let span = |id: u8, at_s: i64, failed: bool| {
+        let begin = (BASE + at_s * SECOND) as u64;
+        Span {
+            trace_id: [7; 16].to_vec(),
+            span_id: vec![id; 8],
+            parent_span_id: if id == 1 { vec![] } else { vec![1; 8] },
+            name: "work".into(),
+            start_time_unix_nano: begin,
+            end_time_unix_nano: begin + 1_000_000,
+            status: Some(Status { code: if failed { 2 } else { 0 }, message: String::new() }),
+            ..Default::default()
+        }
+    };
+    let export = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![attribute("service.name", "web")], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: vec![span(1, 0, false), span(2, 600, true)], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let bytes = Bytes::from(export.encode_to_vec());
+    storage.write(&tenant, storage.decode(bytes).expect("decodes")).await.expect("written");
+    storage.flush().await.expect("flushed");
+    let engine = QueryEngine::new(storage, QueryLimits::default()).expect("engine");
+    for order in ORDERS {
+        for (end_s, found) in [(300, 0), (700, 1)] {
+            for service in [None, Some("web".to_owned())] {
+                let request = SearchRequest {
+                    filter: SpanFilter { service: service.clone(), errors_only: true, ..SpanFilter::default() },
+                    window: Window { start_ns: BASE - 10 * SECOND, end_ns: BASE + end_s * SECOND },
+                    order,
+                    limit: 5,
+                    cursor: None,
+                };
+                let page = engine.page(&tenant, &request).await.expect("a page");
+                assert_eq!(page.traces.len(), found, "{order:?}, window to {end_s} s, service {service:?}");
+            }
+        }
+    }
+}

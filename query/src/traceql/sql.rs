@@ -255,10 +255,8 @@ impl<'a> Compiler<'a> {
         right: &Expr,
         at: usize,
     ) -> Result<Option<String>, TraceQlError> {
-        let (intrinsic, other, column_left) = match (left, right) {
-            (Expr::Intrinsic(i, _), other) if i.is_trace_level() => (*i, other, true),
-            (other, Expr::Intrinsic(i, _)) if i.is_trace_level() => (*i, other, false),
-            _ => return Ok(None),
+        let Some((intrinsic, other, column_left)) = intrinsic_side(left, right, Intrinsic::is_trace_level) else {
+            return Ok(None);
         };
         let Expr::Literal(..) = other else {
             return Err(self.err(at, format!("{} is compared with a value", intrinsic.name())));
@@ -386,11 +384,9 @@ impl<'a> Compiler<'a> {
         at: usize,
     ) -> Result<Option<String>, TraceQlError> {
         use Intrinsic::{EventTimeSinceStart, LinkSpanId, LinkTraceId};
-        let (intrinsic, other, op) = match (left, right) {
-            (Expr::Intrinsic(i @ (EventTimeSinceStart | LinkSpanId | LinkTraceId), _), other) => (*i, other, op),
-            (other, Expr::Intrinsic(i @ (EventTimeSinceStart | LinkSpanId | LinkTraceId), _)) => (*i, other, flip(op)),
-            _ => return Ok(None),
-        };
+        let nested = |i: Intrinsic| matches!(i, EventTimeSinceStart | LinkSpanId | LinkTraceId);
+        let Some((intrinsic, other, on_left)) = intrinsic_side(left, right, nested) else { return Ok(None) };
+        let op = if on_left { op } else { flip(op) };
         if intrinsic == EventTimeSinceStart {
             let Expr::Literal(Literal::Duration(ns) | Literal::Int(ns), _) = other else {
                 return Err(self.err(at, "event:timeSinceStart is compared with a duration"));
@@ -547,6 +543,20 @@ fn padded_id(hex: &str, width: usize) -> Option<Vec<u8>> {
     }
     let digits = format!("{hex:0>width$}", width = width * 2);
     const_hex::decode(digits).ok()
+}
+
+/// The intrinsic that `wanted` picks on either side of a comparison, the
+/// other side, and whether the intrinsic is on the left.
+fn intrinsic_side<'a>(
+    left: &'a Expr,
+    right: &'a Expr,
+    wanted: impl Fn(Intrinsic) -> bool,
+) -> Option<(Intrinsic, &'a Expr, bool)> {
+    match (left, right) {
+        (Expr::Intrinsic(i, _), other) if wanted(*i) => Some((*i, other, true)),
+        (other, Expr::Intrinsic(i, _)) if wanted(*i) => Some((*i, other, false)),
+        _ => None,
+    }
 }
 
 /// The same comparison with its sides swapped.
