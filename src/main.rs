@@ -6,6 +6,7 @@ mod cors;
 mod demo;
 mod load;
 mod ops;
+mod roles;
 mod serve;
 mod sql_cli;
 mod store;

@@ -1,4 +1,5 @@
-//! `spanlake serve`: receivers, storage, query API and UI in one process.
+//! `spanlake serve`: receivers, storage, query API and UI in one process,
+//! or the roles of a cluster named by `--roles` (`roles.rs`).
 //!
 //! Start-up binds every port first and answers `/healthz` (and `/readyz`
 //! with 503) while the WAL replays; the API and the receivers open once the
@@ -15,7 +16,11 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use spanlake_collector::{CollectorConfig, CollectorMetrics, Ingest, SpanMetrics, SpanMetricsConfig};
 use spanlake_query::auth::AuthToken;
+use spanlake_query::collectors::Collectors;
+use spanlake_query::distributed::QueryWorkers;
+use spanlake_query::peers::Peers;
 use spanlake_query::{QueryEngine, QueryLimits};
+use spanlake_storage::lease::Lease;
 use spanlake_storage::{
     CompactionConfig, DEFAULT_MAX_BUFFER_BYTES, FlushConfig, IngestLimits, Storage, StorageConfig, StorageMetrics,
     WalConfig, WalSync,
@@ -27,6 +32,7 @@ use tracing::info;
 
 use crate::demo::{self, DemoArgs};
 use crate::ops::Ops;
+use crate::roles::ClusterArgs;
 use crate::store::{StoreLocation, open_store};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -39,6 +45,8 @@ pub(crate) struct ServeArgs {
     pub(crate) ingest: IngestArgs,
     #[command(flatten)]
     pub(crate) query: QueryArgs,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     /// Also send demo traffic to this server's OTLP/gRPC receiver.
     #[arg(long, env = "SPANLAKE_DEMO")]
     pub(crate) demo: bool,
@@ -202,18 +210,34 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let grpc_listener = bind(args.listen.otlp_grpc_addr, "OTLP/gRPC").await?;
-    let otlp_http_listener = bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?;
+    let roles = args.cluster.roles(args.storage.storage.is_some())?;
+    // Every process answers /healthz, /readyz and /metrics on the HTTP port.
     let http_listener = bind(args.listen.http_addr, "the HTTP API").await?;
-    let pg_listener = bind(args.listen.pg_addr, "pgwire").await?;
-    let jaeger_listener = bind(args.listen.jaeger_grpc_addr, "Jaeger's gRPC query API").await?;
-    let grpc_addr = grpc_listener.local_addr()?;
+    let mut listeners = Listeners::default();
+    if roles.collector {
+        listeners.grpc = Some(bind(args.listen.otlp_grpc_addr, "OTLP/gRPC").await?);
+        listeners.otlp_http = Some(bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?);
+        if roles.split() {
+            listeners.flight = Some(bind(args.cluster.flight_addr, "Arrow Flight (fresh spans)").await?);
+        }
+    }
+    if roles.query {
+        listeners.pg = Some(bind(args.listen.pg_addr, "pgwire").await?);
+        listeners.jaeger = Some(bind(args.listen.jaeger_grpc_addr, "Jaeger's gRPC query API").await?);
+        if roles.split() {
+            listeners.worker = Some(bind(args.cluster.worker_addr, "the query worker").await?);
+        }
+    }
+    let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
     info!(
-        otlp_grpc = %grpc_addr,
-        otlp_http = %otlp_http_listener.local_addr()?,
+        roles = ?roles,
         http = %http_listener.local_addr()?,
-        pg = %pg_listener.local_addr()?,
-        jaeger_grpc = %jaeger_listener.local_addr()?,
+        otlp_grpc = addr(&listeners.grpc),
+        otlp_http = addr(&listeners.otlp_http),
+        flight = addr(&listeners.flight),
+        pg = addr(&listeners.pg),
+        jaeger_grpc = addr(&listeners.jaeger),
+        worker = addr(&listeners.worker),
         data_dir = %args.storage.data_dir.display(),
         "spanlake is listening"
     );
@@ -241,78 +265,198 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let limits = IngestLimits { max_attribute_value_bytes: args.ingest.max_attribute_bytes };
     let store = open_store(args.storage.storage.as_ref(), &args.storage.data_dir, &args.storage.s3)?;
-    let storage = Storage::open(store, args.storage.config(limits), storage_metrics).await?;
+    let config = args.storage.config(limits);
+    let storage = if roles.collector {
+        Storage::open(store, config, storage_metrics).await?
+    } else {
+        Storage::open_read_only(store, config, storage_metrics).await?
+    };
     let replay = storage.replay_report();
     info!(records = replay.records, damaged_segments = replay.damaged_segments, "storage is ready");
-    let engine = Arc::new(QueryEngine::new(Arc::clone(&storage), args.query.limits())?);
-    let ingest = Ingest::new(
-        Arc::clone(&storage),
-        CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, ..CollectorConfig::default() },
-        collector_metrics,
-        span_metrics,
-    );
     let token = args.query.auth_token.as_deref().and_then(AuthToken::new);
-    let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));
-    let reads = match &token {
-        Some(token) => token.require(reads),
-        None => reads,
-    };
-    // Outside the token check: a preflight request carries no credentials.
-    let reads = match crate::cors::layer(&args.query.cors_allowed_origins, token.is_some())? {
-        Some(cors) => reads.layer(cors),
-        None => reads,
-    };
-    ops.ready(
-        reads.merge(spanlake_ui::public_router(token.clone())).merge(spanlake_collector::zipkin_router(ingest.clone())),
-    );
-    let pg = tokio::spawn(spanlake_query::pg::serve(
-        pg_listener,
-        Arc::clone(&engine),
-        token.as_ref().map(|t| t.secret()),
-        shutdown.clone(),
-    ));
-
     let stop_background = CancellationToken::new();
-    let flusher = tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone()));
-    let maintenance = tokio::spawn(Arc::clone(&storage).run_maintenance(stop_background.clone()));
-    let query_upkeep =
-        tokio::spawn(Arc::clone(&engine).run_upkeep(args.storage.compaction_interval, stop_background.clone()));
+    let mut servers: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = Vec::new();
+    let mut background = Vec::new();
+    let mut app = axum::Router::new();
 
-    let grpc = tonic::transport::Server::builder()
-        .add_service(spanlake_collector::grpc_service(ingest.clone()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown.clone().cancelled_owned());
-    let jaeger_grpc = tonic::transport::Server::builder()
-        .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), token.clone()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(jaeger_listener), shutdown.clone().cancelled_owned());
-    let otlp_http = axum::serve(otlp_http_listener, spanlake_collector::http_router(ingest))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-
-    if args.demo {
-        let demo_args =
-            DemoArgs { endpoint: format!("http://{grpc_addr}"), rate: args.demo_rate, duration: None, traces: None };
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = demo::run(demo_args, stop).await {
-                tracing::error!(%error, "demo traffic stopped");
-            }
-        });
+    if roles.collector {
+        let ingest = Ingest::new(
+            Arc::clone(&storage),
+            CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, ..CollectorConfig::default() },
+            collector_metrics,
+            span_metrics,
+        );
+        app = app.merge(spanlake_collector::zipkin_router(ingest.clone()));
+        let grpc = listeners.grpc.take().expect("bound for the collector role");
+        let grpc_addr = grpc.local_addr()?;
+        let grpc = tonic::transport::Server::builder()
+            .add_service(spanlake_collector::grpc_service(ingest.clone()))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+        servers.push(("OTLP/gRPC server", tokio::spawn(async move { Ok(grpc.await?) })));
+        let otlp_http =
+            axum::serve(listeners.otlp_http.take().expect("bound"), spanlake_collector::http_router(ingest))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        servers.push(("OTLP/HTTP server", tokio::spawn(async move { Ok(otlp_http.await?) })));
+        if let Some(flight) = listeners.flight.take() {
+            let secret = token.as_ref().map(|t| t.secret().to_string());
+            let flight = tonic::transport::Server::builder()
+                .add_service(spanlake_collector::flight_service(Arc::clone(&storage), secret))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(flight), shutdown.clone().cancelled_owned());
+            servers.push(("Arrow Flight server", tokio::spawn(async move { Ok(flight.await?) })));
+        }
+        background.push(tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone())));
+        if args.demo {
+            let demo_args = DemoArgs {
+                endpoint: format!("http://{grpc_addr}"),
+                rate: args.demo_rate,
+                duration: None,
+                traces: None,
+            };
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(error) = demo::run(demo_args, stop).await {
+                    tracing::error!(%error, "demo traffic stopped");
+                }
+            });
+        }
     }
 
-    let (grpc, otlp_http, jaeger_grpc) = tokio::join!(grpc, otlp_http, jaeger_grpc);
-    // Whatever ended the servers, buffered spans are flushed before exit.
+    if roles.query {
+        let mut engine = QueryEngine::new(Arc::clone(&storage), args.query.limits())?;
+        if !args.cluster.collectors.is_empty() {
+            let peers = Peers::resolve("collectors", args.cluster.collectors.clone(), stop_background.clone()).await;
+            let secret = token.as_ref().map(|t| t.secret().to_string());
+            engine = engine.with_collectors(Arc::new(Collectors::new(peers, secret)));
+        }
+        if !args.cluster.query_workers.is_empty() {
+            let peers =
+                Peers::resolve("query workers", args.cluster.query_workers.clone(), stop_background.clone()).await;
+            engine = engine.with_workers(QueryWorkers { peers, bytes_per_partition: args.cluster.query_worker_bytes });
+        }
+        let engine = Arc::new(engine);
+        let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));
+        let reads = spanlake_query::api::mark_partial(reads, Arc::clone(&engine));
+        let reads = match &token {
+            Some(token) => token.require(reads),
+            None => reads,
+        };
+        // Outside the token check: a preflight request carries no credentials.
+        let reads = match crate::cors::layer(&args.query.cors_allowed_origins, token.is_some())? {
+            Some(cors) => reads.layer(cors),
+            None => reads,
+        };
+        app = app.merge(reads).merge(spanlake_ui::public_router(token.clone()));
+        let pg = spanlake_query::pg::serve(
+            listeners.pg.take().expect("bound for the query role"),
+            Arc::clone(&engine),
+            token.as_ref().map(|t| t.secret()),
+            shutdown.clone(),
+        );
+        servers.push((
+            "pgwire server",
+            tokio::spawn(async move {
+                pg.await;
+                Ok(())
+            }),
+        ));
+        let jaeger_grpc = tonic::transport::Server::builder()
+            .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), token.clone()))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.jaeger.take().expect("bound")),
+                shutdown.clone().cancelled_owned(),
+            );
+        servers.push(("Jaeger gRPC server", tokio::spawn(async move { Ok(jaeger_grpc.await?) })));
+        if let Some(worker) = listeners.worker.take() {
+            let service = engine.worker()?.into_worker_server();
+            let secret = token.as_ref().map(|t| t.secret().to_string());
+            let worker = tonic::transport::Server::builder()
+                .layer(tonic::service::InterceptorLayer::new(move |request| bearer(&secret, request)))
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(worker), shutdown.clone().cancelled_owned());
+            servers.push(("query worker", tokio::spawn(async move { Ok(worker.await?) })));
+        }
+        background.push(tokio::spawn(
+            Arc::clone(&engine).run_upkeep(args.storage.compaction_interval, stop_background.clone()),
+        ));
+        if roles.split() {
+            background.push(tokio::spawn(refresh_catalog(
+                Arc::clone(&storage),
+                args.cluster.catalog_refresh,
+                stop_background.clone(),
+            )));
+        }
+    }
+
+    if roles.compactor {
+        let (active, lease_held) = tokio::sync::watch::channel(!roles.split());
+        if roles.split() {
+            let holder =
+                format!("{}/{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()), std::process::id());
+            let lease = Lease::new(storage.object_store(), "compactor", holder, args.cluster.compactor_lease);
+            background.push(tokio::spawn(lease.run(active, stop_background.clone())));
+        }
+        background.push(tokio::spawn(Arc::clone(&storage).run_maintenance(lease_held, stop_background.clone())));
+    }
+    ops.ready(app);
+
+    let mut failures = Vec::new();
+    if servers.is_empty() {
+        shutdown.cancelled().await;
+    }
+    for (what, server) in servers {
+        // Whatever ended one server, the others stop and buffered spans are flushed before exit.
+        let result = server.await?;
+        shutdown.cancel();
+        if let Err(error) = result {
+            failures.push(error.context(what));
+        }
+    }
     shutdown.cancel();
     let http = http.await?;
-    pg.await?;
     stop_background.cancel();
-    maintenance.await?;
-    query_upkeep.await?;
-    flusher.await?;
-    grpc.context("OTLP/gRPC server")?;
-    otlp_http.context("OTLP/HTTP server")?;
-    jaeger_grpc.context("Jaeger gRPC server")?;
+    for task in background {
+        task.await?;
+    }
+    if let Some(error) = failures.into_iter().next() {
+        return Err(error);
+    }
     http.context("HTTP server")?;
     info!("spanlake stopped");
     Ok(())
+}
+
+/// What each role listens on, bound before anything else starts.
+#[derive(Debug, Default)]
+struct Listeners {
+    grpc: Option<TcpListener>,
+    otlp_http: Option<TcpListener>,
+    flight: Option<TcpListener>,
+    pg: Option<TcpListener>,
+    jaeger: Option<TcpListener>,
+    worker: Option<TcpListener>,
+}
+
+/// A query node reads the manifests other processes publish this often.
+async fn refresh_catalog(storage: Arc<Storage>, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(error) = storage.refresh_catalog().await {
+            tracing::warn!(%error, "could not read the catalog");
+        }
+    }
+}
+
+/// The worker service, like every read surface, asks for the auth token.
+fn bearer(secret: &Option<String>, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let Some(secret) = secret else { return Ok(request) };
+    let sent = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+    match sent.and_then(|v| v.strip_prefix("Bearer ")) {
+        Some(sent) if sent == secret => Ok(request),
+        _ => Err(tonic::Status::unauthenticated("a valid bearer token is required")),
+    }
 }
 
 async fn signal_shutdown(shutdown: CancellationToken) {

@@ -55,7 +55,7 @@ pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
 
 async fn local(data_dir: &std::path::Path, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
     let store = open_store(None, data_dir, &S3Args::default())?;
-    let storage = Storage::open_read_only(store, StorageConfig::new(data_dir.join(".wal"))).await?;
+    let storage = Storage::open_read_only(store, StorageConfig::new(data_dir.join(".wal")), Arc::default()).await?;
     let engine = QueryEngine::new(Arc::clone(&storage), QueryLimits::default())?;
     let result = engine.sql(tenant, sql).await?;
     Ok(JsonResult::from_result(&result)?)

@@ -50,7 +50,7 @@ async fn stored(dir: &std::path::Path) -> (QueryEngine, Vec<TraceId>) {
         let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("decodes");
         if send % 50 == 0 {
             ids.push(
-                request.resource_spans[0].scope_spans[0].spans[0].trace_id.as_slice().try_into().expect("16 bytes"),
+                TraceId::from_slice(&request.resource_spans[0].scope_spans[0].spans[0].trace_id).expect("16 bytes"),
             );
         }
         storage.write(&tenant, storage.decode(body.into()).expect("decodes")).await.expect("written");

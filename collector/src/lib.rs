@@ -3,6 +3,7 @@
 
 mod body;
 mod error;
+mod flight;
 mod grpc;
 mod http;
 mod ingest;
@@ -11,6 +12,7 @@ mod span_metrics;
 mod zipkin;
 
 pub use error::IngestError;
+pub use flight::{FreshSpans, flight_service};
 pub use grpc::{OtlpGrpcService, grpc_service};
 pub use http::router as http_router;
 pub use ingest::{CollectorConfig, Ingest};

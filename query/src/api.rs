@@ -16,8 +16,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,6 +26,7 @@ use spanlake_storage::{TENANT_HEADER, TenantId};
 use tracing::error;
 use utoipa::IntoParams;
 
+use crate::collectors::PARTIAL_HEADER;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{self, Unknown};
@@ -38,6 +39,25 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
         .merge(jaeger::router(Arc::clone(&engine)))
         .merge(tempo::router(Arc::clone(&engine)))
         .merge(Router::new().route("/api/traces/{trace_id}", get(trace_by_id)).with_state(engine))
+}
+
+/// Marks the answers of `reads` computed while a collector of the cluster
+/// could not be reached: they hold every file and the fresh spans of the
+/// other collectors, and the [`PARTIAL_HEADER`] names the missing ones.
+pub fn mark_partial(reads: Router, engine: Arc<QueryEngine>) -> Router {
+    reads.layer(axum::middleware::map_response_with_state(engine, partial_header))
+}
+
+async fn partial_header(State(engine): State<Arc<QueryEngine>>, mut response: Response) -> Response {
+    let missing = engine.collectors().map(|c| c.unreachable()).unwrap_or_default();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|u| u.as_str()).collect();
+        let value = format!("collectors unreachable: {}", names.join(", "));
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(PARTIAL_HEADER, value);
+        }
+    }
+    response
 }
 
 /// `GET /api/traces/{id}` is both Jaeger's and Tempo's: Tempo's protobuf

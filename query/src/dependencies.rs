@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use spanlake_storage::edges::{self, BUCKETS_PER_OCTAVE, CallStats, Partial, SLOT_NS};
-use spanlake_storage::{DataFile, FileKind, Storage, TenantId};
+use spanlake_storage::fresh::ScanFilter;
+use spanlake_storage::{DataFile, FileKind, Snapshot, Storage, TenantId};
 use utoipa::ToSchema;
 
 use crate::engine::QueryEngine;
@@ -134,13 +135,15 @@ impl Edges {
 impl QueryEngine {
     pub async fn dependencies(&self, tenant: &TenantId, window: &Window) -> Result<DependencyGraph, QueryError> {
         let (storage, hours) = (Arc::clone(self.storage()), Arc::clone(self.hourly_edges()));
-        self.bounded(graph(storage, hours, tenant.clone(), *window)).await
+        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
+        self.bounded(graph(storage, snapshot, hours, tenant.clone(), *window)).await
     }
 }
 
 /// The graph of `window` (see the module comment).
 async fn graph(
     storage: Arc<Storage>,
+    snapshot: Snapshot,
     hours: Arc<HourlyEdges>,
     tenant: TenantId,
     window: Window,
@@ -155,7 +158,6 @@ async fn graph(
     if start >= end {
         return Ok(edges.graph());
     }
-    let snapshot = storage.snapshot(&tenant);
     let store = storage.object_store();
 
     let mut live = Partial::default();

@@ -14,11 +14,14 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use serde::de::DeserializeOwned;
-use spanlake_storage::{FileKind, Storage, TenantId};
+use spanlake_storage::fresh::ScanFilter;
+use spanlake_storage::{FileKind, Snapshot, Storage, TenantId};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::collectors::{Collectors, Snapshots};
 use crate::dependencies::HourlyEdges;
+use crate::distributed::{self, QueryWorkers};
 use crate::error::QueryError;
 use crate::functions::{self, Attributes};
 use crate::id_literals::IdLiterals;
@@ -103,16 +106,20 @@ impl Default for QueryLimits {
 #[derive(Debug)]
 pub struct QueryEngine {
     storage: Arc<Storage>,
+    snapshots: Arc<Snapshots>,
     /// Shared by every session: the object store, caches and spill files.
     runtime: Arc<RuntimeEnv>,
     store_url: ObjectStoreUrl,
     memory_bytes: usize,
+    concurrency: usize,
     timeout: Duration,
     max_rows: usize,
     queries: QueryRuntime,
     tag_summaries: TagSummaries,
     hourly_edges: Arc<HourlyEdges>,
     trace_files: Arc<TraceFiles>,
+    /// Where large scans are spread, on a query node of a cluster.
+    workers: Option<QueryWorkers>,
 }
 
 impl QueryEngine {
@@ -122,17 +129,54 @@ impl QueryEngine {
         runtime.register_object_store(store_url.as_ref(), storage.object_store());
         let queries = QueryRuntime::new(limits.concurrency).map_err(DataFusionError::IoError)?;
         Ok(Self {
+            snapshots: Arc::new(Snapshots::new(Arc::clone(&storage), None)),
             storage,
             runtime,
             store_url,
             memory_bytes: limits.memory_bytes,
+            concurrency: limits.concurrency,
             timeout: limits.timeout,
             max_rows: limits.max_rows,
             queries,
             tag_summaries: TagSummaries::default(),
             hourly_edges: Arc::default(),
             trace_files: Arc::new(TraceFiles::new(limits.trace_files_bytes)),
+            workers: None,
         })
+    }
+
+    /// Reads the fresh spans of these collectors too: a query node of a cluster.
+    pub fn with_collectors(mut self, collectors: Arc<Collectors>) -> Self {
+        self.snapshots = Arc::new(Snapshots::new(Arc::clone(&self.storage), Some(collectors)));
+        self
+    }
+
+    /// Spreads large scans over these query workers.
+    pub fn with_workers(mut self, workers: QueryWorkers) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Whether large scans are spread over query workers.
+    pub(crate) fn distributes(&self) -> bool {
+        self.workers.is_some()
+    }
+
+    /// This node's worker service, for the other query nodes' plans: it
+    /// reads the same store, within the memory of `--query-concurrency` queries.
+    pub fn worker(&self) -> Result<datafusion_distributed::Worker, QueryError> {
+        Ok(distributed::worker(&self.runtime, self.memory_bytes.saturating_mul(self.concurrency))?)
+    }
+
+    /// The collectors of this node's cluster, if it is in one.
+    pub fn collectors(&self) -> Option<&Arc<Collectors>> {
+        self.snapshots.collectors()
+    }
+
+    /// `tenant`'s live files and every span acknowledged and not yet in
+    /// them (here or on the collectors), for a query whose rows pass `filter`.
+    pub(crate) async fn snapshot(&self, tenant: &TenantId, filter: &ScanFilter) -> Result<Snapshot, QueryError> {
+        self.snapshots.take(tenant, filter).await
     }
 
     /// What the query side keeps up to date for every tenant: the trace →
@@ -213,18 +257,21 @@ impl QueryEngine {
         // Each session has a memory pool of its own: the limit is per query.
         let runtime =
             RuntimeEnvBuilder::from_runtime_env(&self.runtime).with_memory_limit(self.memory_bytes, 1.0).build_arc()?;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_analyzer_rules(rules)
-            .with_physical_optimizer_rule(Arc::new(YieldingJoins))
-            .build();
+            .with_physical_optimizer_rule(Arc::new(YieldingJoins));
+        if let Some(workers) = &self.workers {
+            state = distributed::coordinate(state, workers)?;
+        }
+        let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx);
         for (name, kind) in [(SPANS_TABLE, FileKind::Spans), (TRACE_FRAGMENTS_TABLE, FileKind::TraceIndex)] {
             let table = DataTable::new(
-                Arc::clone(&self.storage),
+                Arc::clone(&self.snapshots),
                 tenant.clone(),
                 kind,
                 self.store_url.clone(),

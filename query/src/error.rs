@@ -28,6 +28,9 @@ pub enum QueryError {
     /// Stopped before its end: by the client, or by shutdown.
     #[error("the query was cancelled: {0}")]
     Cancelled(&'static str),
+    /// A passing condition of the cluster; retrying shortly helps.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the result has more than {0} rows (--query-max-rows); add a LIMIT, aggregate, or narrow the time window")]
     TooManyRows(usize),
 }
@@ -38,7 +41,7 @@ impl QueryError {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Cancelled(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Cancelled(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             e if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -56,7 +59,12 @@ impl QueryError {
                     | DataFusionError::NotImplemented(_)
                     | DataFusionError::ResourcesExhausted(_)
             ),
-            Self::Otlp(_) | Self::Storage(_) | Self::Render(_) | Self::Timeout(_) | Self::Cancelled(_) => false,
+            Self::Otlp(_)
+            | Self::Storage(_)
+            | Self::Render(_)
+            | Self::Timeout(_)
+            | Self::Cancelled(_)
+            | Self::Unavailable(_) => false,
         }
     }
 }

@@ -35,19 +35,34 @@ pub(crate) use attributes::Attributes;
 pub(crate) use scalar::ID_FROM_HEX;
 
 pub(crate) fn register(ctx: &SessionContext) {
-    for udf in scalar::functions() {
-        ctx.register_udf(udf);
+    for udf in scalar() {
+        ctx.register_udf(Arc::unwrap_or_clone(udf));
     }
-    for udf in attributes::functions() {
-        ctx.register_udf(udf);
+    for udaf in aggregate() {
+        ctx.register_udaf(Arc::unwrap_or_clone(udaf));
     }
-    ctx.register_udf(ScalarUDF::from(events::SpanHasEvent::default()));
-    ctx.register_udf(ScalarUDF::from(events::NestedAttributeIs::default()));
-    ctx.register_udf(ScalarUDF::from(events::NestedIdIs::default()));
-    ctx.register_udf(ScalarUDF::from(events::EventOffsets::default()));
-    ctx.register_udaf(AggregateUDF::from(span_walk::SpanWalk::below()));
-    ctx.register_udaf(AggregateUDF::from(span_walk::SpanWalk::above()));
     for (name, function) in trace_tree::functions() {
         ctx.register_udtf(name, Arc::clone(&function));
     }
+}
+
+/// The scalar functions: also what a query worker needs to run plans.
+pub(crate) fn scalar() -> Vec<Arc<ScalarUDF>> {
+    let mut udfs: Vec<ScalarUDF> = scalar::functions();
+    udfs.extend(attributes::functions());
+    udfs.extend([
+        ScalarUDF::from(events::SpanHasEvent::default()),
+        ScalarUDF::from(events::NestedAttributeIs::default()),
+        ScalarUDF::from(events::NestedIdIs::default()),
+        ScalarUDF::from(events::EventOffsets::default()),
+    ]);
+    udfs.into_iter().map(Arc::new).collect()
+}
+
+/// The aggregate functions: also what a query worker needs to run plans.
+pub(crate) fn aggregate() -> Vec<Arc<AggregateUDF>> {
+    vec![
+        Arc::new(AggregateUDF::from(span_walk::SpanWalk::below())),
+        Arc::new(AggregateUDF::from(span_walk::SpanWalk::above())),
+    ]
 }

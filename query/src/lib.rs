@@ -3,13 +3,16 @@
 
 pub mod api;
 pub mod auth;
+pub mod collectors;
 pub mod dependencies;
+pub mod distributed;
 mod engine;
 mod error;
 mod functions;
 mod id_literals;
 pub mod latency;
 pub mod params;
+pub mod peers;
 pub mod pg;
 mod pruning;
 pub mod render;

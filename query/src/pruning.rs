@@ -6,19 +6,9 @@
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::ids::TraceId;
-use spanlake_storage::{DataFile, schema};
-
-/// What the filters require of `start_time` and `service_name`.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct FileFilter {
-    /// Inclusive bounds on span start, ns.
-    pub(crate) min_start: Option<i64>,
-    pub(crate) max_start: Option<i64>,
-    pub(crate) service: Option<String>,
-    /// The trace ids one of which each row must have.
-    pub(crate) trace_ids: Option<Vec<TraceId>>,
-}
+use spanlake_storage::schema;
 
 fn column_name(expr: &Expr) -> Option<&str> {
     match expr {
@@ -64,67 +54,59 @@ fn flip(op: Operator) -> Operator {
     }
 }
 
-impl FileFilter {
-    pub(crate) fn from_filters(filters: &[Expr]) -> Self {
-        let mut filter = Self::default();
-        for expr in filters {
-            filter.absorb(expr);
-        }
-        filter
+/// What `filters` require of `start_time`, `service_name` and `trace_id`.
+pub(crate) fn span_filter(filters: &[Expr]) -> ScanFilter {
+    let mut filter = ScanFilter::default();
+    for expr in filters {
+        absorb(&mut filter, expr);
     }
+    filter
+}
 
-    fn absorb(&mut self, expr: &Expr) {
-        if let Expr::InList(InList { expr, list, negated: false }) = expr
-            && column_name(expr) == Some(schema::TRACE_ID)
-        {
-            let ids: Option<Vec<TraceId>> =
-                list.iter().map(|e| if let Expr::Literal(v, _) = e { trace_id(v) } else { None }).collect();
-            if let Some(ids) = ids {
-                self.trace_ids = Some(ids);
-            }
-            return;
+fn absorb(filter: &mut ScanFilter, expr: &Expr) {
+    if let Expr::InList(InList { expr, list, negated: false }) = expr
+        && column_name(expr) == Some(schema::TRACE_ID)
+    {
+        let ids: Option<Vec<TraceId>> =
+            list.iter().map(|e| if let Expr::Literal(v, _) = e { trace_id(v) } else { None }).collect();
+        if let Some(ids) = ids {
+            filter.trace_ids = Some(ids);
         }
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return };
-        if *op == Operator::And {
-            self.absorb(left);
-            self.absorb(right);
-            return;
-        }
-        let (column, op, value) = match (column_name(left), column_name(right), left.as_ref(), right.as_ref()) {
-            (Some(c), _, _, Expr::Literal(v, _)) => (c, *op, v),
-            (_, Some(c), Expr::Literal(v, _), _) => (c, flip(*op), v),
-            _ => return,
-        };
-        if column == schema::START_TIME {
-            let Some(t) = timestamp_nanos(value) else { return };
-            match op {
-                Operator::Gt | Operator::GtEq => self.min_start = Some(self.min_start.map_or(t, |m| m.max(t))),
-                Operator::Lt | Operator::LtEq => self.max_start = Some(self.max_start.map_or(t, |m| m.min(t))),
-                Operator::Eq => {
-                    self.min_start = Some(t);
-                    self.max_start = Some(t);
-                }
-                _ => {}
-            }
-        } else if column == schema::SERVICE_NAME && op == Operator::Eq {
-            self.service = text(value).map(str::to_owned);
-        } else if column == schema::TRACE_ID && op == Operator::Eq {
-            self.trace_ids = trace_id(value).map(|id| vec![id]);
-        }
+        return;
     }
-
-    /// Whether `file` may hold matching rows.
-    pub(crate) fn may_match(&self, file: &DataFile) -> bool {
-        self.min_start.is_none_or(|t| file.max_time >= t)
-            && self.max_start.is_none_or(|t| file.min_time <= t)
-            && self.service.as_ref().is_none_or(|s| file.services.binary_search(s).is_ok())
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else { return };
+    if *op == Operator::And {
+        absorb(filter, left);
+        absorb(filter, right);
+        return;
+    }
+    let (column, op, value) = match (column_name(left), column_name(right), left.as_ref(), right.as_ref()) {
+        (Some(c), _, _, Expr::Literal(v, _)) => (c, *op, v),
+        (_, Some(c), Expr::Literal(v, _), _) => (c, flip(*op), v),
+        _ => return,
+    };
+    if column == schema::START_TIME {
+        let Some(t) = timestamp_nanos(value) else { return };
+        match op {
+            Operator::Gt | Operator::GtEq => filter.min_start = Some(filter.min_start.map_or(t, |m| m.max(t))),
+            Operator::Lt | Operator::LtEq => filter.max_start = Some(filter.max_start.map_or(t, |m| m.min(t))),
+            Operator::Eq => {
+                filter.min_start = Some(t);
+                filter.max_start = Some(t);
+            }
+            _ => {}
+        }
+    } else if column == schema::SERVICE_NAME && op == Operator::Eq {
+        filter.service = text(value).map(str::to_owned);
+    } else if column == schema::TRACE_ID && op == Operator::Eq {
+        filter.trace_ids = trace_id(value).map(|id| vec![id]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use datafusion::prelude::{col, lit};
-    use spanlake_storage::FileKind;
+    use spanlake_storage::{DataFile, FileKind};
 
     use super::*;
 
@@ -151,29 +133,29 @@ mod tests {
 
     #[test]
     fn time_bounds_and_services_prune_files() {
-        let filter = FileFilter::from_filters(&[
+        let filter = span_filter(&[
             col("start_time").gt_eq(ts(100)).and(ts(200).gt(col("start_time"))),
             col("service_name").eq(lit("web")),
         ]);
         assert_eq!(
             filter,
-            FileFilter { min_start: Some(100), max_start: Some(200), service: Some("web".into()), trace_ids: None }
+            ScanFilter { min_start: Some(100), max_start: Some(200), service: Some("web".into()), trace_ids: None }
         );
         assert!(filter.may_match(&file(50, 150, &["db", "web"])));
         assert!(!filter.may_match(&file(0, 99, &["web"])));
         assert!(!filter.may_match(&file(201, 300, &["web"])));
         assert!(!filter.may_match(&file(100, 200, &["db"])));
-        assert!(FileFilter::default().may_match(&file(0, 0, &[])));
+        assert!(ScanFilter::default().may_match(&file(0, 0, &[])));
     }
 
     #[test]
     fn trace_ids_asked_for_are_found_in_equalities_and_lists() {
         let id = |b: u8| lit(ScalarValue::FixedSizeBinary(16, Some(vec![b; 16])));
-        let one = FileFilter::from_filters(&[col("trace_id").eq(id(1))]);
+        let one = span_filter(&[col("trace_id").eq(id(1))]);
         assert_eq!(one.trace_ids, Some(vec![TraceId([1; 16])]));
-        let list = FileFilter::from_filters(&[col("trace_id").in_list(vec![id(1), id(2)], false)]);
+        let list = span_filter(&[col("trace_id").in_list(vec![id(1), id(2)], false)]);
         assert_eq!(list.trace_ids, Some(vec![TraceId([1; 16]), TraceId([2; 16])]));
-        let negated = FileFilter::from_filters(&[col("trace_id").in_list(vec![id(1)], true)]);
+        let negated = span_filter(&[col("trace_id").in_list(vec![id(1)], true)]);
         assert_eq!(negated.trace_ids, None, "NOT IN pins nothing");
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
+use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::schema;
 use spanlake_storage::tag_summary::TagSummary;
 use spanlake_storage::{FileKind, TenantId};
@@ -36,8 +37,8 @@ struct Name {
 
 impl QueryEngine {
     /// Services with spans in `window` (all stored spans without one), sorted.
-    pub fn services(&self, tenant: &TenantId, window: Option<Window>) -> Vec<String> {
-        let snapshot = self.storage().snapshot(tenant);
+    pub async fn services(&self, tenant: &TenantId, window: Option<Window>) -> Result<Vec<String>, QueryError> {
+        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
         let overlaps = |min: i64, max: i64| window.is_none_or(|w| min < w.end_ns && max >= w.start_ns);
         let mut services: BTreeSet<String> = snapshot
             .files(FileKind::Spans)
@@ -50,7 +51,7 @@ impl QueryEngine {
                 services.extend(names.values().as_string::<i32>().iter().flatten().map(str::to_owned));
             }
         }
-        services.into_iter().collect()
+        Ok(services.into_iter().collect())
     }
 
     /// Span names of `service` in `window`, with their span kinds.
@@ -95,7 +96,8 @@ impl QueryEngine {
     /// The tags of the spans in `window`, per service: what both
     /// autocomplete lists are read from.
     pub async fn tag_summary(&self, tenant: &TenantId, window: &Window) -> Result<TagSummary, QueryError> {
-        self.tag_summaries().of_window(self.storage(), tenant, window).await
+        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
+        self.tag_summaries().of_window(self.storage(), tenant, &snapshot, window).await
     }
 
     /// Tag keys on spans (of `service`, if given) in `window`: attribute

@@ -17,6 +17,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use spanlake_storage::TenantId;
 
+use crate::distributed;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::render::JsonResult;
@@ -50,6 +51,11 @@ impl QueryEngine {
 
     /// Runs a plan (from [`read_only_plan`]) within the query limits.
     pub(crate) async fn run_plan(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<QueryResult, QueryError> {
+        if self.distributes()
+            && let Some(explained) = distributed::explain(ctx, &plan).await?
+        {
+            return Ok(explained);
+        }
         let frame = ctx.execute_logical_plan(plan).await?;
         let schema = frame.schema().inner().clone();
         let batches = self.collect(frame).await?;

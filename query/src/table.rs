@@ -14,12 +14,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -31,14 +30,16 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use spanlake_storage::{DataFile, FileKind, Snapshot, Storage, TenantId, schema, trace_index};
+use spanlake_storage::fresh::ScanFilter;
+use spanlake_storage::{DataFile, FileKind, Snapshot, TenantId, trace_index};
 
-use crate::pruning::FileFilter;
+use crate::collectors::Snapshots;
+use crate::pruning::span_filter;
 use crate::trace_files::TraceFiles;
 
 #[derive(Debug)]
 pub(crate) struct DataTable {
-    storage: Arc<Storage>,
+    snapshots: Arc<Snapshots>,
     tenant: TenantId,
     kind: FileKind,
     store_url: ObjectStoreUrl,
@@ -47,18 +48,18 @@ pub(crate) struct DataTable {
 
 impl DataTable {
     pub(crate) fn new(
-        storage: Arc<Storage>,
+        snapshots: Arc<Snapshots>,
         tenant: TenantId,
         kind: FileKind,
         store_url: ObjectStoreUrl,
         trace_files: Arc<TraceFiles>,
     ) -> Self {
-        Self { storage, tenant, kind, store_url, trace_files }
+        Self { snapshots, tenant, kind, store_url, trace_files }
     }
 
     /// The files of this table the filter leaves; a fragment file goes
     /// with its span file's trace filter.
-    fn files<'a>(&self, snapshot: &'a Snapshot, filter: &FileFilter) -> Vec<&'a DataFile> {
+    fn files<'a>(&self, snapshot: &'a Snapshot, filter: &ScanFilter) -> Vec<&'a DataFile> {
         let candidates = snapshot.files(self.kind).filter(|f| filter.may_match(f));
         let Some(ids) = &filter.trace_ids else { return candidates.collect() };
         match self.kind {
@@ -105,11 +106,11 @@ impl DataTable {
     /// The in-memory rows of this table for buffered spans: only those of
     /// the trace ids asked for, when the filter pins some, so that
     /// fragments are computed for them alone.
-    fn buffered(&self, spans: &[RecordBatch], filter: &FileFilter) -> Result<Vec<RecordBatch>> {
+    fn buffered(&self, spans: &[RecordBatch], filter: &ScanFilter) -> Result<Vec<RecordBatch>> {
         let spans: Vec<RecordBatch> = match &filter.trace_ids {
-            Some(ids) => {
-                let ids: HashSet<&[u8]> = ids.iter().map(|id| id.as_bytes().as_slice()).collect();
-                let kept: Vec<RecordBatch> = spans.iter().map(|b| of_traces(b, &ids)).collect::<Result<_>>()?;
+            Some(_) => {
+                let kept: Vec<RecordBatch> =
+                    spans.iter().map(|b| filter.traces_only().apply(b)).collect::<Result<_, _>>()?;
                 kept.into_iter().filter(|b| b.num_rows() > 0).collect()
             }
             None => spans.to_vec(),
@@ -144,8 +145,18 @@ impl TableProvider for DataTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.storage.snapshot(&self.tenant);
-        let file_filter = FileFilter::from_filters(filters);
+        let file_filter = span_filter(filters);
+        // Fragments of fresh spans must be their traces' own: only whole
+        // traces may be left out of them.
+        let fresh_filter = match self.kind {
+            FileKind::Spans => file_filter.clone(),
+            _ => file_filter.traces_only(),
+        };
+        let snapshot = self
+            .snapshots
+            .take(&self.tenant, &fresh_filter)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let files = self.files(&snapshot, &file_filter);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
@@ -164,12 +175,4 @@ impl TableProvider for DataTable {
         }
         UnionExec::try_new(inputs)
     }
-}
-
-/// The spans of `batch` whose trace is one of `ids`.
-fn of_traces(batch: &RecordBatch, ids: &HashSet<&[u8]>) -> Result<RecordBatch> {
-    let Some(column) = batch.column_by_name(schema::TRACE_ID) else { return Ok(batch.clone()) };
-    let keep: BooleanArray =
-        column.as_fixed_size_binary().iter().map(|id| Some(id.is_some_and(|id| ids.contains(id)))).collect();
-    Ok(filter_record_batch(batch, &keep)?)
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use spanlake_storage::tag_summary::TagSummary;
-use spanlake_storage::{DataFile, FileKind, Storage, TenantId, data_file};
+use spanlake_storage::{DataFile, FileKind, Snapshot, Storage, TenantId, data_file};
 
 use crate::error::QueryError;
 use crate::params::Window;
@@ -28,9 +28,9 @@ impl TagSummaries {
         &self,
         storage: &Storage,
         tenant: &TenantId,
+        snapshot: &Snapshot,
         window: &Window,
     ) -> Result<TagSummary, QueryError> {
-        let snapshot = storage.snapshot(tenant);
         let files: Vec<&DataFile> = snapshot
             .files(FileKind::Spans)
             .filter(|f| f.min_time < window.end_ns && f.max_time >= window.start_ns)

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, warn};
 
+use crate::metrics::StorageMetrics;
 use crate::paths::{FileKind, TenantId};
 
 /// Older manifest versions kept beside the newest, for readers that are
@@ -120,13 +122,14 @@ impl Manifest {
 #[derive(Debug)]
 pub struct Catalog {
     store: Arc<dyn ObjectStore>,
+    metrics: Arc<StorageMetrics>,
     manifests: RwLock<BTreeMap<TenantId, Arc<Manifest>>>,
 }
 
 impl Catalog {
     /// Finds the tenants (one listing of the top level) and loads their newest manifests.
-    pub async fn open(store: Arc<dyn ObjectStore>) -> Result<Self, CatalogError> {
-        let catalog = Self { store, manifests: RwLock::new(BTreeMap::new()) };
+    pub async fn open(store: Arc<dyn ObjectStore>, metrics: Arc<StorageMetrics>) -> Result<Self, CatalogError> {
+        let catalog = Self { store, metrics, manifests: RwLock::new(BTreeMap::new()) };
         catalog.refresh_all().await?;
         Ok(catalog)
     }
@@ -203,6 +206,7 @@ impl Catalog {
         tenant: &TenantId,
         mut change: impl FnMut(&Manifest) -> Result<Manifest, CatalogError>,
     ) -> Result<Arc<Manifest>, CatalogError> {
+        let started = Instant::now();
         for _ in 0..MAX_ATTEMPTS {
             let base = self.manifest(tenant);
             let mut next = change(&base)?;
@@ -211,12 +215,15 @@ impl Catalog {
             let options = PutOptions { mode: PutMode::Create, ..Default::default() };
             match self.store.put_opts(&tenant.manifest_path(next.version), PutPayload::from(body), options).await {
                 Ok(_) => {
+                    self.metrics.catalog_commits.inc();
+                    self.metrics.catalog_commit_seconds.observe(started.elapsed().as_secs_f64());
                     let next = Arc::new(next);
                     self.remember(tenant, Arc::clone(&next));
                     self.after_publish(tenant, next.version).await;
                     return Ok(next);
                 }
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    self.metrics.catalog_commit_conflicts.inc();
                     debug!(%tenant, version = next.version, "manifest version taken by another writer; retrying");
                     self.refresh(tenant).await?;
                 }

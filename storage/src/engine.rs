@@ -128,7 +128,7 @@ impl Storage {
         config: StorageConfig,
         metrics: Arc<StorageMetrics>,
     ) -> Result<Arc<Self>, StorageError> {
-        let catalog = Catalog::open(Arc::clone(&store)).await?;
+        let catalog = Catalog::open(Arc::clone(&store), Arc::clone(&metrics)).await?;
         let writer_id = wal::writer_id(&config.wal.dir)?;
         let buffer = Arc::new(Buffer::default());
         let flush_wanted = Arc::new(Notify::new());
@@ -194,17 +194,22 @@ impl Storage {
         Ok(storage)
     }
 
-    /// Opens the catalog only: for reading the files while a server owns
-    /// the WAL (`spanlake sql --data-dir`). Writes are refused.
-    pub async fn open_read_only(store: Arc<dyn ObjectStore>, config: StorageConfig) -> Result<Arc<Self>, StorageError> {
-        let catalog = Catalog::open(Arc::clone(&store)).await?;
+    /// Opens the catalog and the files without a WAL: for the query and
+    /// compactor nodes of a cluster, and for reading the files while a
+    /// server owns the WAL (`spanlake sql --data-dir`). Span writes are refused.
+    pub async fn open_read_only(
+        store: Arc<dyn ObjectStore>,
+        config: StorageConfig,
+        metrics: Arc<StorageMetrics>,
+    ) -> Result<Arc<Self>, StorageError> {
+        let catalog = Catalog::open(Arc::clone(&store), Arc::clone(&metrics)).await?;
         Ok(Arc::new(Self {
             store,
             catalog,
             wal: None,
             buffer: Arc::default(),
             config,
-            metrics: Arc::default(),
+            metrics,
             flush_lock: tokio::sync::Mutex::new(()),
             flush_wanted: Arc::default(),
             in_flight: AtomicUsize::new(0),
@@ -214,6 +219,11 @@ impl Storage {
 
     pub(crate) fn wal(&self) -> Result<&Wal, StorageError> {
         self.wal.as_ref().ok_or(StorageError::ReadOnly)
+    }
+
+    /// This process's WAL writer id; `None` when opened read-only.
+    pub fn writer_id(&self) -> Option<&str> {
+        self.wal.as_ref().map(Wal::writer_id)
     }
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {

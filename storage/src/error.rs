@@ -4,6 +4,7 @@ use thiserror::Error;
 
 use crate::catalog::CatalogError;
 use crate::export::DecodeError;
+use crate::paths::InvalidTenant;
 use crate::wal::WalError;
 
 #[derive(Debug, Error)]
@@ -25,6 +26,8 @@ pub enum StorageError {
     Decode(#[from] DecodeError),
     #[error("the write buffer is full; retry shortly")]
     Overloaded,
+    #[error(transparent)]
+    Tenant(#[from] InvalidTenant),
     #[error("storage was opened read-only")]
     ReadOnly,
     #[error("{0}")]

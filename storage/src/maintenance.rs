@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -33,12 +34,19 @@ use crate::paths::{FileKind, TenantId};
 use crate::trace_durations;
 
 impl Storage {
-    /// Runs upkeep every compaction interval until `stop`.
-    pub async fn run_maintenance(self: std::sync::Arc<Self>, stop: CancellationToken) {
+    /// Runs upkeep every compaction interval until `stop`, in the rounds
+    /// that `active` holds true at the start of (in a cluster: while this
+    /// process holds the compactor lease, `lease.rs`).
+    pub async fn run_maintenance(self: std::sync::Arc<Self>, active: watch::Receiver<bool>, stop: CancellationToken) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.config.compaction.interval) => {}
+            }
+            let turn = *active.borrow();
+            self.metrics.compactor_lease_held.set(i64::from(turn));
+            if !turn {
+                continue;
             }
             if let Err(error) = self.maintain().await {
                 warn!(%error, "upkeep failed; retrying next interval");

@@ -44,6 +44,10 @@ pub struct StorageMetrics {
     pub retention_removed_files: Family<TenantLabel, Counter>,
     pub files: Family<TenantLabel, Gauge>,
     pub file_bytes: Family<TenantLabel, Gauge>,
+    pub catalog_commits: Counter,
+    pub catalog_commit_conflicts: Counter,
+    pub catalog_commit_seconds: Histogram,
+    pub compactor_lease_held: Gauge,
 }
 
 impl Default for StorageMetrics {
@@ -67,6 +71,10 @@ impl Default for StorageMetrics {
             retention_removed_files: Family::default(),
             files: Family::default(),
             file_bytes: Family::default(),
+            catalog_commits: Counter::default(),
+            catalog_commit_conflicts: Counter::default(),
+            catalog_commit_seconds: seconds_histogram(),
+            compactor_lease_held: Gauge::default(),
         }
     }
 }
@@ -112,5 +120,21 @@ impl StorageMetrics {
         );
         r.register("files", "Live span and trace-index files", self.files.clone());
         r.register("file_bytes", "Bytes of live span and trace-index files", self.file_bytes.clone());
+        r.register("catalog_commits", "Manifest versions this process published", self.catalog_commits.clone());
+        r.register(
+            "catalog_commit_conflicts",
+            "Manifest versions another process published first; the change was applied again on top",
+            self.catalog_commit_conflicts.clone(),
+        );
+        r.register(
+            "catalog_commit_seconds",
+            "Time to publish a change, retries included",
+            self.catalog_commit_seconds.clone(),
+        );
+        r.register(
+            "compactor_lease_held",
+            "1 while this process runs compaction: always on one node, while it holds the lease in a cluster",
+            self.compactor_lease_held.clone(),
+        );
     }
 }

@@ -156,13 +156,27 @@ impl TestServer {
                 panic!("spanlake exited with {status} while starting:\n{log}");
             }
             let answered = reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200);
-            let ports = [self.grpc_addr, self.otlp_http_addr, self.pg_addr, self.jaeger_grpc_addr];
-            if answered && ports.iter().all(|a| TcpStream::connect(a).is_ok()) {
+            if answered && self.role_ports().iter().all(|a| TcpStream::connect(a).is_ok()) {
                 return Started::Ready;
             }
             assert!(Instant::now() < deadline, "spanlake did not get ready:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The ports the server's `--roles` open (all of them without the flag).
+    fn role_ports(&self) -> Vec<SocketAddr> {
+        let args = &self.options.extra_args;
+        let roles = args.iter().position(|a| a == "--roles").and_then(|i| args.get(i + 1));
+        let has = |role: &str| roles.is_none_or(|r| r.contains(role) || r.contains("all"));
+        let mut ports = Vec::new();
+        if has("collector") {
+            ports.extend([self.grpc_addr, self.otlp_http_addr]);
+        }
+        if has("query") {
+            ports.extend([self.pg_addr, self.jaeger_grpc_addr]);
+        }
+        ports
     }
 
     /// SIGKILL: no flush, no goodbye. Then start it again on the same ports and data.
@@ -200,6 +214,10 @@ impl TestServer {
             .filter(|l| l.starts_with(sample) && l[sample.len()..].starts_with([' ', '{']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn pid(&self) -> u32 {

@@ -6,7 +6,9 @@
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod compaction;
+mod deploy;
 mod durability;
 mod fixture;
 mod harness;

@@ -31,7 +31,7 @@ pub enum Transport {
     HttpJson,
 }
 
-fn exporter(transport: Transport, server: &TestServer) -> opentelemetry_otlp::SpanExporter {
+pub fn exporter(transport: Transport, server: &TestServer) -> opentelemetry_otlp::SpanExporter {
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let result = match transport {
         Transport::Grpc => builder

@@ -160,10 +160,10 @@ struct NoParams {}
 async fn services(
     State(engine): State<Arc<QueryEngine>>,
     request: Request<NoParams, JaegerError>,
-) -> Json<Envelope<Vec<String>>> {
-    let services = engine.services(&request.tenant, None);
+) -> Result<Json<Envelope<Vec<String>>>, JaegerError> {
+    let services = engine.services(&request.tenant, None).await?;
     let total = services.len();
-    ok(services, total)
+    Ok(ok(services, total))
 }
 
 /// `GET /api/services/{service}/operations`: the span names, a week back.

@@ -706,7 +706,9 @@ async fn typed_values(
             out
         }
         // Summaries are per service: the service names are the services.
-        _ if key == schema::attr::SERVICE_NAME && level != Some(Level::Span) => engine.services(tenant, Some(window)),
+        _ if key == schema::attr::SERVICE_NAME && level != Some(Level::Span) => {
+            engine.services(tenant, Some(window)).await?
+        }
         _ => engine.tag_values(tenant, key, None, None, &window).await?,
     };
     let kind = if tag == "name" { "string" } else { kind };

@@ -316,7 +316,7 @@ pub(crate) async fn services(
     Query(params): Query<WindowParams>,
 ) -> Result<Json<ServiceList>, QueryError> {
     let window = params.given().then(|| params.window_or(NAMES_LOOKBACK_NS));
-    Ok(Json(ServiceList { services: engine.services(&tenant, window) }))
+    Ok(Json(ServiceList { services: engine.services(&tenant, window).await? }))
 }
 
 #[utoipa::path(get, path = "/api/v1/services/{service}/operations", tag = "services",

@@ -86,8 +86,11 @@ impl ServiceParams {
 
 #[utoipa::path(get, path = "/api/v2/services", tag = "zipkin", operation_id = "zipkin_services",
     responses((status = 200, description = "Service names", body = Vec<String>)))]
-async fn services(State(engine): State<Arc<QueryEngine>>, Tenant(tenant): Tenant) -> Json<Vec<String>> {
-    Json(engine.services(&tenant, None))
+async fn services(
+    State(engine): State<Arc<QueryEngine>>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<Vec<String>>, QueryError> {
+    Ok(Json(engine.services(&tenant, None).await?))
 }
 
 /// `GET /api/v2/spans?serviceName=`: the service's span names.

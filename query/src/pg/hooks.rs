@@ -214,6 +214,7 @@ fn sqlstate(e: &QueryError) -> &'static str {
         QueryError::BadRequest(_) => "22023", // invalid_parameter_value
         QueryError::NotFound(_) => "42704",   // undefined_object
         QueryError::Timeout(_) | QueryError::Cancelled(_) => "57014", // query_canceled
+        QueryError::Unavailable(_) => "57P03", // cannot_connect_now
         QueryError::TooManyRows(_) => "54000", // program_limit_exceeded
         QueryError::DataFusion(e) => datafusion_sqlstate(e),
         QueryError::Otlp(_) | QueryError::Storage(_) | QueryError::Render(_) => "XX000",

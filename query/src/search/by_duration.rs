@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::debug;
 
+use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::ids::TraceId;
 use spanlake_storage::trace_durations::{self, Ranked, Ranking};
 use spanlake_storage::{DataFile, TenantId};
@@ -129,7 +130,7 @@ impl QueryEngine {
         after: Option<&After>,
         limit: usize,
     ) -> Result<Vec<Summary>, QueryError> {
-        let snapshot = self.storage().snapshot(tenant);
+        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
         let ranked: Vec<&DataFile> = trace_durations::current(&snapshot)
             .into_iter()
             .filter(|f| hour_ns(f) < window.end_ns && hour_ns(f).saturating_add(HOUR_NS) > window.start_ns)

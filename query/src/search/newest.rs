@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 
 use spanlake_storage::batch::start_time_range;
+use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::ids::TraceId;
 use spanlake_storage::{FileKind, Snapshot, TenantId};
 
@@ -99,7 +100,8 @@ impl QueryEngine {
         after: Option<&After>,
         limit: usize,
     ) -> Result<Vec<Summary>, QueryError> {
-        let Some(spread) = Spread::of(&self.storage().snapshot(tenant), &window) else { return Ok(Vec::new()) };
+        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
+        let Some(spread) = Spread::of(&snapshot, &window) else { return Ok(Vec::new()) };
         let fragments =
             (window.start_ns.saturating_sub(SUMMARY_MARGIN_NS), window.end_ns.saturating_add(SUMMARY_MARGIN_NS));
         let lookups = 2 * (limit + 1);

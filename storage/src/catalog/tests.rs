@@ -30,8 +30,8 @@ fn add(path: &'static str) -> impl FnMut(&Manifest) -> Result<Manifest, CatalogE
 
 async fn racing_writers_both_land(store: Arc<dyn ObjectStore>) {
     let tenant = TenantId::default();
-    let a = Catalog::open(Arc::clone(&store)).await.unwrap();
-    let b = Catalog::open(Arc::clone(&store)).await.unwrap();
+    let a = Catalog::open(Arc::clone(&store), Arc::default()).await.unwrap();
+    let b = Catalog::open(Arc::clone(&store), Arc::default()).await.unwrap();
     assert_eq!(a.commit(&tenant, add("one")).await.unwrap().version, 1);
     // b still believes version 0 is the newest: its put of version 1 loses,
     // it reloads and lands as version 2 with both files.
@@ -40,7 +40,7 @@ async fn racing_writers_both_land(store: Arc<dyn ObjectStore>) {
     let paths: Vec<_> = merged.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["one", "two"]);
 
-    let reader = Catalog::open(store).await.unwrap();
+    let reader = Catalog::open(store, Arc::default()).await.unwrap();
     assert_eq!(reader.tenants(), std::slice::from_ref(&tenant));
     assert_eq!(*reader.manifest(&tenant), *merged);
     a.refresh(&tenant).await.unwrap();
@@ -60,7 +60,7 @@ async fn racing_writers_both_land_on_a_local_directory() {
 
 #[tokio::test]
 async fn removing_a_file_that_is_gone_is_a_conflict() {
-    let catalog = Catalog::open(Arc::new(InMemory::new())).await.unwrap();
+    let catalog = Catalog::open(Arc::new(InMemory::new()), Arc::default()).await.unwrap();
     let tenant = TenantId::default();
     catalog.commit(&tenant, add("one")).await.unwrap();
     let removed = catalog.commit(&tenant, |m| m.without(&["one".into()], 5)).await.unwrap();
@@ -73,14 +73,14 @@ async fn removing_a_file_that_is_gone_is_a_conflict() {
 #[tokio::test]
 async fn old_versions_are_forgotten_and_the_newest_still_found() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let catalog = Catalog::open(Arc::clone(&store)).await.unwrap();
+    let catalog = Catalog::open(Arc::clone(&store), Arc::default()).await.unwrap();
     let tenant = TenantId::default();
     for _ in 0..25 {
         catalog.commit(&tenant, add("f")).await.unwrap();
     }
     let listed = store.list_with_delimiter(Some(&tenant.catalog_prefix())).await.unwrap();
     assert!(listed.objects.len() <= KEEP_VERSIONS as usize + 2, "{}", listed.objects.len());
-    let reopened = Catalog::open(store).await.unwrap();
+    let reopened = Catalog::open(store, Arc::default()).await.unwrap();
     assert_eq!(reopened.manifest(&tenant).version, 25);
 }
 
@@ -92,7 +92,7 @@ async fn old_versions_are_forgotten_and_the_newest_still_found() {
 async fn concurrent_commits_in_one_process_all_stay_visible() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-    let catalog = Arc::new(Catalog::open(store).await.unwrap());
+    let catalog = Arc::new(Catalog::open(store, Arc::default()).await.unwrap());
     let tenant = TenantId::default();
     let writers: Vec<_> = (0..8)
         .map(|w| {

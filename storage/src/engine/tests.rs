@@ -257,7 +257,7 @@ async fn read_only_storage_sees_the_files_and_refuses_writes() {
     write(&storage, export(1, 3, 0)).await;
     storage.flush().await.unwrap();
 
-    let reader = Storage::open_read_only(Arc::clone(&store), config).await.unwrap();
+    let reader = Storage::open_read_only(Arc::clone(&store), config, Arc::default()).await.unwrap();
     assert_eq!(rows(&reader.snapshot(&TenantId::default())), (3, 0));
     assert!(matches!(try_write(&reader, &export(2, 1, 0)).await, Err(StorageError::ReadOnly)));
 }

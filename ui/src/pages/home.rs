@@ -19,7 +19,10 @@ pub(crate) async fn home(State(engine): State<Arc<QueryEngine>>, headers: Header
         Ok(tenant) => tenant,
         Err(error) => return error_page("spanlake", Nav::Home, &error),
     };
-    let services = engine.services(&tenant, None);
+    let services = match engine.services(&tenant, None).await {
+        Ok(services) => services,
+        Err(error) => return error_page("spanlake", Nav::Home, &error),
+    };
     if services.is_empty() {
         return page("Welcome", Nav::Home, first_run().into_any()).into_response();
     }

@@ -97,7 +97,12 @@ impl Form {
         }
         let mut operation_names: Vec<String> = operations.into_iter().map(|o| o.name).collect();
         operation_names.dedup();
-        Self { services: engine.services(tenant, None), operations: operation_names, suggestions, values }
+        Self {
+            services: engine.services(tenant, None).await.unwrap_or_default(),
+            operations: operation_names,
+            suggestions,
+            values,
+        }
     }
 
     fn value(&self, name: &str) -> String {

@@ -29,11 +29,11 @@ pub(crate) async fn services(State(engine): State<Arc<QueryEngine>>, headers: He
         Ok(tenant) => tenant,
         Err(error) => return error_page("Services", Nav::Services, &error),
     };
-    let rows = engine
-        .services(&tenant, None)
-        .into_iter()
-        .map(|s| view! { <tr><td>{service_link(&s)}</td></tr> })
-        .collect_view();
+    let services = match engine.services(&tenant, None).await {
+        Ok(services) => services,
+        Err(error) => return error_page("Services", Nav::Services, &error),
+    };
+    let rows = services.into_iter().map(|s| view! { <tr><td>{service_link(&s)}</td></tr> }).collect_view();
     let body = view! {
         <h1>"Services"</h1>
         <div class="panel"><table><tr><th>"Service"</th></tr>{rows}</table></div>

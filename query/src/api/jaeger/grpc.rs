@@ -137,7 +137,7 @@ async fn get_services(
     tenant: TenantId,
     _: proto::GetServicesRequest,
 ) -> Result<proto::GetServicesResponse, QueryError> {
-    Ok(proto::GetServicesResponse { services: engine.services(&tenant, None) })
+    Ok(proto::GetServicesResponse { services: engine.services(&tenant, None).await? })
 }
 
 async fn get_operations(

@@ -241,8 +241,11 @@ struct NoParams {}
 
 #[utoipa::path(get, path = "/api/v3/services", tag = "jaeger api_v3", operation_id = "jaeger_v3_services",
     responses((status = 200, description = "`GetServicesResponse`")))]
-async fn services(State(engine): State<Arc<QueryEngine>>, request: Request<NoParams, V3Error>) -> Json<Value> {
-    Json(json!({ "services": engine.services(&request.tenant, None) }))
+async fn services(
+    State(engine): State<Arc<QueryEngine>>,
+    request: Request<NoParams, V3Error>,
+) -> Result<Json<Value>, V3Error> {
+    Ok(Json(json!({ "services": engine.services(&request.tenant, None).await? })))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
