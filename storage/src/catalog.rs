@@ -14,10 +14,19 @@
 //!
 //! `_latest` holds the newest version number as a hint; readers start there
 //! and probe forward, so they need no listing either.
+//!
+//! Old versions are deleted by upkeep ([`Catalog::forget_old_versions`]),
+//! never while a writer could still take their number: put-if-absent
+//! succeeds on a deleted version's path, so a writer planning on a stale
+//! manifest would publish a version no reader ever finds (a lost commit,
+//! and a watermark its own process trusts). Every commit attempt therefore
+//! starts from a fresh read of the catalog, and a version is deleted only
+//! once [`KEEP_VERSIONS`] newer ones exist and it is older than
+//! [`VERSION_GRACE`], far longer than the read-then-put of one attempt.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -30,7 +39,9 @@ use crate::paths::{FileKind, TenantId};
 
 /// Older manifest versions kept beside the newest, for readers that are
 /// still loading one of them.
-const KEEP_VERSIONS: u64 = 10;
+pub const KEEP_VERSIONS: u64 = 10;
+/// A version younger than this is never deleted (see the module docs).
+pub const VERSION_GRACE: Duration = Duration::from_secs(120);
 /// A commit that keeps losing the race gives up after this many attempts.
 const MAX_ATTEMPTS: usize = 32;
 
@@ -208,7 +219,7 @@ impl Catalog {
     ) -> Result<Arc<Manifest>, CatalogError> {
         let started = Instant::now();
         for _ in 0..MAX_ATTEMPTS {
-            let base = self.manifest(tenant);
+            let base = self.refresh(tenant).await?;
             let mut next = change(&base)?;
             next.version = base.version + 1;
             let body = serde_json::to_vec(&next).expect("manifests serialize");
@@ -225,7 +236,6 @@ impl Catalog {
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                     self.metrics.catalog_commit_conflicts.inc();
                     debug!(%tenant, version = next.version, "manifest version taken by another writer; retrying");
-                    self.refresh(tenant).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -233,20 +243,33 @@ impl Catalog {
         Err(CatalogError::Conflict(format!("gave up after {MAX_ATTEMPTS} attempts")))
     }
 
-    /// Moves the hint and forgets versions nobody should still be loading.
-    /// Both are housekeeping: failures only cost a longer probe later.
+    /// Moves the hint: housekeeping, a failure only costs a longer probe later.
     async fn after_publish(&self, tenant: &TenantId, version: u64) {
         let hint = PutPayload::from(Bytes::from(version.to_string()));
         if let Err(error) = self.store.put(&tenant.latest_manifest_hint(), hint).await {
             warn!(%tenant, %error, "could not move the manifest hint");
         }
-        if version > KEEP_VERSIONS {
-            let old = tenant.manifest_path(version - KEEP_VERSIONS - 1);
-            match self.store.delete(&old).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => warn!(%tenant, %error, "could not delete an old manifest"),
+    }
+
+    /// Deletes the versions of `tenant`'s manifest that no reader or writer
+    /// can still need: behind the [`KEEP_VERSIONS`] newest and written more
+    /// than `older_than` ago ([`VERSION_GRACE`] outside tests). Returns how many went.
+    pub async fn forget_old_versions(&self, tenant: &TenantId, older_than: Duration) -> Result<usize, CatalogError> {
+        let newest = self.manifest(tenant).version;
+        let cutoff = chrono::Utc::now() - older_than;
+        let listed = self.store.list_with_delimiter(Some(&tenant.catalog_prefix())).await?;
+        let mut forgotten = 0;
+        for object in listed.objects {
+            let version = object.location.filename().and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok());
+            let Some(version) = version else { continue };
+            if version + KEEP_VERSIONS < newest && object.last_modified < cutoff {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => forgotten += 1,
+                    Err(error) => warn!(%tenant, %error, "could not delete an old manifest"),
+                }
             }
         }
+        Ok(forgotten)
     }
 }
 

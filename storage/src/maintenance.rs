@@ -10,7 +10,8 @@
 //! 4. **Trace durations** rank the traces of hours that are finished and
 //!    merged, for searches sorted by duration (see `trace_durations.rs`).
 //! 5. **Deletion** removes files that left the manifest more than the grace
-//!    period ago, so a query planned on an older manifest still finds them.
+//!    period ago, so a query planned on an older manifest still finds them,
+//!    and manifest versions no one can still need (`catalog.rs`).
 //!
 //! Every change is a manifest commit; a compaction that lost its inputs to
 //! retention meanwhile is a conflict, and its outputs are deleted.
@@ -23,7 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::catalog::{CatalogError, DataFile};
+use crate::catalog::{CatalogError, DataFile, VERSION_GRACE};
 use crate::compaction::{self, Job};
 use crate::edges::{self, Partial};
 use crate::engine::Storage;
@@ -71,6 +72,9 @@ impl Storage {
                 warn!(%tenant, %error, "trace durations failed");
             }
             self.delete_tombstones(&tenant).await?;
+            if let Err(error) = self.catalog.forget_old_versions(&tenant, VERSION_GRACE).await {
+                warn!(%tenant, %error, "could not delete old manifests");
+            }
         }
         Ok(())
     }

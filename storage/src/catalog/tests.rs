@@ -20,7 +20,7 @@ fn file(path: &str) -> DataFile {
     }
 }
 
-fn add(path: &'static str) -> impl FnMut(&Manifest) -> Result<Manifest, CatalogError> {
+fn add(path: &str) -> impl FnMut(&Manifest) -> Result<Manifest, CatalogError> + '_ {
     move |base| {
         let mut next = base.clone();
         next.files.push(file(path));
@@ -58,6 +58,27 @@ async fn racing_writers_both_land_on_a_local_directory() {
     racing_writers_both_land(Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap())).await;
 }
 
+/// A writer whose manifest in memory is older than the versions upkeep
+/// deleted: its next commit must not re-create a deleted version number
+/// (put-if-absent would let it), which no reader would ever find.
+#[tokio::test]
+async fn a_stale_writer_commits_after_the_newest_version_not_into_a_deleted_one() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let busy = Catalog::open(Arc::clone(&store), Arc::default()).await.unwrap();
+    let stale = Catalog::open(Arc::clone(&store), Arc::default()).await.unwrap();
+    let tenant = TenantId::default();
+    for i in 0..25 {
+        busy.commit(&tenant, add(&format!("busy-{i}"))).await.unwrap();
+    }
+    busy.forget_old_versions(&tenant, Duration::ZERO).await.unwrap();
+    assert_eq!(stale.manifest(&tenant).version, 0, "knows nothing of the busy writer's versions");
+    let published = stale.commit(&tenant, add("stale")).await.unwrap();
+    assert_eq!(published.version, 26);
+    assert_eq!(published.files.len(), 26, "applied on top of the newest");
+    let reader = Catalog::open(store, Arc::default()).await.unwrap();
+    assert!(reader.manifest(&tenant).files.iter().any(|f| f.path == "stale"), "readers find it");
+}
+
 #[tokio::test]
 async fn removing_a_file_that_is_gone_is_a_conflict() {
     let catalog = Catalog::open(Arc::new(InMemory::new()), Arc::default()).await.unwrap();
@@ -78,8 +99,10 @@ async fn old_versions_are_forgotten_and_the_newest_still_found() {
     for _ in 0..25 {
         catalog.commit(&tenant, add("f")).await.unwrap();
     }
+    assert_eq!(catalog.forget_old_versions(&tenant, VERSION_GRACE).await.unwrap(), 0, "all too young");
+    assert_eq!(catalog.forget_old_versions(&tenant, Duration::ZERO).await.unwrap(), 25 - KEEP_VERSIONS as usize - 1);
     let listed = store.list_with_delimiter(Some(&tenant.catalog_prefix())).await.unwrap();
-    assert!(listed.objects.len() <= KEEP_VERSIONS as usize + 2, "{}", listed.objects.len());
+    assert_eq!(listed.objects.len(), KEEP_VERSIONS as usize + 2, "the newest, ten more, and the hint");
     let reopened = Catalog::open(store, Arc::default()).await.unwrap();
     assert_eq!(reopened.manifest(&tenant).version, 25);
 }

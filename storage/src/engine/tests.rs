@@ -262,6 +262,72 @@ async fn read_only_storage_sees_the_files_and_refuses_writes() {
     assert!(matches!(try_write(&reader, &export(2, 1, 0)).await, Err(StorageError::ReadOnly)));
 }
 
+/// A cluster's writers on one catalog: four collectors flushing after every
+/// export while a compactor merges. Every commit lands once (the final
+/// version is the sum of the commits each process made), every span is in
+/// exactly one live file, and each collector's watermark covers its writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_writers_and_a_compactor_share_a_catalog_without_losing_or_repeating_a_commit() {
+    const WRITERS: u8 = 4;
+    const EXPORTS: u8 = 12;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let dirs: Vec<tempfile::TempDir> = (0..=WRITERS).map(|_| tempfile::tempdir().unwrap()).collect();
+    let metrics: Vec<Arc<StorageMetrics>> = (0..=WRITERS).map(|_| Arc::default()).collect();
+    let mut writers = Vec::new();
+    for (dir, metrics) in dirs.iter().zip(&metrics).take(WRITERS as usize) {
+        writers.push(Storage::open(Arc::clone(&store), config(dir.path()), Arc::clone(metrics)).await.unwrap());
+    }
+    let compactor = Storage::open_read_only(
+        Arc::clone(&store),
+        config(dirs[WRITERS as usize].path()),
+        Arc::clone(&metrics[WRITERS as usize]),
+    )
+    .await
+    .unwrap();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let compacting = {
+        let (compactor, done) = (Arc::clone(&compactor), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while !done.load(Ordering::Acquire) {
+                compactor.maintain().await.unwrap();
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let writing = writers.iter().enumerate().map(|(w, storage)| async move {
+        for e in 0..EXPORTS {
+            write(storage, export(1 + w as u8 * EXPORTS + e, 3, 0)).await;
+            storage.flush().await.unwrap();
+        }
+    });
+    futures::future::join_all(writing).await;
+    done.store(true, Ordering::Release);
+    assert!(compacting.await.unwrap() > 0);
+    compactor.maintain().await.unwrap();
+
+    let tenant = TenantId::default();
+    let reader = Storage::open_read_only(Arc::clone(&store), config(dirs[0].path()), Arc::default()).await.unwrap();
+    let snapshot = reader.snapshot(&tenant);
+    let commits: u64 = metrics.iter().map(|m| m.catalog_commits.get()).sum();
+    assert_eq!(snapshot.manifest.version, commits, "every commit is one version, none lost or repeated");
+    let conflicts: u64 = metrics.iter().map(|m| m.catalog_commit_conflicts.get()).sum();
+    eprintln!("{commits} commits, {conflicts} conflicts");
+    let seen = keys_seen(&store, &snapshot).await;
+    assert_eq!(seen.len(), usize::from(WRITERS) * usize::from(EXPORTS) * 3, "every span is in a live file");
+    assert!(seen.values().all(|n| *n == 1), "no span is in two live files");
+    assert!(
+        metrics[WRITERS as usize].compactions.get_or_create(&TenantLabel::new(&tenant)).get() > 0,
+        "merged meanwhile"
+    );
+    for storage in &writers {
+        let writer = storage.writer_id().unwrap();
+        assert_eq!(snapshot.manifest.wal_through.get(writer), Some(&u64::from(EXPORTS)), "{writer}'s watermark");
+    }
+}
+
 /// Every (trace, span) key in a snapshot's files and buffer, with its count.
 async fn keys_seen(store: &Arc<dyn ObjectStore>, snapshot: &Snapshot) -> HashMap<Vec<u8>, usize> {
     use arrow::array::AsArray;
