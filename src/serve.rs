@@ -32,7 +32,7 @@ use tracing::info;
 
 use crate::demo::{self, DemoArgs};
 use crate::ops::Ops;
-use crate::roles::ClusterArgs;
+use crate::roles::{ClusterArgs, Roles};
 use crate::store::{StoreLocation, open_store};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -213,21 +213,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let roles = args.cluster.roles(args.storage.storage.is_some())?;
     // Every process answers /healthz, /readyz and /metrics on the HTTP port.
     let http_listener = bind(args.listen.http_addr, "the HTTP API").await?;
-    let mut listeners = Listeners::default();
-    if roles.collector {
-        listeners.grpc = Some(bind(args.listen.otlp_grpc_addr, "OTLP/gRPC").await?);
-        listeners.otlp_http = Some(bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?);
-        if roles.split() {
-            listeners.flight = Some(bind(args.cluster.flight_addr, "Arrow Flight (fresh spans)").await?);
-        }
-    }
-    if roles.query {
-        listeners.pg = Some(bind(args.listen.pg_addr, "pgwire").await?);
-        listeners.jaeger = Some(bind(args.listen.jaeger_grpc_addr, "Jaeger's gRPC query API").await?);
-        if roles.split() {
-            listeners.worker = Some(bind(args.cluster.worker_addr, "the query worker").await?);
-        }
-    }
+    let mut listeners = Listeners::bind(&args, roles).await?;
     let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
     info!(
         roles = ?roles,
@@ -266,6 +252,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limits = IngestLimits { max_attribute_value_bytes: args.ingest.max_attribute_bytes };
     let store = open_store(args.storage.storage.as_ref(), &args.storage.data_dir, &args.storage.s3)?;
     let config = args.storage.config(limits);
+    // Only collectors own a WAL.
     let storage = if roles.collector {
         Storage::open(store, config, storage_metrics).await?
     } else {
@@ -273,137 +260,34 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let replay = storage.replay_report();
     info!(records = replay.records, damaged_segments = replay.damaged_segments, "storage is ready");
-    let token = args.query.auth_token.as_deref().and_then(AuthToken::new);
-    let stop_background = CancellationToken::new();
-    let mut servers: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = Vec::new();
-    let mut background = Vec::new();
-    let mut app = axum::Router::new();
 
+    let mut process = Process {
+        args: &args,
+        roles,
+        token: args.query.auth_token.as_deref().and_then(AuthToken::new),
+        storage,
+        shutdown: shutdown.clone(),
+        stop_background: CancellationToken::new(),
+        servers: Vec::new(),
+        background: Vec::new(),
+        app: axum::Router::new(),
+    };
     if roles.collector {
-        let ingest = Ingest::new(
-            Arc::clone(&storage),
-            CollectorConfig { max_request_bytes: args.ingest.max_request_bytes, ..CollectorConfig::default() },
-            collector_metrics,
-            span_metrics,
-        );
-        app = app.merge(spanlake_collector::zipkin_router(ingest.clone()));
-        let grpc = listeners.grpc.take().expect("bound for the collector role");
-        let grpc_addr = grpc.local_addr()?;
-        let grpc = tonic::transport::Server::builder()
-            .add_service(spanlake_collector::grpc_service(ingest.clone()))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
-        servers.push(("OTLP/gRPC server", tokio::spawn(async move { Ok(grpc.await?) })));
-        let otlp_http =
-            axum::serve(listeners.otlp_http.take().expect("bound"), spanlake_collector::http_router(ingest))
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        servers.push(("OTLP/HTTP server", tokio::spawn(async move { Ok(otlp_http.await?) })));
-        if let Some(flight) = listeners.flight.take() {
-            let secret = token.as_ref().map(|t| t.secret().to_string());
-            let flight = tonic::transport::Server::builder()
-                .add_service(spanlake_collector::flight_service(Arc::clone(&storage), secret))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(flight), shutdown.clone().cancelled_owned());
-            servers.push(("Arrow Flight server", tokio::spawn(async move { Ok(flight.await?) })));
-        }
-        background.push(tokio::spawn(Arc::clone(&storage).run_flusher(stop_background.clone())));
-        if args.demo {
-            let demo_args = DemoArgs {
-                endpoint: format!("http://{grpc_addr}"),
-                rate: args.demo_rate,
-                duration: None,
-                traces: None,
-            };
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                if let Err(error) = demo::run(demo_args, stop).await {
-                    tracing::error!(%error, "demo traffic stopped");
-                }
-            });
-        }
+        process.collector(&mut listeners, collector_metrics, span_metrics)?;
     }
-
     if roles.query {
-        let mut engine = QueryEngine::new(Arc::clone(&storage), args.query.limits())?;
-        if !args.cluster.collectors.is_empty() {
-            let peers = Peers::resolve("collectors", args.cluster.collectors.clone(), stop_background.clone()).await;
-            let secret = token.as_ref().map(|t| t.secret().to_string());
-            engine = engine.with_collectors(Arc::new(Collectors::new(peers, secret)));
-        }
-        if !args.cluster.query_workers.is_empty() {
-            let peers =
-                Peers::resolve("query workers", args.cluster.query_workers.clone(), stop_background.clone()).await;
-            engine = engine.with_workers(QueryWorkers { peers, bytes_per_partition: args.cluster.query_worker_bytes });
-        }
-        let engine = Arc::new(engine);
-        let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));
-        let reads = spanlake_query::api::mark_partial(reads, Arc::clone(&engine));
-        let reads = match &token {
-            Some(token) => token.require(reads),
-            None => reads,
-        };
-        // Outside the token check: a preflight request carries no credentials.
-        let reads = match crate::cors::layer(&args.query.cors_allowed_origins, token.is_some())? {
-            Some(cors) => reads.layer(cors),
-            None => reads,
-        };
-        app = app.merge(reads).merge(spanlake_ui::public_router(token.clone()));
-        let pg = spanlake_query::pg::serve(
-            listeners.pg.take().expect("bound for the query role"),
-            Arc::clone(&engine),
-            token.as_ref().map(|t| t.secret()),
-            shutdown.clone(),
-        );
-        servers.push((
-            "pgwire server",
-            tokio::spawn(async move {
-                pg.await;
-                Ok(())
-            }),
-        ));
-        let jaeger_grpc = tonic::transport::Server::builder()
-            .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), token.clone()))
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listeners.jaeger.take().expect("bound")),
-                shutdown.clone().cancelled_owned(),
-            );
-        servers.push(("Jaeger gRPC server", tokio::spawn(async move { Ok(jaeger_grpc.await?) })));
-        if let Some(worker) = listeners.worker.take() {
-            let service = engine.worker()?.into_worker_server();
-            let secret = token.as_ref().map(|t| t.secret().to_string());
-            let worker = tonic::transport::Server::builder()
-                .layer(tonic::service::InterceptorLayer::new(move |request| bearer(&secret, request)))
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(worker), shutdown.clone().cancelled_owned());
-            servers.push(("query worker", tokio::spawn(async move { Ok(worker.await?) })));
-        }
-        background.push(tokio::spawn(
-            Arc::clone(&engine).run_upkeep(args.storage.compaction_interval, stop_background.clone()),
-        ));
-        if roles.split() {
-            background.push(tokio::spawn(refresh_catalog(
-                Arc::clone(&storage),
-                args.cluster.catalog_refresh,
-                stop_background.clone(),
-            )));
-        }
+        process.query(&mut listeners).await?;
     }
-
     if roles.compactor {
-        let (active, lease_held) = tokio::sync::watch::channel(!roles.split());
-        if roles.split() {
-            let holder =
-                format!("{}/{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()), std::process::id());
-            let lease = Lease::new(storage.object_store(), "compactor", holder, args.cluster.compactor_lease);
-            background.push(tokio::spawn(lease.run(active, stop_background.clone())));
-        }
-        background.push(tokio::spawn(Arc::clone(&storage).run_maintenance(lease_held, stop_background.clone())));
+        process.compactor();
     }
-    ops.ready(app);
+    ops.ready(std::mem::take(&mut process.app));
 
     let mut failures = Vec::new();
-    if servers.is_empty() {
+    if process.servers.is_empty() {
         shutdown.cancelled().await;
     }
-    for (what, server) in servers {
+    for (what, server) in process.servers {
         // Whatever ended one server, the others stop and buffered spans are flushed before exit.
         let result = server.await?;
         shutdown.cancel();
@@ -413,8 +297,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     let http = http.await?;
-    stop_background.cancel();
-    for task in background {
+    process.stop_background.cancel();
+    for task in process.background {
         task.await?;
     }
     if let Some(error) = failures.into_iter().next() {
@@ -434,6 +318,187 @@ struct Listeners {
     pg: Option<TcpListener>,
     jaeger: Option<TcpListener>,
     worker: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(args: &ServeArgs, roles: Roles) -> anyhow::Result<Self> {
+        let mut listeners = Self::default();
+        if roles.collector {
+            listeners.grpc = Some(bind(args.listen.otlp_grpc_addr, "OTLP/gRPC").await?);
+            listeners.otlp_http = Some(bind(args.listen.otlp_http_addr, "OTLP/HTTP").await?);
+            if roles.split() {
+                listeners.flight = Some(bind(args.cluster.flight_addr, "Arrow Flight (fresh spans)").await?);
+            }
+        }
+        if roles.query {
+            listeners.pg = Some(bind(args.listen.pg_addr, "pgwire").await?);
+            listeners.jaeger = Some(bind(args.listen.jaeger_grpc_addr, "Jaeger's gRPC query API").await?);
+            if roles.split() || !args.cluster.query_workers.is_empty() {
+                listeners.worker = Some(bind(args.cluster.worker_addr, "the query worker").await?);
+            }
+        }
+        Ok(listeners)
+    }
+}
+
+/// One process's roles being started: the servers they run until
+/// shutdown, the background loops stopped after those, and the routes
+/// they add to the HTTP port.
+struct Process<'a> {
+    args: &'a ServeArgs,
+    roles: Roles,
+    token: Option<AuthToken>,
+    storage: Arc<Storage>,
+    shutdown: CancellationToken,
+    stop_background: CancellationToken,
+    servers: Vec<(&'static str, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    app: axum::Router,
+}
+
+impl Process<'_> {
+    fn serve<E: Into<anyhow::Error>>(
+        &mut self,
+        what: &'static str,
+        server: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) {
+        self.servers.push((what, tokio::spawn(async move { server.await.map_err(Into::into) })));
+    }
+
+    fn secret(&self) -> Option<String> {
+        self.token.as_ref().map(|t| t.secret().to_string())
+    }
+
+    fn collector(
+        &mut self,
+        listeners: &mut Listeners,
+        metrics: Arc<CollectorMetrics>,
+        span_metrics: Arc<SpanMetrics>,
+    ) -> anyhow::Result<()> {
+        let config =
+            CollectorConfig { max_request_bytes: self.args.ingest.max_request_bytes, ..CollectorConfig::default() };
+        let ingest = Ingest::new(Arc::clone(&self.storage), config, metrics, span_metrics);
+        self.app = std::mem::take(&mut self.app).merge(spanlake_collector::zipkin_router(ingest.clone()));
+        let grpc = listeners.grpc.take().expect("bound for the collector role");
+        let grpc_addr = grpc.local_addr()?;
+        let stop = self.shutdown.clone().cancelled_owned();
+        self.serve(
+            "OTLP/gRPC server",
+            tonic::transport::Server::builder()
+                .add_service(spanlake_collector::grpc_service(ingest.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop),
+        );
+        let otlp_http = listeners.otlp_http.take().expect("bound for the collector role");
+        let stop = self.shutdown.clone().cancelled_owned();
+        self.serve(
+            "OTLP/HTTP server",
+            axum::serve(otlp_http, spanlake_collector::http_router(ingest)).with_graceful_shutdown(stop).into_future(),
+        );
+        if let Some(flight) = listeners.flight.take() {
+            let service = spanlake_collector::flight_service(Arc::clone(&self.storage), self.secret());
+            let stop = self.shutdown.clone().cancelled_owned();
+            self.serve(
+                "Arrow Flight server",
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(flight), stop),
+            );
+        }
+        self.background.push(tokio::spawn(Arc::clone(&self.storage).run_flusher(self.stop_background.clone())));
+        if self.args.demo {
+            let demo_args = DemoArgs {
+                endpoint: format!("http://{grpc_addr}"),
+                rate: self.args.demo_rate,
+                duration: None,
+                traces: None,
+            };
+            let stop = self.shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(error) = demo::run(demo_args, stop).await {
+                    tracing::error!(%error, "demo traffic stopped");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn query(&mut self, listeners: &mut Listeners) -> anyhow::Result<()> {
+        let cluster = &self.args.cluster;
+        let mut engine = QueryEngine::new(Arc::clone(&self.storage), self.args.query.limits())?;
+        if !cluster.collectors.is_empty() {
+            let peers = Peers::resolve("collectors", cluster.collectors.clone(), self.stop_background.clone()).await;
+            engine = engine.with_collectors(Arc::new(Collectors::new(peers, self.secret())));
+        }
+        if !cluster.query_workers.is_empty() {
+            let peers =
+                Peers::resolve("query workers", cluster.query_workers.clone(), self.stop_background.clone()).await;
+            let bytes_per_partition = cluster.query_worker_bytes;
+            engine = engine.with_workers(QueryWorkers { peers, bytes_per_partition, token: self.secret() });
+        }
+        let engine = Arc::new(engine);
+        let reads = spanlake_query::api::router(Arc::clone(&engine)).merge(spanlake_ui::router(Arc::clone(&engine)));
+        let reads = spanlake_query::api::mark_partial(reads, Arc::clone(&engine));
+        let reads = match &self.token {
+            Some(token) => token.require(reads),
+            None => reads,
+        };
+        // Outside the token check: a preflight request carries no credentials.
+        let reads = match crate::cors::layer(&self.args.query.cors_allowed_origins, self.token.is_some())? {
+            Some(cors) => reads.layer(cors),
+            None => reads,
+        };
+        self.app = std::mem::take(&mut self.app).merge(reads).merge(spanlake_ui::public_router(self.token.clone()));
+        let pg = spanlake_query::pg::serve(
+            listeners.pg.take().expect("bound for the query role"),
+            Arc::clone(&engine),
+            self.token.as_ref().map(|t| t.secret()),
+            self.shutdown.clone(),
+        );
+        self.serve("pgwire server", async move {
+            pg.await;
+            Ok::<_, anyhow::Error>(())
+        });
+        let jaeger = listeners.jaeger.take().expect("bound for the query role");
+        let stop = self.shutdown.clone().cancelled_owned();
+        self.serve(
+            "Jaeger gRPC server",
+            tonic::transport::Server::builder()
+                .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), self.token.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(jaeger), stop),
+        );
+        if let Some(worker) = listeners.worker.take() {
+            let service = engine.worker()?.into_worker_server();
+            let secret = self.secret();
+            let stop = self.shutdown.clone().cancelled_owned();
+            self.serve(
+                "query worker",
+                tonic::transport::Server::builder()
+                    .layer(tonic::service::InterceptorLayer::new(move |request| bearer(&secret, request)))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(worker), stop),
+            );
+        }
+        let interval = self.args.storage.compaction_interval;
+        self.background.push(tokio::spawn(Arc::clone(&engine).run_upkeep(interval, self.stop_background.clone())));
+        if self.roles.split() {
+            let (storage, every) = (Arc::clone(&self.storage), cluster.catalog_refresh);
+            self.background.push(tokio::spawn(refresh_catalog(storage, every, self.stop_background.clone())));
+        }
+        Ok(())
+    }
+
+    /// Upkeep: always on one node; in a cluster while this process holds the lease.
+    fn compactor(&mut self) {
+        let (active, lease_held) = tokio::sync::watch::channel(!self.roles.split());
+        if self.roles.split() {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+            let holder = format!("{host}/{}", std::process::id());
+            let lease = Lease::new(self.storage.object_store(), "compactor", holder, self.args.cluster.compactor_lease);
+            self.background.push(tokio::spawn(lease.run(active, self.stop_background.clone())));
+        }
+        let maintenance = Arc::clone(&self.storage).run_maintenance(lease_held, self.stop_background.clone());
+        self.background.push(tokio::spawn(maintenance));
+    }
 }
 
 /// A query node reads the manifests other processes publish this often.

@@ -49,13 +49,8 @@ pub fn mark_partial(reads: Router, engine: Arc<QueryEngine>) -> Router {
 }
 
 async fn partial_header(State(engine): State<Arc<QueryEngine>>, mut response: Response) -> Response {
-    let missing = engine.collectors().map(|c| c.unreachable()).unwrap_or_default();
-    if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|u| u.as_str()).collect();
-        let value = format!("collectors unreachable: {}", names.join(", "));
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(PARTIAL_HEADER, value);
-        }
+    if let Some(value) = engine.partial().and_then(|p| HeaderValue::from_str(&p.describe()).ok()) {
+        response.headers_mut().insert(PARTIAL_HEADER, value);
     }
     response
 }

@@ -19,18 +19,34 @@ use arrow::array::RecordBatch;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightClient, Ticket};
 use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
 use spanlake_storage::fresh::{FreshRequest, ScanFilter, WRITER_HEADER};
 use spanlake_storage::{Snapshot, Storage, TenantId, schema};
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 use tracing::warn;
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::error::QueryError;
 use crate::peers::Peers;
 
 /// Set on HTTP answers computed while some collector could not be reached.
 pub const PARTIAL_HEADER: &str = "spanlake-partial";
+
+/// Collectors an answer could not reach: it holds every file and the
+/// other collectors' fresh spans, not theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Partial {
+    pub unreachable_collectors: Vec<String>,
+}
+
+impl Partial {
+    pub fn describe(&self) -> String {
+        format!("collectors unreachable: {}", self.unreachable_collectors.join(", "))
+    }
+}
 /// Asking again after collectors flushed past the manifest: each round
 /// reloads it, so more than a few means the store is not keeping up.
 const STALE_ROUNDS: usize = 5;
@@ -58,9 +74,11 @@ impl Collectors {
         Self { peers, token, channels: Mutex::default(), unreachable: Mutex::default() }
     }
 
-    /// The collectors the latest fetches could not reach, if any.
-    pub fn unreachable(&self) -> Vec<Url> {
-        self.unreachable.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    /// The collectors the latest fetch could not reach, if any.
+    pub fn partial(&self) -> Option<Partial> {
+        let unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        let unreachable_collectors: Vec<String> = unreachable.iter().map(Url::to_string).collect();
+        (!unreachable_collectors.is_empty()).then_some(Partial { unreachable_collectors })
     }
 
     fn channel(&self, url: &Url) -> Result<Channel, String> {

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
 use async_trait::async_trait;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue};
 use datafusion::common::format::ExplainFormat;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -41,6 +43,8 @@ pub const DEFAULT_BYTES_PER_PARTITION: usize = 16 * 1024 * 1024;
 pub struct QueryWorkers {
     pub peers: Arc<Peers>,
     pub bytes_per_partition: usize,
+    /// The cluster's auth token, which workers ask for.
+    pub token: Option<String>,
 }
 
 #[derive(Debug)]
@@ -57,10 +61,17 @@ pub(crate) fn coordinate(
     builder: SessionStateBuilder,
     workers: &QueryWorkers,
 ) -> Result<SessionStateBuilder, DataFusionError> {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = &workers.token {
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| DataFusionError::Configuration(format!("the auth token is no header value: {e}")))?;
+        headers.insert(AUTHORIZATION, bearer);
+    }
     builder
         .with_distributed_planner()
         .with_distributed_worker_resolver(Resolver(Arc::clone(&workers.peers)))
-        .with_distributed_file_scan_config_bytes_per_partition(workers.bytes_per_partition)
+        .with_distributed_file_scan_config_bytes_per_partition(workers.bytes_per_partition)?
+        .with_distributed_passthrough_headers(headers)
 }
 
 /// `EXPLAIN` of a query as it runs on the cluster: the logical plan and
@@ -104,6 +115,11 @@ impl WorkerSessionBuilder for WorkerSession {
     async fn build_session_state(&self, ctx: WorkerQueryContext) -> Result<SessionState, DataFusionError> {
         // Beside DataFusion's own functions, which `with_*_functions` would replace.
         let mut builder = ctx.builder;
+        // A worker's own calls to other workers (multi-stage plans) carry the token it was sent.
+        if let Some(token) = ctx.headers.get(AUTHORIZATION) {
+            builder =
+                builder.with_distributed_passthrough_headers(HeaderMap::from_iter([(AUTHORIZATION, token.clone())]))?;
+        }
         builder.scalar_functions().get_or_insert_default().extend(functions::scalar());
         builder.aggregate_functions().get_or_insert_default().extend(functions::aggregate());
         Ok(builder.build())

@@ -19,7 +19,7 @@ use spanlake_storage::{FileKind, Snapshot, Storage, TenantId};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::collectors::{Collectors, Snapshots};
+use crate::collectors::{Collectors, Partial, Snapshots};
 use crate::dependencies::HourlyEdges;
 use crate::distributed::{self, QueryWorkers};
 use crate::error::QueryError;
@@ -168,9 +168,9 @@ impl QueryEngine {
         Ok(distributed::worker(&self.runtime, self.memory_bytes.saturating_mul(self.concurrency))?)
     }
 
-    /// The collectors of this node's cluster, if it is in one.
-    pub fn collectors(&self) -> Option<&Arc<Collectors>> {
-        self.snapshots.collectors()
+    /// Whether answers now miss the fresh spans of collectors that cannot be reached.
+    pub fn partial(&self) -> Option<Partial> {
+        self.snapshots.collectors().and_then(|c| c.partial())
     }
 
     /// `tenant`'s live files and every span acknowledged and not yet in

@@ -27,6 +27,7 @@ use spanlake_storage::TenantId;
 use spanlake_storage::ids::TraceId;
 use utoipa::ToSchema;
 
+use crate::collectors::Partial;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{SpanFilter, Window, bad};
@@ -92,6 +93,10 @@ pub struct SearchPage {
     pub traces: Vec<TraceSummary>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<String>,
+    /// Set when collectors of the cluster could not be reached: the page
+    /// lacks their spans that are not in files yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<Partial>,
 }
 
 /// Where the previous page ended, and what it was a page of.
@@ -153,7 +158,8 @@ struct Page {
 impl QueryEngine {
     pub async fn search(&self, tenant: &TenantId, request: &SearchRequest) -> Result<SearchPage, QueryError> {
         let Page { traces, next_cursor } = self.page(tenant, request).await?;
-        Ok(SearchPage { traces: traces.into_iter().map(TraceSummary::from).collect(), next_cursor })
+        let traces = traces.into_iter().map(TraceSummary::from).collect();
+        Ok(SearchPage { traces, next_cursor, partial: self.partial() })
     }
 
     /// The ids of a search's traces, in order (Zipkin's `/traces` reads the

@@ -166,6 +166,14 @@ impl Form {
 }
 
 fn results(found: SearchPage, pairs: &[(String, String)], start: i64, end: i64) -> impl IntoView {
+    let partial = found.partial.as_ref().map(|p| {
+        let text = format!("Partial results: {}. Their spans not yet written to files are missing.", p.describe());
+        view! { <p class="error">{text}</p> }
+    });
+    view! { {partial} {traces(found, pairs, start, end)} }
+}
+
+fn traces(found: SearchPage, pairs: &[(String, String)], start: i64, end: i64) -> AnyView {
     if found.traces.is_empty() {
         return view! { <div class="panel"><p class="muted">"No trace matches in this time range."</p></div> }
             .into_any();
