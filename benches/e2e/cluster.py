@@ -94,8 +94,10 @@ class S3:
 class Node:
     """One `spanlake serve --roles ...` process with its own ports and data directory."""
 
-    def __init__(self, binary, s3, work, prefix, roles, *flags):
+    def __init__(self, binary, s3, work, prefix, roles, *flags, worker_port=None):
         self.ports = {name: free_port() for name in ["grpc", "otlp", "http", "pg", "jaeger", "flight", "worker"]}
+        if worker_port:
+            self.ports["worker"] = worker_port
         self.dir = pathlib.Path(tempfile.mkdtemp(dir=work))
         args = [binary, "serve", "--roles", roles, "--data-dir", str(self.dir), "--storage", f"s3://{BUCKET}/{prefix}",
                 "--otlp-grpc-addr", f"127.0.0.1:{self.ports['grpc']}", "--otlp-http-addr", f"127.0.0.1:{self.ports['otlp']}",
@@ -105,7 +107,12 @@ class Node:
                 *flags]
         self.log = open(self.dir.with_suffix(".log"), "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **s3.env()})
-        wait_for(f"{roles} node", lambda: http("GET", self.url("/readyz"))[0] == 200)
+        def ready():
+            if self.proc.poll() is not None:
+                sys.exit(f"the {roles} node exited; see {self.log.name}")
+            return http("GET", self.url("/readyz"))[0] == 200
+
+        wait_for(f"{roles} node", ready)
 
     def url(self, path):
         return f"http://127.0.0.1:{self.ports['http']}{path}"
@@ -218,6 +225,8 @@ def commits(binary, s3, work, seconds, rate):
         "spans_distinct": distinct, "commits": made, "conflicts_per_commit": conflicts / made,
         "commit_p50_ms": quantile(buckets, 0.5) * 1e3, "commit_p99_ms": quantile(buckets, 0.99) * 1e3,
         "compactions": compactor.metric("spanlake_compactions_total"),
+        "compactor_peak_rss_mib": compactor.rss_mib(),
+        "collector_peak_rss_mib_at_rate": max(c.rss_mib() for c in collectors),
     }
     for n in collectors + [compactor, query]:
         n.stop()
@@ -228,32 +237,41 @@ AGGREGATE = ("SELECT service_name, span_name, count(*) AS spans, avg(duration_ns
              "max(duration_ns) AS max_ns FROM spans GROUP BY 1, 2 ORDER BY 1, 2")
 
 
+SEARCH = "/api/v1/search?lookback=6h&limit=20&service=checkout"
+
+
 def distributed_sql(binary, s3, work, prefix, runs=5):
     a = Node(binary, s3, work, prefix, "query")
     alone = timed(a, runs)
     answer = a.sql(AGGREGATE)
+    search_ms = median_ms(lambda: http("GET", a.url(SEARCH)), runs * 4)
+    query_rss = a.rss_mib()
     a.stop()
     workers = [free_port(), free_port()]
     urls = ",".join(f"http://127.0.0.1:{p}" for p in workers)
-    nodes = [Node(binary, s3, work, prefix, "query", "--worker-addr", f"127.0.0.1:{p}", "--query-workers", urls)
-             for p in workers]
+    nodes = [Node(binary, s3, work, prefix, "query", "--query-workers", urls, worker_port=p) for p in workers]
     spread = timed(nodes[0], runs)
     same = nodes[0].sql(AGGREGATE) == answer
     plan = nodes[0].sql("EXPLAIN " + AGGREGATE)[-1][1]
     tasks = re.findall(r"Stage \d+ ── tasks=(\d+)", plan)
     for n in nodes:
         n.stop()
-    return {"one_node_ms": alone, "two_workers_ms": spread, "same_answer": same, "stage_tasks": tasks}
+    return {"one_node_ms": alone, "two_workers_ms": spread, "same_answer": same, "stage_tasks": tasks,
+            "search_ms": search_ms, "query_node_peak_rss_mib": query_rss}
 
 
-def timed(node, runs):
-    node.sql(AGGREGATE)
+def median_ms(run, runs):
+    run()  # warm-up: caches, metadata
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        node.sql(AGGREGATE)
+        run()
         times.append((time.perf_counter() - started) * 1e3)
     return statistics.median(times)
+
+
+def timed(node, runs):
+    return median_ms(lambda: node.sql(AGGREGATE), runs)
 
 
 def main():
