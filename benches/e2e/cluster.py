@@ -26,13 +26,14 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from run import cpu_seconds, median_ms, memory_mib
 
 BUCKET = "bench"
 
@@ -126,15 +127,10 @@ class Node:
         return f"http://127.0.0.1:{self.ports['worker']}"
 
     def cpu_seconds(self):
-        stat = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
-    def rss_mib(self, field="VmHWM"):
-        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+    def rss_mib(self):
+        return memory_mib(self.proc.pid)
 
     def metrics(self):
         return http("GET", self.url("/metrics"))[1].decode()
@@ -258,16 +254,6 @@ def distributed_sql(binary, s3, work, prefix, runs=5):
         n.stop()
     return {"one_node_ms": alone, "two_workers_ms": spread, "same_answer": same, "stage_tasks": tasks,
             "search_ms": search_ms, "query_node_peak_rss_mib": query_rss}
-
-
-def median_ms(run, runs):
-    run()  # warm-up: caches, metadata
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
 
 
 def timed(node, runs):

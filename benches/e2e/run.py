@@ -86,6 +86,21 @@ def http(method, url, body=None, headers=None):
         raise HttpStatus(error.code, error.read().decode(errors="replace")) from None
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds of a process so far."""
+    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid, field="VmHWM"):
+    """A /proc/PID/status memory field: VmHWM is the peak RSS, VmRSS the current one."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Server:
     def __init__(self, binary, data_dir, *flags):
         try:
@@ -114,16 +129,10 @@ class Server:
             time.sleep(0.2)
 
     def cpu_seconds(self):
-        stat = pathlib.Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def memory_mib(self, field="VmHWM"):
-        """A /proc/PID/status memory field: VmHWM is the peak RSS, VmRSS the current one."""
-        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return memory_mib(self.proc.pid, field)
 
     def metric(self, name):
         text = http("GET", f"http://{API}/metrics")[1].decode()

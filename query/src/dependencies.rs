@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use spanlake_storage::edges::{self, BUCKETS_PER_OCTAVE, CallStats, Partial, SLOT_NS};
-use spanlake_storage::fresh::ScanFilter;
+use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::{DataFile, FileKind, Snapshot, Storage, TenantId};
 use utoipa::ToSchema;
 

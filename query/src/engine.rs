@@ -14,7 +14,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use serde::de::DeserializeOwned;
-use spanlake_storage::fresh::ScanFilter;
+use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::{FileKind, Snapshot, Storage, TenantId};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};

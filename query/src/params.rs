@@ -5,6 +5,7 @@
 //! through [`parse`]); the HTTP layer only hands over the query string.
 //! Also the span filters those parameters make, as SQL.
 
+use spanlake_storage::scan_filter::ScanFilter;
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
@@ -339,6 +340,15 @@ pub struct Window {
 const LATEST_NS: i64 = i64::MAX - DAY_NS;
 
 impl Window {
+    /// The bounds a scan of this window gives the collectors' fresh spans.
+    pub fn scan_filter(&self) -> ScanFilter {
+        ScanFilter {
+            min_start: Some(self.start_ns),
+            max_start: Some(self.end_ns.saturating_sub(1)),
+            ..ScanFilter::default()
+        }
+    }
+
     /// From `start`/`end` or `lookback` back from `end` (default now);
     /// `default_lookback_ns` when neither start nor lookback is given.
     /// Lenient in what no API document can state across parameters, so

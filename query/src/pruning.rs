@@ -1,13 +1,14 @@
-//! File pruning before any file is opened: a file whose span start times
-//! lie outside a query's `start_time` bounds, whose services do not include
-//! the one asked for (both from the catalog), or whose trace filter rules
-//! out the trace ids asked for (`trace_files.rs`) is left out.
+//! A query's filters read as a `ScanFilter` (storage's `scan_filter.rs`):
+//! bounds on `start_time`, a `service_name`, the trace ids. Files whose
+//! times or services cannot match are left out, and so are those whose
+//! trace filter rules out the ids (`trace_files.rs`); collectors leave out
+//! fresh spans the same way.
 
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
-use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::ids::TraceId;
+use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::schema;
 
 fn column_name(expr: &Expr) -> Option<&str> {

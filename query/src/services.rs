@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use arrow::array::AsArray;
 use arrow::datatypes::Int32Type;
 use serde::{Deserialize, Serialize};
-use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::schema;
 use spanlake_storage::tag_summary::TagSummary;
 use spanlake_storage::{FileKind, TenantId};
@@ -38,7 +37,7 @@ struct Name {
 impl QueryEngine {
     /// Services with spans in `window` (all stored spans without one), sorted.
     pub async fn services(&self, tenant: &TenantId, window: Option<Window>) -> Result<Vec<String>, QueryError> {
-        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
+        let snapshot = self.snapshot(tenant, &window.map(|w| w.scan_filter()).unwrap_or_default()).await?;
         let overlaps = |min: i64, max: i64| window.is_none_or(|w| min < w.end_ns && max >= w.start_ns);
         let mut services: BTreeSet<String> = snapshot
             .files(FileKind::Spans)
@@ -96,7 +95,7 @@ impl QueryEngine {
     /// The tags of the spans in `window`, per service: what both
     /// autocomplete lists are read from.
     pub async fn tag_summary(&self, tenant: &TenantId, window: &Window) -> Result<TagSummary, QueryError> {
-        let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
+        let snapshot = self.snapshot(tenant, &window.scan_filter()).await?;
         self.tag_summaries().of_window(self.storage(), tenant, &snapshot, window).await
     }
 

@@ -30,7 +30,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use spanlake_storage::fresh::ScanFilter;
+use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::{DataFile, FileKind, Snapshot, TenantId, trace_index};
 
 use crate::collectors::Snapshots;
@@ -107,14 +107,9 @@ impl DataTable {
     /// the trace ids asked for, when the filter pins some, so that
     /// fragments are computed for them alone.
     fn buffered(&self, spans: &[RecordBatch], filter: &ScanFilter) -> Result<Vec<RecordBatch>> {
-        let spans: Vec<RecordBatch> = match &filter.trace_ids {
-            Some(_) => {
-                let kept: Vec<RecordBatch> =
-                    spans.iter().map(|b| filter.traces_only().apply(b)).collect::<Result<_, _>>()?;
-                kept.into_iter().filter(|b| b.num_rows() > 0).collect()
-            }
-            None => spans.to_vec(),
-        };
+        let whole_traces = filter.traces_only();
+        let kept: Vec<RecordBatch> = spans.iter().map(|b| whole_traces.apply(b)).collect::<Result<_, _>>()?;
+        let spans: Vec<RecordBatch> = kept.into_iter().filter(|b| b.num_rows() > 0).collect();
         match self.kind {
             FileKind::Spans => Ok(spans),
             FileKind::TraceIndex => Ok(spans.iter().map(trace_index::fragments_of_spans).collect::<Result<_, _>>()?),

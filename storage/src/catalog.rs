@@ -260,8 +260,7 @@ impl Catalog {
         let listed = self.store.list_with_delimiter(Some(&tenant.catalog_prefix())).await?;
         let mut forgotten = 0;
         for object in listed.objects {
-            let version = object.location.filename().and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok());
-            let Some(version) = version else { continue };
+            let Some(version) = TenantId::version_of(&object.location) else { continue };
             if version + KEEP_VERSIONS < newest && object.last_modified < cutoff {
                 match self.store.delete(&object.location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => forgotten += 1,

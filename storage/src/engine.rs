@@ -306,6 +306,19 @@ impl Storage {
         manifest.wal_through.get(wal.writer_id()).copied().unwrap_or(0)
     }
 
+    /// Loads manifest versions other processes published since this one
+    /// last looked; for a query node whose collectors flushed meanwhile.
+    pub async fn refresh_manifest(&self, tenant: &TenantId) -> Result<(), StorageError> {
+        self.catalog.refresh(tenant).await?;
+        Ok(())
+    }
+
+    /// Picks up new tenants and manifest versions of every tenant.
+    pub async fn refresh_catalog(&self) -> Result<(), StorageError> {
+        self.catalog.refresh_all().await?;
+        Ok(())
+    }
+
     /// Tenants with files or buffered spans.
     pub fn tenants(&self) -> Vec<TenantId> {
         let mut tenants = self.catalog.tenants();

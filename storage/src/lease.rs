@@ -30,6 +30,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::paths::TenantId;
+
 /// Not a valid tenant name (no `.`), so tenant discovery never takes it for one.
 const PREFIX: &str = ".cluster";
 /// Terms kept behind the newest, for readers listing meanwhile.
@@ -81,9 +83,7 @@ impl Lease {
         let terms: Vec<u64> = self
             .store
             .list(Some(&prefix))
-            .try_filter_map(|meta| async move {
-                Ok(meta.location.filename().and_then(|name| name.strip_suffix(".json")?.parse::<u64>().ok()))
-            })
+            .try_filter_map(|meta| async move { Ok(TenantId::version_of(&meta.location)) })
             .try_collect()
             .await?;
         let Some(term) = terms.into_iter().max() else { return Ok(Newest { term: 0, holder: None }) };

@@ -21,6 +21,7 @@ mod maintenance;
 pub mod metrics;
 pub mod paths;
 mod remote_service;
+pub mod scan_filter;
 pub mod schema;
 pub mod tag_summary;
 pub mod trace_durations;

@@ -66,6 +66,12 @@ impl TenantId {
         Path::from_iter([self.0.as_str(), CATALOG, &format!("{version:020}.json")])
     }
 
+    /// The version of a manifest path (`{version:020}.json`), or of any
+    /// object numbered the same way (lease terms).
+    pub fn version_of(path: &Path) -> Option<u64> {
+        path.filename()?.strip_suffix(".json")?.parse().ok()
+    }
+
     pub fn latest_manifest_hint(&self) -> Path {
         Path::from_iter([self.0.as_str(), CATALOG, "_latest"])
     }

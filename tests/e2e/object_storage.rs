@@ -84,16 +84,32 @@ async fn two_processes_share_a_bucket_without_losing_a_commit() {
     let options = || s3.options("shared", "").arg("--flush-interval", "50ms").arg("--compaction-interval", "200ms");
     let a = TestServer::start_with(options()).await;
     let b = TestServer::start_with(options()).await;
-    let sends = (1..=20u64).map(|trace| {
-        let server = if trace % 2 == 0 { &a } else { &b };
-        async move {
-            send(server, &export(trace, 3, 1)).await;
-            tokio::time::sleep(Duration::from_millis(30)).await;
+    // Rounds of exports until the two have raced for a version at least
+    // once (each commit attempt reads the newest version first, so races
+    // need the two commits close together).
+    let conflicts = async || {
+        a.metric("spanlake_catalog_commit_conflicts_total").await
+            + b.metric("spanlake_catalog_commit_conflicts_total").await
+    };
+    let mut traces = 0;
+    for _ in 0..20 {
+        let sends = (traces + 1..=traces + 20).map(|trace| {
+            let server = if trace % 2 == 0 { &a } else { &b };
+            async move {
+                send(server, &export(trace, 3, 1)).await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        });
+        futures::future::join_all(sends).await;
+        traces += 20;
+        if conflicts().await > 0.0 {
+            break;
         }
-    });
-    futures::future::join_all(sends).await;
-    for server in [&a, &b] {
-        wait_for("the other process's spans", server, async || server.span_count().await == 60).await;
     }
+    let spans = traces as i64 * 3;
+    for server in [&a, &b] {
+        wait_for("the other process's spans", server, async || server.span_count().await == spans).await;
+    }
+    assert!(conflicts().await > 0.0, "the two never raced for a version");
     assert!(b.log().contains("taken by another writer") || a.log().contains("taken by another writer"));
 }

@@ -30,8 +30,8 @@ use std::collections::{HashMap, HashSet};
 
 use tracing::debug;
 
-use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::ids::TraceId;
+use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::trace_durations::{self, Ranked, Ranking};
 use spanlake_storage::{DataFile, TenantId};
 

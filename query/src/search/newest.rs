@@ -23,8 +23,8 @@
 use std::collections::HashMap;
 
 use spanlake_storage::batch::start_time_range;
-use spanlake_storage::fresh::ScanFilter;
 use spanlake_storage::ids::TraceId;
+use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::{FileKind, Snapshot, TenantId};
 
 use super::summary::Summary;

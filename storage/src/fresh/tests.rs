@@ -11,6 +11,7 @@ use prost::Message;
 
 use super::*;
 use crate::StorageConfig;
+use crate::ids::TraceId;
 
 /// An export of one span of trace `trace` by `service`, starting at `start` ns.
 fn export(service: &str, trace: u8, start: u64) -> Bytes {
