@@ -18,6 +18,7 @@
 //! inwards, but for an end in the slot still filling, which takes it in.
 
 mod hourly;
+pub mod hops;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use utoipa::ToSchema;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{HOUR_NS, NANOS_PER_MILLI, Window};
+use hops::HopCost;
 use hourly::HourCalls;
 pub(crate) use hourly::HourlyEdges;
 
@@ -54,6 +56,34 @@ pub struct Edge {
     pub p50_ms: Option<f64>,
     /// 99th percentile call duration, within 2.2%.
     pub p99_ms: Option<f64>,
+    /// With `groupBy=service.version`: the caller's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_version: Option<String>,
+    /// With `groupBy=service.version`: the called version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_version: Option<String>,
+    /// What the hop costs beyond the server's own time (`/api/v1` and the
+    /// UI; absent without linked client and server spans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop: Option<HopCost>,
+}
+
+impl DependencyGraph {
+    /// The graph of these edges, its nodes the services they name.
+    pub(crate) fn of(edges: Vec<Edge>) -> Self {
+        let mut nodes: Vec<String> = edges.iter().flat_map(|e| [e.parent.clone(), e.child.clone()]).collect();
+        nodes.sort();
+        nodes.dedup();
+        DependencyGraph { nodes, edges }
+    }
+}
+
+/// How `/api/v1/dependencies` splits its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+pub enum DependencyGroup {
+    /// One node per service and version, from the spans' parent links.
+    #[serde(rename = "service.version")]
+    ServiceVersion,
 }
 
 /// One edge's calls per duration bucket.
@@ -123,12 +153,12 @@ impl Edges {
                 error_count: sketch.errors(),
                 p50_ms: sketch.quantile_ms(0.5),
                 p99_ms: sketch.quantile_ms(0.99),
+                parent_version: None,
+                child_version: None,
+                hop: None,
             })
             .collect();
-        let mut nodes: Vec<String> = edges.iter().flat_map(|e| [e.parent.clone(), e.child.clone()]).collect();
-        nodes.sort();
-        nodes.dedup();
-        DependencyGraph { nodes, edges }
+        DependencyGraph::of(edges)
     }
 }
 
@@ -137,6 +167,26 @@ impl QueryEngine {
         let (storage, hours) = (Arc::clone(self.storage()), Arc::clone(self.hourly_edges()));
         let snapshot = self.snapshot(tenant, &ScanFilter::default()).await?;
         self.bounded(graph(storage, snapshot, hours, tenant.clone(), *window)).await
+    }
+
+    /// `/api/v1`'s graph: the edge files' graph with each hop's cost, or
+    /// the graph split by version.
+    pub async fn dependency_graph(
+        &self,
+        tenant: &TenantId,
+        window: &Window,
+        group: Option<DependencyGroup>,
+    ) -> Result<DependencyGraph, QueryError> {
+        let window = *window;
+        if group == Some(DependencyGroup::ServiceVersion) {
+            return self.analyse(tenant, |ctx| async move { hops::by_version(&ctx, &window).await }).await;
+        }
+        let mut graph = self.dependencies(tenant, &window).await?;
+        let mut costs = self.analyse(tenant, |ctx| async move { hops::hop_costs(&ctx, &window).await }).await?;
+        for edge in &mut graph.edges {
+            edge.hop = costs.remove(&(edge.parent.clone(), edge.child.clone()));
+        }
+        Ok(graph)
     }
 }
 

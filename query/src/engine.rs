@@ -313,11 +313,42 @@ impl QueryEngine {
         sql: &str,
         params: Params,
     ) -> Result<Vec<T>, QueryError> {
-        let mut rows = Vec::new();
-        for batch in self.run_sql(tenant, sql, params).await?.batches {
-            let read: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| QueryError::Render(e.to_string()))?;
-            rows.extend(read);
-        }
-        Ok(rows)
+        decode_rows(&self.run_sql(tenant, sql, params).await?.batches)
     }
+
+    /// Runs `work` over one session of `tenant`, on the query threads and
+    /// within the query limits: analyses that run several statements (the
+    /// version comparison) in the API as in their table functions.
+    pub(crate) async fn analyse<T, F>(
+        &self,
+        tenant: &TenantId,
+        work: impl FnOnce(SessionContext) -> F,
+    ) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, QueryError>> + Send + 'static,
+    {
+        let ctx = self.session(tenant).await?;
+        self.bounded(work(ctx)).await
+    }
+}
+
+/// Runs `sql` with `params` in `ctx` and reads each row into a `T` (see
+/// [`QueryEngine::rows`]); for aggregates whose answers are small.
+pub(crate) async fn session_rows<T: DeserializeOwned>(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Params,
+) -> Result<Vec<T>, QueryError> {
+    let batches = ctx.sql(sql).await?.with_param_values(params.into_values())?.collect().await?;
+    decode_rows(&batches)
+}
+
+fn decode_rows<T: DeserializeOwned>(batches: &[RecordBatch]) -> Result<Vec<T>, QueryError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let read: Vec<T> = serde_arrow::from_record_batch(batch).map_err(|e| QueryError::Render(e.to_string()))?;
+        rows.extend(read);
+    }
+    Ok(rows)
 }

@@ -19,7 +19,11 @@
 //! - Table functions over one trace's tree (`trace_tree.rs`):
 //!   `trace_tree(trace_id)`, `descendants(trace_id, span_id)`,
 //!   `critical_path(trace_id)`.
+//! - Table functions of the version and retry analyses (`analysis.rs`):
+//!   `versions`, `version_compare`, `version_callers`, `version_callees`,
+//!   `retries`.
 
+mod analysis;
 mod attributes;
 mod events;
 mod scalar;
@@ -41,7 +45,7 @@ pub(crate) fn register(ctx: &SessionContext) {
     for udaf in aggregate() {
         ctx.register_udaf(Arc::unwrap_or_clone(udaf));
     }
-    for (name, function) in trace_tree::functions() {
+    for (name, function) in trace_tree::functions().into_iter().chain(analysis::functions()) {
         ctx.register_udtf(name, Arc::clone(&function));
     }
 }

@@ -142,8 +142,14 @@ struct BucketRow {
     count: i64,
 }
 
-fn bucket_bound(b: i64) -> i64 {
+/// The lower bound of bucket `b`, ns.
+pub(crate) fn bucket_bound(b: i64) -> i64 {
     2f64.powf(b as f64 / BUCKETS_PER_OCTAVE).round() as i64
+}
+
+/// The histogram bucket of a span's duration: a quarter of a doubling wide.
+pub(crate) fn bucket_sql() -> String {
+    format!("CAST(floor(log2(CAST(greatest({DURATION_NS}, 1) AS DOUBLE)) * {BUCKETS_PER_OCTAVE}) AS BIGINT)")
 }
 
 impl QueryEngine {
@@ -236,11 +242,10 @@ impl QueryEngine {
         let mut params = Params::default();
         let (condition, group) = request.sql(&mut params);
         let sql = format!(
-            "SELECT {group} AS g,
-                    CAST(floor(log2(CAST(greatest({DURATION_NS}, 1) AS DOUBLE)) * {BUCKETS_PER_OCTAVE}) AS BIGINT) AS b,
-                    count(*) AS count
+            "SELECT {group} AS g, {} AS b, count(*) AS count
              FROM {SPANS_TABLE} WHERE {condition}
-             GROUP BY 1, 2 ORDER BY 1, 2"
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            bucket_sql()
         );
         let rows: Vec<BucketRow> = self.rows(tenant, &sql, params).await?;
         let mut series: Vec<HistogramSeries> = Vec::new();

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+mod calls;
 pub mod collectors;
 pub mod dependencies;
 pub mod distributed;
@@ -15,11 +16,13 @@ pub mod params;
 pub mod peers;
 pub mod pg;
 mod pruning;
+pub mod retries;
 pub mod render;
 mod runtime;
 pub mod search;
 pub mod services;
 mod sql;
+pub mod stats;
 mod table;
 mod tag_summaries;
 #[cfg(test)]
@@ -28,6 +31,7 @@ mod trace;
 mod trace_files;
 pub mod traceql;
 pub mod tree;
+pub mod versions;
 
 pub use engine::{QueryEngine, QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, TRACE_INDEX_VIEW};
 pub use error::QueryError;

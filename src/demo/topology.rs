@@ -6,14 +6,22 @@
 //! attributes, some errors with exception events, retries and slow calls.
 //!
 //! ```text
-//! frontend ─┬─> product-catalog ──> postgresql
-//!           ├─> redis
-//!           ├─> cart ──> redis
-//!           └─> checkout (1.4.2 | 1.5.0-rc.1) ─┬─> cart
-//!                                              ├─> payment
+//! frontend 2.3.1 ─┬─> product-catalog 1.8.0 ──> postgresql   (large responses)
+//! frontend 2.2.0 ─┼─> product-catalog 1.7.3 (only the old frontend still calls it)
+//!                 ├─> redis
+//!                 ├─> cart ──> redis
+//!                 ├─> checkout GET /shipping/quote (canary no different)
+//!                 └─> checkout POST /checkout (1.4.2 | 1.5.0-rc.1) ─┬─> cart
+//!                                              ├─> payment (a timeout, abandoned by the client, then a retry)
 //!                                              ├─> postgresql
 //!                                              └─> kafka ~~> email ──> smtp-relay
 //! ```
+//!
+//! So every question of the version and retry views has a visible answer:
+//! the canary is slower and fails more on `POST /checkout` only, the old
+//! frontend keeps the old catalog alive, payment calls time out and are
+//! retried while the payment service works on, and the catalog's large
+//! responses cost the frontend time the catalog never sees.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -39,8 +47,10 @@ const CHECKOUT: usize = 3;
 const CHECKOUT_CANARY: usize = 4;
 const PAYMENT: usize = 5;
 const EMAIL: usize = 6;
+const FRONTEND_OLD: usize = 7;
+const CATALOG_OLD: usize = 8;
 
-pub(crate) const SERVICES: [Service; 7] = [
+pub(crate) const SERVICES: [Service; 9] = [
     Service { name: "frontend", version: "2.3.1", language: "nodejs" },
     Service { name: "product-catalog", version: "1.8.0", language: "go" },
     Service { name: "cart", version: "3.1.4", language: "dotnet" },
@@ -48,7 +58,14 @@ pub(crate) const SERVICES: [Service; 7] = [
     Service { name: "checkout", version: "1.5.0-rc.1", language: "go" },
     Service { name: "payment", version: "0.9.7", language: "python" },
     Service { name: "email", version: "1.0.3", language: "ruby" },
+    Service { name: "frontend", version: "2.2.0", language: "nodejs" },
+    Service { name: "product-catalog", version: "1.7.3", language: "go" },
 ];
+
+/// How long checkout waits for a payment before it gives up.
+const PAYMENT_TIMEOUT_MS: u64 = 100;
+/// The catalog's product pages, with images: a large answer.
+const PRODUCT_RESPONSE_BYTES: i64 = 240_000;
 
 const MS: u64 = 1_000_000;
 
@@ -77,6 +94,8 @@ struct TraceBuilder<'r, R: Rng> {
     trace: Trace,
     /// Whether the request failed as a whole (the front end answers 502).
     failed: bool,
+    /// Which front end version serves the trace.
+    frontend: usize,
 }
 
 /// What a span needs besides its place in the tree.
@@ -238,17 +257,49 @@ impl<R: Rng> TraceBuilder<'_, R> {
     }
 }
 
+impl<R: Rng> TraceBuilder<'_, R> {
+    /// An RPC the client gives up on after `timeout_ms` while the server
+    /// works on for `server_ms`: abandoned work. Returns when the client gave up.
+    fn timed_out_rpc(
+        &mut self,
+        (client, server): (usize, usize),
+        parent: [u8; 8],
+        start: u64,
+        (rpc_service, method): (&str, &str),
+        timeout_ms: u64,
+        server_ms: u64,
+    ) -> u64 {
+        let name = format!("{rpc_service}/{method}");
+        let spec = |service, kind| {
+            SpanSpec::new(service, &name, kind)
+                .attr("rpc.system", s("grpc"))
+                .attr("rpc.service", s(rpc_service))
+                .attr("rpc.method", s(method))
+        };
+        let end = start + timeout_ms * MS;
+        let client_spec = spec(client, SpanKind::Client).attr("rpc.grpc.status_code", i(4));
+        let client_id = self.push(client_spec, Some(parent), start, end, Some("deadline exceeded"));
+        let server_spec = spec(server, SpanKind::Server).attr("rpc.grpc.status_code", i(0));
+        self.push(server_spec, Some(client_id), start + MS / 5, start + server_ms * MS, None);
+        end
+    }
+}
+
 /// Generates one demo trace starting at `start` (ns since the epoch).
 pub(crate) fn generate<R: Rng>(rng: &mut R, start: u64) -> Trace {
-    let mut b = TraceBuilder { trace_id: [0; 16], rng, trace: Trace::default(), failed: false };
+    let mut b = TraceBuilder { trace_id: [0; 16], rng, trace: Trace::default(), failed: false, frontend: FRONTEND };
     b.trace_id = b.new_id::<16>();
+    // One visitor in ten still gets the old front end.
+    if b.rng.random_bool(0.1) {
+        b.frontend = FRONTEND_OLD;
+    }
     let roll: f64 = b.rng.random();
     let (route, method) = match roll {
         r if r < 0.5 => ("/product/{id}", "GET"),
         r if r < 0.8 => ("/cart", "POST"),
         _ => ("/checkout", "POST"),
     };
-    let root_spec = SpanSpec::new(FRONTEND, format!("{method} {route}"), SpanKind::Server)
+    let root_spec = SpanSpec::new(b.frontend, format!("{method} {route}"), SpanKind::Server)
         .attr("http.request.method", s(method))
         .attr("http.route", s(route))
         .attr("url.scheme", s("https"))
@@ -271,20 +322,38 @@ pub(crate) fn generate<R: Rng>(rng: &mut R, start: u64) -> Trace {
 }
 
 fn browse<R: Rng>(b: &mut TraceBuilder<'_, R>, parent: [u8; 8], start: u64) -> u64 {
+    let (frontend, catalog) = if b.frontend == FRONTEND_OLD { (FRONTEND_OLD, CATALOG_OLD) } else { (FRONTEND, CATALOG) };
     let product = b.rng.random_range(1..120);
-    let after_cache = b.db_call(FRONTEND, parent, start, "redis", &format!("GET product:{product}"), 1);
+    let after_cache = b.db_call(frontend, parent, start, "redis", &format!("GET product:{product}"), 1);
     if b.rng.random_bool(0.6) {
         return after_cache; // cache hit
     }
-    b.http_call((FRONTEND, CATALOG), parent, after_cache, ("GET", "/products/{id}"), 200, |b, server, t| {
-        b.db_call(CATALOG, server, t, "postgresql", "SELECT id, name, price FROM products WHERE id = $1", 4)
-    })
+    let client_index = b.trace.spans.len();
+    let end = b.http_call((frontend, catalog), parent, after_cache, ("GET", "/products/{id}"), 200, |b, server, t| {
+        b.db_call(catalog, server, t, "postgresql", "SELECT id, name, price FROM products WHERE id = $1", 4)
+    });
+    // The answer takes a while to cross the network (about 50 MB/s): time
+    // the frontend waits and the catalog does not see.
+    let transfer = b.latency(5);
+    let client = &mut b.trace.spans[client_index].1;
+    client.attributes.push(kv("http.response.body.size", i(PRODUCT_RESPONSE_BYTES)));
+    client.end_time_unix_nano += transfer;
+    end + transfer
 }
 
 fn add_to_cart<R: Rng>(b: &mut TraceBuilder<'_, R>, parent: [u8; 8], start: u64) -> u64 {
-    b.http_call((FRONTEND, CART), parent, start, ("POST", "/cart/items"), 200, |b, server, t| {
+    let frontend = b.frontend;
+    let t = b.http_call((frontend, CART), parent, start, ("POST", "/cart/items"), 200, |b, server, t| {
         let t = b.db_call(CART, server, t, "redis", "HGETALL cart:{user}", 1);
         b.db_call(CART, server, t, "redis", "HSET cart:{user} {item} {qty}", 1)
+    });
+    if !b.rng.random_bool(0.4) {
+        return t;
+    }
+    // A shipping quote, served alike by the canary and the stable checkout.
+    let service = if b.rng.random_bool(0.2) { CHECKOUT_CANARY } else { CHECKOUT };
+    b.http_call((frontend, service), parent, t, ("GET", "/shipping/quote"), 200, |b, server, t| {
+        b.db_call(service, server, t, "postgresql", "SELECT rate FROM shipping_rates WHERE zone = $1", 3)
     })
 }
 
@@ -292,20 +361,23 @@ fn checkout<R: Rng>(b: &mut TraceBuilder<'_, R>, parent: [u8; 8], start: u64) ->
     // One checkout in five goes to the canary, which is slower and fails more.
     let canary = b.rng.random_bool(0.2);
     let (service, extra_ms, failure_rate) = if canary { (CHECKOUT_CANARY, 15, 0.12) } else { (CHECKOUT, 0, 0.03) };
-    b.http_call((FRONTEND, service), parent, start, ("POST", "/checkout"), 200, |b, server, t| {
+    let frontend = b.frontend;
+    b.http_call((frontend, service), parent, start, ("POST", "/checkout"), 200, |b, server, t| {
         let t = b.http_call((service, CART), server, t, ("GET", "/cart/{user}"), 200, |b, cart, t| {
             b.db_call(CART, cart, t, "redis", "HGETALL cart:{user}", 1)
         });
-        // The payment call is retried once when the first attempt fails.
+        // A payment attempt now and then times out while the payment
+        // service works on; checkout retries it.
         let mut t = t + extra_ms * MS;
         if b.rng.random_bool(failure_rate * 3.0) {
-            t = b.rpc_call(
+            let server_ms = PAYMENT_TIMEOUT_MS + 20 + b.rng.random_range(0..80);
+            t = b.timed_out_rpc(
                 (service, PAYMENT),
                 server,
                 t,
                 ("PaymentService", "Charge"),
-                Some("payment backend unavailable"),
-                30,
+                PAYMENT_TIMEOUT_MS,
+                server_ms,
             );
         }
         let error = b.rng.random_bool(failure_rate).then_some("card declined by issuer");
@@ -420,6 +492,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_version_and_retry_question_has_an_answer() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let traces: Vec<_> = (0..3000).map(|_| generate(&mut rng, 1_700_000_000_000_000_000)).collect();
+        let spans: Vec<&(usize, Span)> = traces.iter().flat_map(|t| &t.spans).collect();
+        let parent_of = |span: &Span| spans.iter().find(|(_, p)| p.span_id == span.parent_span_id);
+        // Only the old front end calls the old catalog, and it does.
+        let old_catalog: Vec<_> = spans.iter().filter(|(s, sp)| *s == CATALOG_OLD && sp.kind == SpanKind::Server as i32).collect();
+        assert!(!old_catalog.is_empty());
+        assert!(old_catalog.iter().all(|(_, s)| parent_of(s).is_some_and(|(p, _)| *p == FRONTEND_OLD)));
+        // Timed-out payments run on after their client gave up.
+        let abandoned = spans
+            .iter()
+            .filter(|(s, sp)| *s == PAYMENT && parent_of(sp).is_some_and(|(_, c)| {
+                c.status.as_ref().is_some_and(|st| st.message == "deadline exceeded") && sp.end_time_unix_nano > c.end_time_unix_nano
+            }))
+            .count();
+        assert!(abandoned > 0);
+        // The canary serves shipping quotes too; the catalog's answers are large.
+        assert!(spans.iter().any(|(s, sp)| *s == CHECKOUT_CANARY && sp.name == "GET /shipping/quote"));
+        assert!(spans.iter().any(|(_, sp)| sp.attributes.iter().any(|kv| kv.key == "http.response.body.size")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 // Modules share helpers with `pub`; nothing leaves this crate.
 #![allow(unreachable_pub)]
 
+mod analysis;
 mod bad_input;
 mod cli;
 mod cluster;

@@ -228,3 +228,59 @@ async fn a_person_finds_and_reads_traces_in_chromium() {
 
     browser.close().await;
 }
+
+/// The version, canary, retry and hop views on the demo shop's traffic,
+/// which has an answer for each (`src/demo/topology.rs`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_version_and_retry_views_answer_on_the_demo_shop_in_chromium() {
+    let Some(driver) = chromedriver() else { return };
+    let server = TestServer::start().await;
+    let endpoint = format!("http://{}", server.grpc_addr);
+    let (ok, _, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli(&["demo", "--endpoint", &endpoint, "--traces", "3000", "--rate", "3000"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "demo traffic: {stderr}");
+    let browser = Browser::start(driver).await;
+    let ui = |path: &str| server.api_url(path);
+
+    // The service page leads to its versions; the canary is judged there.
+    browser.open(&ui("/services/checkout")).await;
+    let retries = browser.text(".retries table").await;
+    assert!(retries.contains("payment") && retries.contains("PaymentService/Charge"), "{retries}");
+    browser.shot("service-retries").await;
+    browser.follow("a[href^='/services/checkout/versions']", "table.versions").await;
+    let versions = browser.text("table.versions").await;
+    assert!(versions.contains("1.4.2") && versions.contains("1.5.0-rc.1"), "{versions}");
+    let verdicts = browser.text("table.compare").await;
+    assert!(verdicts.contains("POST /checkout") && verdicts.contains("worse"), "the slower canary: {verdicts}");
+    assert!(browser.count(".chart svg rect").await > 10, "overlaid histograms");
+    browser.shot("versions").await;
+
+    // The old catalog is still called, by the old front end only.
+    browser.open(&ui("/services/product-catalog/versions")).await;
+    let callers = browser.text("main").await;
+    assert!(callers.contains("Callers of 1.7.3") && callers.contains("2.2.0"), "{callers}");
+    assert_eq!(browser.count(".callers .verdict.better").await, 0, "nothing is safe to remove while called");
+
+    // Each hop's cost on the graph, and the graph by version.
+    browser.open(&ui("/dependencies")).await;
+    let costs = browser.text(".graph").await;
+    assert!(costs.contains("hop +") && costs.contains("240.0 kB"), "{costs}");
+    browser.shot("dependencies-hops").await;
+    browser.follow("a[href*='groupBy=service.version']", ".graph").await;
+    assert!(browser.count(".graph a.node[href='/services/checkout/versions']").await >= 2, "a node per checkout version");
+    assert!(browser.text(".graph").await.contains("product-catalog@1.7.3"));
+    browser.shot("dependencies-versions").await;
+
+    // A trace with a timed-out payment marks the retry and the abandoned work.
+    let found = server.sql("SELECT id_to_hex(trace_id) FROM spans WHERE status_message = 'deadline exceeded' LIMIT 1").await;
+    let trace_id = found["rows"][0][0].as_str().expect("the demo times payments out").to_owned();
+    browser.open(&ui(&format!("/traces/{trace_id}"))).await;
+    assert_eq!(browser.count(".wf-name .mark.abandoned").await, 1, "the payment span outlived its client");
+    assert!(browser.text(".wf-name .mark.abandoned").await.starts_with("abandoned +"));
+    assert_eq!(browser.count(".wf-name .mark.retry").await, 1, "the payment call after the timeout is a retry");
+    browser.shot("trace-retry").await;
+    browser.close().await;
+}

@@ -188,3 +188,63 @@ pub(crate) fn histogram(title: &str, buckets: Vec<(i64, i64, i64)>) -> impl Into
         </div>
     }
 }
+
+/// Two distributions over the same buckets, overlaid: each bar is the
+/// share of its side's spans, so sides of different sizes compare.
+/// Buckets: (lower bound ns, upper bound ns, first count, second count).
+pub(crate) fn paired_histogram(
+    title: &str,
+    buckets: Vec<(i64, i64, i64, i64)>,
+    (first, second): (&str, &str),
+) -> impl IntoView + use<> {
+    let totals = buckets.iter().fold((0, 0), |(a, b), x| (a + x.2, b + x.3));
+    let share = |count: i64, total: i64| count as f64 / total.max(1) as f64;
+    let max = buckets
+        .iter()
+        .map(|b| share(b.2, totals.0).max(share(b.3, totals.1)))
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let width = (W - LEFT - 8.0) / buckets.len().max(1) as f64;
+    let colours = ["hsl(210, 70%, 50%)", "hsl(20, 85%, 52%)"];
+    let bars = buckets
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &(lower, upper, a, b))| {
+            let x = LEFT + i as f64 * width;
+            [(a, totals.0, colours[0], first), (b, totals.1, colours[1], second)].map(|(count, total, colour, side)| {
+                let y = y_of(share(count, total), max);
+                let tip = format!(
+                    "{side}: {} – {}: {count} ({:.1}%)",
+                    format::duration(lower),
+                    format::duration(upper),
+                    100.0 * share(count, total)
+                );
+                view! {
+                    <rect x=f(x + 1.0) y=f(y) width=f((width - 2.0).max(1.0)) height=f(H - BOTTOM - y) fill=colour fill-opacity="0.55">
+                        <title>{tip}</title>
+                    </rect>
+                }
+            })
+        })
+        .collect_view();
+    let labels = (!buckets.is_empty()).then(|| {
+        let lower = |i: usize| format::duration(buckets[i].0);
+        x_labels(W, [lower(0), lower(buckets.len() / 2), lower(buckets.len() - 1)])
+    });
+    let grid = y_grid(max * 100.0, W, |v| format!("{v:.0}%"));
+    view! {
+        <div class="panel chart">
+            <h2>{title.to_owned()}</h2>
+            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=title.to_owned()>
+                {grid}
+                {bars}
+                {labels}
+            </svg>
+            <div class="legend">
+                <span><span class="swatch" style=format!("background:{}", colours[0])></span>{first.to_owned()}</span>
+                <span><span class="swatch" style=format!("background:{}", colours[1])></span>{second.to_owned()}</span>
+                <span>"share of each version's requests per duration bucket (log scale)"</span>
+            </div>
+        </div>
+    }
+}

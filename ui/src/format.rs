@@ -22,6 +22,15 @@ pub(crate) fn millis(ms: f64) -> String {
 }
 
 /// A UTC time to the millisecond.
+/// A byte count in B, kB or MB (powers of ten, as sizes on the wire are given).
+pub(crate) fn bytes(n: f64) -> String {
+    match n {
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n:.0} B"),
+    }
+}
+
 pub(crate) fn time(unix_ns: i64) -> String {
     DateTime::from_timestamp_nanos(unix_ns).format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }

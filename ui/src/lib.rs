@@ -7,7 +7,9 @@
 //! - `/search`: the query in the URL, the same parameters as `/api/v1/search`;
 //! - `/traces/{id}`: the waterfall (`?span=` opens a span), `/traces?id=` jumps there,
 //!   `/traces/view` shows a trace file without storing it;
-//! - `/dependencies`: the service graph; `/services` and `/services/{service}`: latency;
+//! - `/dependencies`: the service graph with each hop's cost, by service or by version;
+//! - `/services` and `/services/{service}`: latency, retries and abandoned work;
+//!   `/services/{service}/versions`: versions, the canary verdict, callers per version;
 //! - `/sql`: the SQL console, `/sql.csv` its CSV download;
 //! - `/login`: with `--auth-token`, the token for a cookie ([`public_router`]).
 //!
@@ -44,6 +46,7 @@ pub fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/dependencies", get(pages::dependencies::dependencies))
         .route("/services", get(pages::service::services))
         .route("/services/{service}", get(pages::service::service))
+        .route("/services/{service}/versions", get(pages::versions::versions))
         .route("/sql", get(pages::sql::console).post(pages::sql::run))
         .route("/sql.csv", get(pages::sql::csv))
         .with_state(engine)

@@ -7,3 +7,4 @@ pub(crate) mod search;
 pub(crate) mod service;
 pub(crate) mod sql;
 pub(crate) mod trace;
+pub(crate) mod versions;

@@ -3,6 +3,7 @@
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, span, status};
+use spanlake_query::retries::{self, Attempt, Mark, RESEND_COUNT};
 use spanlake_query::tree::{self, Node};
 use spanlake_storage::attributes;
 
@@ -28,6 +29,8 @@ pub(crate) struct SpanRow {
     /// Spans below it, all levels.
     pub(crate) descendants: usize,
     pub(crate) critical: bool,
+    /// A retried call or abandoned server work (`spanlake_query::retries`).
+    pub(crate) mark: Option<Mark>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,9 +95,33 @@ impl Waterfall {
                         depth: 0,
                         descendants: 0,
                         critical: false,
+                        mark: None,
                     });
                 }
             }
+        }
+        let attempts: Vec<Attempt<'_>> = flat
+            .iter()
+            .map(|s| Attempt {
+                id: &s.id,
+                parent: s.parent.as_deref(),
+                service: &s.service,
+                name: &s.name,
+                kind: s.kind,
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                error: s.error,
+                resend_count: s
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| k == RESEND_COUNT)
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0),
+            })
+            .collect();
+        let marks = retries::marks(&attempts);
+        for (span, mark) in flat.iter_mut().zip(marks) {
+            span.mark = mark;
         }
         let start_ns = flat.iter().map(|s| s.start_ns).min().unwrap_or(0);
         let end_ns = flat.iter().map(|s| s.end_ns).max().unwrap_or(0);

@@ -18,10 +18,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::{self, ApiError};
 use super::{Query, Tenant};
-use crate::dependencies::DependencyGraph;
+use crate::dependencies::{DependencyGraph, DependencyGroup};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
+use crate::retries::Retries;
+use crate::versions::compare::{CompareRequest, Comparison, DEFAULT_ALPHA};
+use crate::versions::{Direction, VersionCalls, VersionList};
 use crate::params::{
     GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, TagSources,
     Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, some_trace_ids,
@@ -38,6 +41,11 @@ pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
         .route("/api/v1/tags", get(tag_keys))
         .route("/api/v1/tags/{key}/values", get(tag_values))
         .route("/api/v1/dependencies", get(dependencies))
+        .route("/api/v1/versions", get(versions))
+        .route("/api/v1/versions/compare", get(compare_versions))
+        .route("/api/v1/versions/callers", get(version_callers))
+        .route("/api/v1/versions/callees", get(version_callees))
+        .route("/api/v1/retries", get(retries))
         .route("/api/v1/latency", get(latency))
         .route("/api/v1/latency/histogram", get(latency_histogram))
         .route("/api/v1/traces", get(get_traces))
@@ -197,6 +205,103 @@ pub struct WindowParams {
     pub end: Option<Timestamp>,
     #[param(inline)]
     pub lookback: Option<Lookback>,
+}
+
+/// Parameter structs of one service's analyses: what is theirs, then a window.
+macro_rules! windowed {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, IntoParams)]
+        #[serde(rename_all = "camelCase")]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+            /// Window start.
+            #[param(inline)]
+            pub start: Option<Timestamp>,
+            /// Window end, now by default.
+            #[param(inline)]
+            pub end: Option<Timestamp>,
+            /// Back from `end` when `start` is not given; one hour by default.
+            #[param(inline)]
+            pub lookback: Option<Lookback>,
+        }
+
+        impl $name {
+            pub fn window(&self) -> Window {
+                window(self.start, self.end, self.lookback, DEFAULT_LOOKBACK_NS)
+            }
+        }
+    };
+}
+
+windowed! {
+    /// A service's versions in a window.
+    VersionsParams {
+        /// Service name.
+        service: String,
+    }
+}
+
+windowed! {
+    /// A candidate version of a service held against its baseline.
+    CompareParams {
+        /// Service name.
+        service: String,
+        /// The version in service now (`service.version`).
+        baseline: String,
+        /// The version to judge, e.g. a canary.
+        candidate: String,
+        /// Family-wise significance level; 0.05 by default.
+        #[param(exclusive_minimum = 0.0, maximum = 0.5)]
+        alpha: Option<f64>,
+    }
+}
+
+impl CompareParams {
+    pub fn request(&self) -> Result<CompareRequest, QueryError> {
+        let alpha = self.alpha.unwrap_or(DEFAULT_ALPHA);
+        if !(alpha > 0.0 && alpha <= 0.5) {
+            return Err(bad("alpha", format!("expected a significance level above 0 and at most 0.5, got {alpha}")));
+        }
+        if self.baseline == self.candidate {
+            return Err(bad("candidate", "the candidate must be another version than the baseline"));
+        }
+        Ok(CompareRequest {
+            service: self.service.clone(),
+            baseline: self.baseline.clone(),
+            candidate: self.candidate.clone(),
+            window: self.window(),
+            alpha,
+        })
+    }
+}
+
+windowed! {
+    /// One version of a service.
+    VersionParams {
+        /// Service name.
+        service: String,
+        /// Its `service.version`.
+        version: String,
+    }
+}
+
+windowed! {
+    /// Retry edges of a window, of one service (either side) or all.
+    RetriesParams {
+        /// Service name, as client or server.
+        service: Option<String>,
+    }
+}
+
+windowed! {
+    /// The service graph of a window.
+    DependenciesParams {
+        /// Nodes per service and version instead of per service.
+        #[param(inline)]
+        group_by: Option<DependencyGroup>,
+    }
 }
 
 impl WindowParams {
@@ -363,16 +468,77 @@ pub(crate) async fn tag_values(
     Ok(Json(TagValues { values }))
 }
 
-#[utoipa::path(get, path = "/api/v1/dependencies", tag = "dependencies", params(WindowParams),
+#[utoipa::path(get, path = "/api/v1/dependencies", tag = "dependencies", params(DependenciesParams),
     responses((status = 200, body = DependencyGraph), (status = 400, body = ApiError)))]
-/// `GET /api/v1/dependencies`: the service graph of a window. A call counts
-/// in the window its server span (or, for a leaf, its client span) starts in.
+/// `GET /api/v1/dependencies`: the service graph of a window, each edge with
+/// its hop cost. A call counts in the window its server span (or, for a
+/// leaf, its client span) starts in. `groupBy=service.version` splits the
+/// nodes by version.
 pub(crate) async fn dependencies(
     State(engine): State<Arc<QueryEngine>>,
     Tenant(tenant): Tenant,
-    Query(params): Query<WindowParams>,
+    Query(params): Query<DependenciesParams>,
 ) -> Result<Json<DependencyGraph>, QueryError> {
-    Ok(Json(engine.dependencies(&tenant, &params.window()).await?))
+    Ok(Json(engine.dependency_graph(&tenant, &params.window(), params.group_by).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/versions", tag = "versions", params(VersionsParams),
+    responses((status = 200, body = VersionList), (status = 400, body = ApiError)))]
+/// `GET /api/v1/versions`: each version of a service in the window, with its
+/// requests, errors, percentiles and share of the traffic.
+pub(crate) async fn versions(
+    State(engine): State<Arc<QueryEngine>>,
+    Tenant(tenant): Tenant,
+    Query(params): Query<VersionsParams>,
+) -> Result<Json<VersionList>, QueryError> {
+    Ok(Json(engine.versions(&tenant, &params.service, &params.window()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/versions/compare", tag = "versions", params(CompareParams),
+    responses((status = 200, body = Comparison), (status = 400, body = ApiError)))]
+/// `GET /api/v1/versions/compare`: the canary verdict, per operation and
+/// overall (`docs/analysis.md`).
+pub(crate) async fn compare_versions(
+    State(engine): State<Arc<QueryEngine>>,
+    Tenant(tenant): Tenant,
+    Query(params): Query<CompareParams>,
+) -> Result<Json<Comparison>, QueryError> {
+    Ok(Json(engine.compare_versions(&tenant, &params.request()?).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/versions/callers", tag = "versions", params(VersionParams),
+    responses((status = 200, body = VersionCalls), (status = 400, body = ApiError)))]
+/// `GET /api/v1/versions/callers`: every service version that called this
+/// version in the window; `safeToRemove` when nothing reached it.
+pub(crate) async fn version_callers(
+    State(engine): State<Arc<QueryEngine>>,
+    Tenant(tenant): Tenant,
+    Query(p): Query<VersionParams>,
+) -> Result<Json<VersionCalls>, QueryError> {
+    Ok(Json(engine.version_calls(&tenant, &p.service, &p.version, Direction::Callers, &p.window()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/versions/callees", tag = "versions", params(VersionParams),
+    responses((status = 200, body = VersionCalls), (status = 400, body = ApiError)))]
+/// `GET /api/v1/versions/callees`: every service version this version called.
+pub(crate) async fn version_callees(
+    State(engine): State<Arc<QueryEngine>>,
+    Tenant(tenant): Tenant,
+    Query(p): Query<VersionParams>,
+) -> Result<Json<VersionCalls>, QueryError> {
+    Ok(Json(engine.version_calls(&tenant, &p.service, &p.version, Direction::Callees, &p.window()).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/retries", tag = "retries", params(RetriesParams),
+    responses((status = 200, body = Retries), (status = 400, body = ApiError)))]
+/// `GET /api/v1/retries`: per edge, retries, amplification, timeouts and
+/// abandoned server work.
+pub(crate) async fn retries(
+    State(engine): State<Arc<QueryEngine>>,
+    Tenant(tenant): Tenant,
+    Query(p): Query<RetriesParams>,
+) -> Result<Json<Retries>, QueryError> {
+    Ok(Json(engine.retries(&tenant, p.service.as_deref(), &p.window()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/latency", tag = "latency", params(LatencyParams),

@@ -1,7 +1,8 @@
 //! `/dependencies`: the service graph of a window, laid out in layers from
-//! callers to callees. Edges carry calls per second and the error share,
-//! grow thicker with traffic and turn red with errors; nodes link to the
-//! service page.
+//! callers to callees; `?groupBy=service.version` gives each version its
+//! own node. Edges carry calls per second, the error share and the hop's
+//! cost (client time less server time, message sizes), grow thicker with
+//! traffic and turn red with errors; nodes link to the service page.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use leptos::prelude::*;
 use spanlake_query::QueryEngine;
 use spanlake_query::api::Tenant;
-use spanlake_query::api::v1::WindowParams;
+use spanlake_query::api::v1::DependenciesParams;
 use spanlake_query::dependencies::DependencyGraph;
 use spanlake_query::params::parse_pairs;
 
@@ -31,23 +32,51 @@ pub(crate) async fn dependencies(
 ) -> Response {
     let title = "Dependencies";
     let lookback = format::value(&pairs, "lookback").unwrap_or("1h").to_owned();
-    let window = parse_pairs::<WindowParams>(&pairs).map(|p| p.window());
-    let graph = match (Tenant::of(&headers), window) {
-        (Ok(tenant), Ok(window)) => engine.dependencies(&tenant, &window).await.map(|g| (g, window.duration_ns())),
+    let params = parse_pairs::<DependenciesParams>(&pairs);
+    let grouped = params.as_ref().is_ok_and(|p| p.group_by.is_some());
+    let graph = match (Tenant::of(&headers), params) {
+        (Ok(tenant), Ok(p)) => {
+            let window = p.window();
+            engine.dependency_graph(&tenant, &window, p.group_by).await.map(|g| (g, window.duration_ns()))
+        }
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
     let (graph, window_ns) = match graph {
         Ok(found) => found,
         Err(error) => return error_page(title, Nav::Dependencies, &error),
     };
-    let choices = lookback_links(&lookback, |l| format!("/dependencies?lookback={l}"));
+    let group = if grouped { "&groupBy=service.version" } else { "" };
+    let choices = lookback_links(&lookback, |l| format!("/dependencies?lookback={l}{group}"));
+    let toggle = if grouped {
+        view! { <a class="button quiet" href=format!("/dependencies?lookback={lookback}")>"By service"</a> }
+    } else {
+        view! { <a class="button quiet" href=format!("/dependencies?lookback={lookback}&groupBy=service.version")>"By version"</a> }
+    };
+    let graph = if grouped { by_version_nodes(graph) } else { graph };
     let body = view! {
         <h1>"Service dependencies"</h1>
-        <div class="pager">{choices}</div>
+        <div class="pager">{choices}{toggle}</div>
         <div class="panel graph">{graph_view(graph, window_ns)}</div>
     }
     .into_any();
     page(title, Nav::Dependencies, body).into_response()
+}
+
+/// The version graph with one node per service and version, named `service@version`.
+fn by_version_nodes(graph: DependencyGraph) -> DependencyGraph {
+    let name = |service: &str, version: &Option<String>| match version {
+        Some(version) => format!("{service}@{version}"),
+        None => service.to_owned(),
+    };
+    let mut edges = graph.edges;
+    for e in &mut edges {
+        e.parent = name(&e.parent, &e.parent_version);
+        e.child = name(&e.child, &e.child_version);
+    }
+    let mut nodes: Vec<String> = edges.iter().flat_map(|e| [e.parent.clone(), e.child.clone()]).collect();
+    nodes.sort();
+    nodes.dedup();
+    DependencyGraph { nodes, edges }
 }
 
 /// Each service's layer: the longest chain of callers above it (back
@@ -122,10 +151,31 @@ fn graph_view(graph: DependencyGraph, window_ns: i64) -> impl IntoView {
                 e.p99_ms.map(format::millis).unwrap_or_default()
             );
             let (lx, ly) = if e.parent == e.child { (px + NODE_W - 30.0, py - 34.0) } else { (x2 - 58.0, y2 - 7.0) };
+            let cost = e.hop.as_ref().and_then(|h| {
+                let gap = h.gap_p50_ms.map(|ms| format!("hop +{}", format::millis(ms)));
+                let bytes = [h.request_bytes, h.response_bytes]
+                    .iter()
+                    .zip(["↑", "↓"])
+                    .filter_map(|(b, arrow)| b.map(|b| format!("{arrow}{}", format::bytes(b))))
+                    .collect::<Vec<_>>();
+                let text: Vec<String> = gap.into_iter().chain(bytes).collect();
+                (!text.is_empty()).then(|| text.join(" · "))
+            });
+            let cost_tip = e.hop.as_ref().map(|h| {
+                format!(
+                    "client − server time over {} linked calls: p50 {}, p99 {}",
+                    h.linked_calls,
+                    h.gap_p50_ms.map(format::millis).unwrap_or_default(),
+                    h.gap_p99_ms.map(format::millis).unwrap_or_default()
+                )
+            });
             view! {
                 <g class="edge-group">
                     <path class=class d=d stroke-width=format!("{stroke:.1}") marker-end="url(#arrow)"><title>{tip}</title></path>
                     <text class="edge-label" x=format!("{lx:.0}") y=format!("{ly:.0}") text-anchor="middle">{label}</text>
+                    {cost.map(|cost| view! {
+                        <text class="edge-cost" x=format!("{lx:.0}") y=format!("{:.0}", ly + 22.0) text-anchor="middle">{cost}<title>{cost_tip}</title></text>
+                    })}
                 </g>
             }
         })
@@ -133,7 +183,10 @@ fn graph_view(graph: DependencyGraph, window_ns: i64) -> impl IntoView {
     let nodes = position
         .into_iter()
         .map(|(name, (x, y))| {
-            let href = format!("/services/{}", format::encode(&name));
+            let href = match name.split_once('@') {
+                Some((service, _)) => format!("/services/{}/versions", format::encode(service)),
+                None => format!("/services/{}", format::encode(&name)),
+            };
             let stripe = format::service_colour(&name);
             view! {
                 <a class="node" href=href>

@@ -2,7 +2,8 @@
 //! optionally one operation): request rate, error rate and p50/p90/p99
 //! over time, a duration histogram, the operations table, and the same
 //! split by `service.version`, so a canary stands beside the version it
-//! replaces.
+//! replaces (its verdict is on the versions page), and the retries and
+//! abandoned work of the calls it makes and serves.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use leptos::prelude::*;
 use spanlake_query::api::Tenant;
 use spanlake_query::api::v1::LatencyParams;
 use spanlake_query::latency::{LatencySeries, OperationStats, Point};
+use spanlake_query::retries::Retries;
 use spanlake_query::params::parse_pairs;
 use spanlake_query::{QueryEngine, QueryError};
 
@@ -76,6 +78,7 @@ async fn render(
     let histogram = engine.latency_histogram(&tenant, &request).await?;
     let versions = engine.latency(&tenant, &version_request).await?;
     let operations = engine.operation_stats(&tenant, service, &request.window).await?;
+    let retries = engine.retries(&tenant, Some(service), &request.window).await?;
 
     let (start, end) = (request.window.start_ns, request.window.end_ns);
     let points = series.series.into_iter().next().map(|s| s.points).unwrap_or_default();
@@ -123,9 +126,13 @@ async fn render(
             ("operation", operation.as_deref().unwrap_or(""))
         ])
     );
+    let versions_href = format!("/services/{}/versions?lookback={lookback}", format::encode(service));
     let body = view! {
         <h1>{title.clone()}</h1>
-        <div class="pager">{choices}{all_operations}<a class="button quiet" href=search>"Search its traces"</a></div>
+        <div class="pager">
+            {choices}{all_operations}<a class="button quiet" href=search>"Search its traces"</a>
+            <a class="button quiet" href=versions_href>"Versions and canary"</a>
+        </div>
         <div class="chart-row">
             {charts::line_chart("Request rate", vec![rate], (start, end), 0.1, |v| format!("{v:.2}/s"))}
             {charts::line_chart("Error rate", vec![errors], (start, end), 5.0, |v| format!("{v:.1}%"))}
@@ -134,6 +141,7 @@ async fn render(
         </div>
         {versions_view(versions, start, end)}
         {operations_view(service, &lookback, operations)}
+        {retries_view(retries)}
     }
     .into_any();
     Ok(page(&title, Nav::Services, body).into_response())
@@ -199,6 +207,40 @@ fn operations_view(service: &str, lookback: &str, operations: Vec<OperationStats
             <h2>"Operations"</h2>
             <table class="operations">
                 <tr><th>"Operation"</th><th>"Kind"</th><th class="num">"Calls"</th><th class="num">"Errors"</th><th class="num">"p50"</th><th class="num">"p99"</th></tr>
+                {rows}
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// The calls this service makes or serves that were retried, failed, or
+/// left a server working after its client gave up.
+fn retries_view(retries: Retries) -> AnyView {
+    let rows = retries
+        .edges
+        .into_iter()
+        .map(|e| {
+            view! {
+                <tr>
+                    <td>{e.client}</td><td>{e.server.unwrap_or_else(|| "?".into())}</td><td>{e.operation}</td>
+                    <td class="num">{e.calls}</td><td class="num">{e.retries}</td>
+                    <td class="num">{format!("{:.1}%", 100.0 * e.retry_rate)}</td>
+                    <td class="num">{format!("{:.2}×", e.amplification)}</td>
+                    <td class="num">{e.errors}</td><td class="num">{e.timeouts}</td><td class="num">{e.abandoned}</td>
+                    <td class="num">{format::millis(e.abandoned_ms)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="panel retries">
+            <h2>"Retries and abandoned work"</h2>
+            <p class="muted">"A retry repeats a call under the same parent after an attempt failed; abandoned work is server time after its client had failed (a timeout)."</p>
+            <table>
+                <tr><th>"Client"</th><th>"Server"</th><th>"Operation"</th><th class="num">"Attempts"</th><th class="num">"Retries"</th>
+                    <th class="num">"Retry rate"</th><th class="num">"Amplification"</th><th class="num">"Errors"</th>
+                    <th class="num">"Timeouts"</th><th class="num">"Abandoned"</th><th class="num">"Server time wasted"</th></tr>
                 {rows}
             </table>
         </div>

@@ -20,6 +20,7 @@ use spanlake_storage::zipkin::{self, ZipkinSpan};
 
 use crate::format;
 use crate::layout::{Nav, error_page, page};
+use spanlake_query::retries::Mark;
 use crate::waterfall::{SpanRow, Waterfall};
 
 /// Traces with more spans than this open only their top levels at first.
@@ -207,6 +208,8 @@ fn trace_view(trace_id: &str, waterfall: Waterfall, source: Source<'_>) -> AnyVi
                 <span><span class="wf-bar-sample critical"></span>"Outlined: the critical path"</span>
                 <span class="err-mark">"!"</span><span>" an error"</span>
                 <span>"| marks on a bar: events"</span>
+                <span class="mark retry">"retry"</span><span>" a call repeated after a failed attempt"</span>
+                <span class="mark abandoned">"abandoned"</span><span>" server work after its client gave up"</span>
             </p>
         </div>
         {details}
@@ -325,6 +328,7 @@ impl Context<'_> {
                     <span class="dot" style=dot></span>
                     <a class="span-link" href=href title=tip><span class="svc">{span.service.clone()}</span>" "{span.name.clone()}</a>
                     {span.error.then(|| view! { <span class="err-mark" title="error">"!"</span> })}
+                    {span.mark.map(mark_badge)}
                 </div>
                 <div class="wf-track">
                     <div class=bar_class style=bar_style></div>
@@ -334,6 +338,21 @@ impl Context<'_> {
             </div>
         }
         .into_any()
+    }
+}
+
+/// The badge of a retried call or of abandoned server work.
+fn mark_badge(mark: Mark) -> AnyView {
+    match mark {
+        Mark::Retry { attempt } => {
+            let tip = format!("attempt {attempt}: a retry after a failed attempt of the same call");
+            view! { <span class="mark retry" title=tip>{format!("retry #{}", attempt - 1)}</span> }.into_any()
+        }
+        Mark::Abandoned { after_ns } => {
+            let tip = format!("ran {} after its client had failed: abandoned work", format::duration(after_ns));
+            view! { <span class="mark abandoned" title=tip>{format!("abandoned +{}", format::duration(after_ns))}</span> }
+                .into_any()
+        }
     }
 }
 
