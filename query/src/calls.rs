@@ -7,7 +7,8 @@
 //! calls.
 
 use spanlake_storage::schema::{
-    DURATION_NS, PARENT_SPAN_ID, SERVICE_NAME, SPAN_ATTRIBUTES, SPAN_ID, SPAN_KIND, SPAN_NAME, START_TIME, STATUS_CODE, TRACE_ID,
+    DURATION_NS, EVENTS, PARENT_SPAN_ID, SERVICE_NAME, SPAN_ATTRIBUTES, SPAN_ID, SPAN_KIND, SPAN_NAME, START_TIME, STATUS_CODE,
+    TRACE_ID,
 };
 
 use crate::engine::SPANS_TABLE;
@@ -21,9 +22,11 @@ pub(crate) const SERVICE_VERSION: &str = "service_version";
 const CALLER_LEAD_NS: i64 = 60_000_000_000;
 
 /// The span attributes that carry a message's size, request side and
-/// response side; the first one set counts, the client's before the server's.
-const REQUEST_BYTES: [&str; 3] = ["http.request.body.size", "rpc.request.body.size", "messaging.message.body.size"];
-const RESPONSE_BYTES: [&str; 2] = ["http.response.body.size", "rpc.response.body.size"];
+/// response side; the first one set counts, the client's before the
+/// server's, then the sizes of gRPC's `message` events.
+const REQUEST_BYTES: [&str; 2] = ["http.request.body.size", "messaging.message.body.size"];
+const RESPONSE_BYTES: [&str; 1] = ["http.response.body.size"];
+const RPC_MESSAGE_SIZE: &str = "rpc.message.uncompressed_size";
 
 /// Which calls: each side's service and version, all when not given.
 #[derive(Debug, Clone, Default)]
@@ -57,14 +60,22 @@ impl CallFilter {
         let client = side(&self.client_service, &self.client_version, params);
         let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
         let lead = params.time(window.start_ns.saturating_sub(CALLER_LEAD_NS));
-        let bytes = |keys: &[&str]| {
-            let tries: Vec<String> = keys.iter().map(|k| format!("TRY_CAST({SPAN_ATTRIBUTES}['{k}'] AS BIGINT)")).collect();
-            format!("COALESCE({})", tries.join(", "))
-        };
-        let sizes = if self.sizes {
-            format!(", {} AS request_bytes, {} AS response_bytes", bytes(&REQUEST_BYTES), bytes(&RESPONSE_BYTES))
-        } else {
-            String::new()
+        // A side's sizes: its attributes, else the gRPC messages it sent
+        // (the request, on a client) and received.
+        let sizes = |sent: &str, received: &str| {
+            if !self.sizes {
+                return String::new();
+            }
+            let bytes = |keys: &[&str], message: &str| {
+                let mut tries: Vec<String> =
+                    keys.iter().map(|k| format!("TRY_CAST({SPAN_ATTRIBUTES}['{k}'] AS BIGINT)")).collect();
+                tries.push(format!(
+                    "event_attribute_sum({EVENTS}, '{RPC_MESSAGE_SIZE}', 'rpc.message.type', '{message}')"
+                ));
+                format!("COALESCE({})", tries.join(", "))
+            };
+            let (request, response) = (bytes(&REQUEST_BYTES, sent), bytes(&RESPONSE_BYTES, received));
+            format!(", {request} AS request_bytes, {response} AS response_bytes")
         };
         let side_sizes = if self.sizes {
             ", COALESCE(c.request_bytes, s.request_bytes) AS request_bytes, \
@@ -72,10 +83,27 @@ impl CallFilter {
         } else {
             ""
         };
-        let columns = format!(
-            "{TRACE_ID}, {SERVICE_NAME}, {SERVICE_VERSION}, CAST({START_TIME} AS BIGINT) AS start_ns, {DURATION_NS}, \
-             {STATUS_CODE} = 'ERROR' AS error{sizes}"
+        let columns = |sizes: String| {
+            format!(
+                "{TRACE_ID}, {SERVICE_NAME}, {SERVICE_VERSION}, CAST({START_TIME} AS BIGINT) AS start_ns, \
+                 {DURATION_NS}, {STATUS_CODE} = 'ERROR' AS error{sizes}"
+            )
+        };
+        let server_columns = columns(sizes("RECEIVED", "SENT"));
+        let client_columns = columns(sizes("SENT", "RECEIVED"));
+        let servers = format!(
+            "(SELECT {server_columns}, {PARENT_SPAN_ID}, {SPAN_NAME} FROM {SPANS_TABLE}
+        WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} IN ('SERVER', 'CONSUMER')
+          AND {PARENT_SPAN_ID} IS NOT NULL{server}) s"
         );
+        let clients = format!(
+            "(SELECT {client_columns}, {SPAN_ID}, {SPAN_KIND} FROM {SPANS_TABLE}
+        WHERE {START_TIME} >= {lead} AND {START_TIME} < {end}{client}) c"
+        );
+        // The hash table is built on the side written first: the narrower
+        // one (every span can be a caller; only some are servers).
+        let client_first = client.len() > server.len();
+        let (first, second) = if client_first { (clients, servers) } else { (servers, clients) };
         format!(
             "calls AS (
   SELECT CAST(c.{SERVICE_NAME} AS VARCHAR) AS client_service, CAST(c.{SERVICE_VERSION} AS VARCHAR) AS client_version,
@@ -83,11 +111,8 @@ impl CallFilter {
          CAST(s.{SERVICE_NAME} AS VARCHAR) AS server_service, CAST(s.{SERVICE_VERSION} AS VARCHAR) AS server_version,
          CAST(s.{SPAN_NAME} AS VARCHAR) AS operation, s.start_ns,
          c.{DURATION_NS} AS client_ns, s.{DURATION_NS} AS server_ns, c.error AS client_error, s.error AS server_error{side_sizes}
-  FROM (SELECT {columns}, {PARENT_SPAN_ID}, {SPAN_NAME} FROM {SPANS_TABLE}
-        WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} IN ('SERVER', 'CONSUMER')
-          AND {PARENT_SPAN_ID} IS NOT NULL{server}) s
-  JOIN (SELECT {columns}, {SPAN_ID}, {SPAN_KIND} FROM {SPANS_TABLE}
-        WHERE {START_TIME} >= {lead} AND {START_TIME} < {end}{client}) c
+  FROM {first}
+  JOIN {second}
     ON s.{TRACE_ID} = c.{TRACE_ID} AND s.{PARENT_SPAN_ID} = c.{SPAN_ID}
   WHERE s.{SERVICE_NAME} <> c.{SERVICE_NAME})"
         )

@@ -17,8 +17,8 @@
 //! the window. The window is whole slots of 10 s: ragged ends are rounded
 //! inwards, but for an end in the slot still filling, which takes it in.
 
-mod hourly;
 pub mod hops;
+mod hourly;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub struct Edge {
 
 impl DependencyGraph {
     /// The graph of these edges, its nodes the services they name.
-    pub(crate) fn of(edges: Vec<Edge>) -> Self {
+    pub fn of(edges: Vec<Edge>) -> Self {
         let mut nodes: Vec<String> = edges.iter().flat_map(|e| [e.parent.clone(), e.child.clone()]).collect();
         nodes.sort();
         nodes.dedup();

@@ -12,7 +12,8 @@
 //!   has an attribute of that value; `nested_id_is(links, field, id)`:
 //!   whether one of its links points at that span or trace;
 //!   `event_offsets(events, start_time)`: each event's nanoseconds since
-//!   the span's start (`events.rs`).
+//!   the span's start; `event_attribute_sum(events, key, where_key,
+//!   where_value)`: an integer attribute summed over matching events (`events.rs`).
 //! - `spans_below(span_id, parent_span_id, marked)`, `spans_above(…)`:
 //!   aggregates over one trace's spans, the ids of the spans below (or
 //!   above) a marked one, for TraceQL's `>>` and `<<` (`span_walk.rs`).
@@ -59,6 +60,7 @@ pub(crate) fn scalar() -> Vec<Arc<ScalarUDF>> {
         ScalarUDF::from(events::NestedAttributeIs::default()),
         ScalarUDF::from(events::NestedIdIs::default()),
         ScalarUDF::from(events::EventOffsets::default()),
+        ScalarUDF::from(events::EventAttributeSum::default()),
     ]);
     udfs.into_iter().map(Arc::new).collect()
 }

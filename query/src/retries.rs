@@ -12,7 +12,8 @@
 //!   the server did not know.
 //!
 //! The SQL (`retries`) and the trace page's marks ([`marks`]) apply the
-//! same rule; a test holds them together.
+//! same rule; the end-to-end test `analysis::retries_timeouts_abandoned_work_and_the_cost_of_a_hop`
+//! checks both on the same trace.
 
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,11 @@ pub(crate) async fn retries(
         }
         None => String::new(),
     };
-    let attempt = format!("PARTITION BY {TRACE_ID}, {PARENT_SPAN_ID}, {SERVICE_NAME}, {SPAN_NAME} ORDER BY start_ns");
+    // Memory is what bounds this over large windows: the window function
+    // runs only over the attempts of calls with a failed attempt, and every
+    // join builds its hash table on the smaller side, written first.
+    let attempt =
+        format!("PARTITION BY c.{TRACE_ID}, c.{PARENT_SPAN_ID}, c.{SERVICE_NAME}, c.{SPAN_NAME} ORDER BY c.start_ns");
     let sql = format!(
         "WITH c AS (
             SELECT {TRACE_ID}, {SPAN_ID}, {PARENT_SPAN_ID}, {SERVICE_NAME}, {SPAN_NAME}, {REMOTE_SERVICE_NAME},
@@ -109,24 +114,35 @@ pub(crate) async fn retries(
                    COALESCE(TRY_CAST({SPAN_ATTRIBUTES}['{RESEND_COUNT}'] AS BIGINT), 0) AS resend
             FROM {SPANS_TABLE}
             WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} = 'CLIENT'),
-         a AS (
-            SELECT *, lag(end_ns) OVER ({attempt}) AS previous_end, lag(error) OVER ({attempt}) AS previous_error
-            FROM c),
+         failed AS (
+            SELECT DISTINCT {TRACE_ID}, {PARENT_SPAN_ID}, {SERVICE_NAME}, {SPAN_NAME} FROM c WHERE error),
+         attempts AS (
+            SELECT c.{TRACE_ID}, c.{SPAN_ID}, c.start_ns,
+                   lag(c.end_ns) OVER ({attempt}) AS previous_end, lag(c.error) OVER ({attempt}) AS previous_error
+            FROM failed f JOIN c
+              ON f.{TRACE_ID} = c.{TRACE_ID} AND f.{PARENT_SPAN_ID} = c.{PARENT_SPAN_ID}
+             AND f.{SERVICE_NAME} = c.{SERVICE_NAME} AND f.{SPAN_NAME} = c.{SPAN_NAME}),
+         retried AS (
+            SELECT {TRACE_ID}, {SPAN_ID} FROM attempts
+            WHERE previous_end IS NOT NULL AND start_ns >= previous_end AND previous_error),
          s AS (
-            SELECT {TRACE_ID}, {PARENT_SPAN_ID}, max(CAST({SERVICE_NAME} AS VARCHAR)) AS server, count(*) AS servers,
+            SELECT {TRACE_ID}, {PARENT_SPAN_ID}, {SERVICE_NAME} AS server, count(*) AS servers,
                    max(CAST({START_TIME} AS BIGINT) + {DURATION_NS}) AS server_end
             FROM {SPANS_TABLE}
             WHERE {START_TIME} >= {start} AND {START_TIME} < {tail} AND {SPAN_KIND} IN {ENTRY_KINDS}
               AND {PARENT_SPAN_ID} IS NOT NULL
-            GROUP BY 1, 2),
+            GROUP BY 1, 2, 3),
+         served AS (
+            SELECT c.*, s.server, s.servers, s.server_end
+            FROM s RIGHT JOIN c ON s.{TRACE_ID} = c.{TRACE_ID} AND s.{PARENT_SPAN_ID} = c.{SPAN_ID}),
          j AS (
             SELECT CAST(a.{SERVICE_NAME} AS VARCHAR) AS client,
-                   COALESCE(s.server, CAST(a.{REMOTE_SERVICE_NAME} AS VARCHAR)) AS server,
+                   COALESCE(CAST(a.server AS VARCHAR), CAST(a.{REMOTE_SERVICE_NAME} AS VARCHAR)) AS server,
                    CAST(a.{SPAN_NAME} AS VARCHAR) AS operation,
-                   a.resend > 0 OR (a.previous_end IS NOT NULL AND a.start_ns >= a.previous_end AND a.previous_error) AS retry,
-                   a.error, a.timeout, COALESCE(s.servers, 0) AS servers,
-                   CASE WHEN a.error AND s.server_end > a.end_ns THEN s.server_end - a.end_ns END AS abandoned_ns
-            FROM a LEFT JOIN s ON s.{TRACE_ID} = a.{TRACE_ID} AND s.{PARENT_SPAN_ID} = a.{SPAN_ID})
+                   a.resend > 0 OR r.{SPAN_ID} IS NOT NULL AS retry,
+                   a.error, a.timeout, COALESCE(a.servers, 0) AS servers,
+                   CASE WHEN a.error AND a.server_end > a.end_ns THEN a.server_end - a.end_ns END AS abandoned_ns
+            FROM retried r RIGHT JOIN served a ON r.{TRACE_ID} = a.{TRACE_ID} AND r.{SPAN_ID} = a.{SPAN_ID})
          SELECT client, server, operation, count(*) AS calls,
                 sum(CASE WHEN retry THEN 1 ELSE 0 END) AS retries, sum(servers) AS server_calls,
                 sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors,
@@ -164,7 +180,12 @@ pub(crate) async fn retries(
 }
 
 impl QueryEngine {
-    pub async fn retries(&self, tenant: &TenantId, service: Option<&str>, window: &Window) -> Result<Retries, QueryError> {
+    pub async fn retries(
+        &self,
+        tenant: &TenantId,
+        service: Option<&str>,
+        window: &Window,
+    ) -> Result<Retries, QueryError> {
         let (service, window) = (service.map(str::to_owned), *window);
         self.analyse(tenant, |ctx| async move { retries(&ctx, service.as_deref(), &window).await }).await
     }
@@ -205,9 +226,10 @@ pub fn marks(spans: &[Attempt<'_>]) -> Vec<Option<Mark>> {
     let mut attempt = 1;
     for (k, &i) in clients.iter().enumerate() {
         let span = &spans[i];
-        let previous = k.checked_sub(1).map(|k| &spans[clients[k]]).filter(|p| {
-            (p.parent, p.service, p.name) == (span.parent, span.service, span.name)
-        });
+        let previous = k
+            .checked_sub(1)
+            .map(|k| &spans[clients[k]])
+            .filter(|p| (p.parent, p.service, p.name) == (span.parent, span.service, span.name));
         attempt = if previous.is_some() { attempt + 1 } else { 1 };
         let retried = span.resend_count > 0 || previous.is_some_and(|p| p.error && span.start_ns >= p.end_ns);
         if retried {

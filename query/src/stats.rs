@@ -111,8 +111,12 @@ pub fn rank_test_sample_size(superiority: f64, alpha: f64, power: f64) -> f64 {
 }
 
 /// Observations per sample for a two-sided test at `alpha` to tell the
-/// rates `rate1` and `rate2` apart with probability `power`.
+/// rates `rate1` and `rate2` apart with probability `power`; 0 when they
+/// are equal (no difference to plan for).
 pub fn proportion_sample_size(rate1: f64, rate2: f64, alpha: f64, power: f64) -> f64 {
+    if rate1 == rate2 {
+        return 0.0;
+    }
     let z = normal_isf(alpha / 2.0) + normal_isf(1.0 - power);
     let variance = rate1 * (1.0 - rate1) + rate2 * (1.0 - rate2);
     (z * z * variance / (rate2 - rate1).powi(2)).ceil()
@@ -170,5 +174,6 @@ mod tests {
         assert!(rank_test_sample_size(0.55, 0.05, 0.8) > 4.0 * n - 4.0);
         let n = proportion_sample_size(0.03, 0.06, 0.05, 0.8);
         assert!((740.0..=760.0).contains(&n), "{n}");
+        assert_eq!(proportion_sample_size(1.0, 1.0, 0.05, 0.8), 0.0);
     }
 }

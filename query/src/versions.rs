@@ -107,9 +107,8 @@ pub(crate) async fn versions(ctx: &SessionContext, service: &str, window: &Windo
     let mut params = Params::default();
     let service_param = params.text(service);
     let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
-    let percentile = |p: f64| {
-        format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {DURATION_NS}) / {NANOS_PER_MILLI}.0")
-    };
+    let percentile =
+        |p: f64| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {DURATION_NS}) / {NANOS_PER_MILLI}.0");
     let sql = format!(
         "SELECT CAST({SERVICE_VERSION} AS VARCHAR) AS version,
                 CAST(min({START_TIME}) AS BIGINT) AS first_seen, CAST(max({START_TIME}) AS BIGINT) AS last_seen,

@@ -322,7 +322,8 @@ pub(crate) fn generate<R: Rng>(rng: &mut R, start: u64) -> Trace {
 }
 
 fn browse<R: Rng>(b: &mut TraceBuilder<'_, R>, parent: [u8; 8], start: u64) -> u64 {
-    let (frontend, catalog) = if b.frontend == FRONTEND_OLD { (FRONTEND_OLD, CATALOG_OLD) } else { (FRONTEND, CATALOG) };
+    let (frontend, catalog) =
+        if b.frontend == FRONTEND_OLD { (FRONTEND_OLD, CATALOG_OLD) } else { (FRONTEND, CATALOG) };
     let product = b.rng.random_range(1..120);
     let after_cache = b.db_call(frontend, parent, start, "redis", &format!("GET product:{product}"), 1);
     if b.rng.random_bool(0.6) {
@@ -501,15 +502,20 @@ mod tests {
         let spans: Vec<&(usize, Span)> = traces.iter().flat_map(|t| &t.spans).collect();
         let parent_of = |span: &Span| spans.iter().find(|(_, p)| p.span_id == span.parent_span_id);
         // Only the old front end calls the old catalog, and it does.
-        let old_catalog: Vec<_> = spans.iter().filter(|(s, sp)| *s == CATALOG_OLD && sp.kind == SpanKind::Server as i32).collect();
+        let old_catalog: Vec<_> =
+            spans.iter().filter(|(s, sp)| *s == CATALOG_OLD && sp.kind == SpanKind::Server as i32).collect();
         assert!(!old_catalog.is_empty());
         assert!(old_catalog.iter().all(|(_, s)| parent_of(s).is_some_and(|(p, _)| *p == FRONTEND_OLD)));
         // Timed-out payments run on after their client gave up.
         let abandoned = spans
             .iter()
-            .filter(|(s, sp)| *s == PAYMENT && parent_of(sp).is_some_and(|(_, c)| {
-                c.status.as_ref().is_some_and(|st| st.message == "deadline exceeded") && sp.end_time_unix_nano > c.end_time_unix_nano
-            }))
+            .filter(|(s, sp)| {
+                *s == PAYMENT
+                    && parent_of(sp).is_some_and(|(_, c)| {
+                        c.status.as_ref().is_some_and(|st| st.message == "deadline exceeded")
+                            && sp.end_time_unix_nano > c.end_time_unix_nano
+                    })
+            })
             .count();
         assert!(abandoned > 0);
         // The canary serves shipping quotes too; the catalog's answers are large.

@@ -37,7 +37,8 @@ impl Sdk {
             .with_service_name(service.to_owned())
             .with_attributes([KeyValue::new("service.version", version.to_owned())])
             .build();
-        let config = BatchConfigBuilder::default().with_max_queue_size(200_000).with_max_export_batch_size(4096).build();
+        let config =
+            BatchConfigBuilder::default().with_max_queue_size(200_000).with_max_export_batch_size(4096).build();
         let processor =
             BatchSpanProcessor::builder(exporter(Transport::HttpProtobuf, server)).with_batch_config(config).build();
         let provider = SdkTracerProvider::builder().with_resource(resource).with_span_processor(processor).build();
@@ -56,6 +57,21 @@ impl Sdk {
         error: Option<&str>,
         attributes: Vec<KeyValue>,
     ) -> SpanContext {
+        self.span_with_events(name, kind, parent, (start, duration), error, attributes, vec![])
+    }
+
+    /// [`Self::span`] with events at its start: (name, attributes).
+    #[allow(clippy::too_many_arguments)]
+    fn span_with_events(
+        &self,
+        name: &str,
+        kind: SpanKind,
+        parent: Option<&SpanContext>,
+        (start, duration): (SystemTime, Duration),
+        error: Option<&str>,
+        attributes: Vec<KeyValue>,
+        events: Vec<(&'static str, Vec<KeyValue>)>,
+    ) -> SpanContext {
         let cx = match parent {
             Some(parent) => Context::new().with_remote_span_context(parent.clone()),
             None => Context::new(),
@@ -67,6 +83,9 @@ impl Sdk {
             .with_start_time(start)
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &cx);
+        for (event, attributes) in events {
+            span.add_event_with_timestamp(event, start, attributes);
+        }
         if let Some(message) = error {
             span.set_status(Status::error(message.to_owned()));
         }
@@ -215,7 +234,9 @@ async fn the_canary_verdict_finds_the_slower_operation_and_no_false_alarms() {
     assert_eq!(items["baseline"]["requests"], n);
     // Both versions' histograms share their buckets and count every request.
     let histogram = orders["histogram"].as_array().unwrap();
-    let (b, c) = histogram.iter().fold((0, 0), |(b, c), x| (b + x["baseline"].as_i64().unwrap(), c + x["candidate"].as_i64().unwrap()));
+    let (b, c) = histogram
+        .iter()
+        .fold((0, 0), |(b, c), x| (b + x["baseline"].as_i64().unwrap(), c + x["candidate"].as_i64().unwrap()));
     assert_eq!((b, c), (n as i64, n as i64));
     assert!(histogram.windows(2).all(|w| w[0]["upperNs"] == w[1]["lowerNs"]), "contiguous buckets");
 
@@ -224,7 +245,10 @@ async fn the_canary_verdict_finds_the_slower_operation_and_no_false_alarms() {
         let ours = operation(&comparison, name);
         let Some(reference) = scipy(&stable.0[name], &canary.0[name]) else { break };
         assert!(close(ours["latency"]["u"].as_f64().unwrap(), reference["u"].as_f64().unwrap()), "{ours} {reference}");
-        assert!(close(ours["latency"]["pValue"].as_f64().unwrap(), reference["p"].as_f64().unwrap()), "{ours} {reference}");
+        assert!(
+            close(ours["latency"]["pValue"].as_f64().unwrap(), reference["p"].as_f64().unwrap()),
+            "{ours} {reference}"
+        );
         if let Some(p) = reference["errors_p"].as_f64() {
             assert!(close(ours["errors"]["pValue"].as_f64().unwrap(), p), "{ours} {reference}");
         }
@@ -253,9 +277,8 @@ async fn the_canary_verdict_finds_the_slower_operation_and_no_false_alarms() {
     assert_eq!((&rows[2][0], &rows[2][1]), (&json!("POST /orders"), &json!("worse")));
 
     // Bad requests are 400s that name the parameter.
-    let (status, body) = crate::fixture::get(&server, "/api/v1/versions/compare?service=shop&baseline=1.0.0&candidate=1.0.0").await;
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = crate::fixture::get(&server, "/api/v1/versions/compare?service=shop&baseline=a&candidate=b&alpha=2").await;
+    let (status, body) =
+        crate::fixture::get(&server, "/api/v1/versions/compare?service=shop&baseline=a&candidate=b&alpha=2").await;
     assert_eq!(status, 400);
     assert!(body.to_string().contains("alpha"), "{body}");
     let (status, _) = crate::fixture::get(&server, "/api/v1/versions/compare?service=shop").await;
@@ -274,8 +297,22 @@ async fn callers_of_an_old_version_until_it_is_safe_to_remove() {
     let (old_api, new_api) = (Sdk::new(&server, "api", "0.9"), Sdk::new(&server, "api", "1.0"));
     let call = |client: &Sdk, server_sdk: &Sdk, at: SystemTime, error: bool| {
         let root = client.span("GET /", SpanKind::Server, None, (at, ms(20.0)), None, vec![]);
-        let call = client.span("GET /api", SpanKind::Client, Some(&root), (at + ms(1.0), ms(15.0)), error.then_some("503"), vec![]);
-        server_sdk.span("GET /api", SpanKind::Server, Some(&call), (at + ms(2.0), ms(12.0)), error.then_some("503"), vec![]);
+        let call = client.span(
+            "GET /api",
+            SpanKind::Client,
+            Some(&root),
+            (at + ms(1.0), ms(15.0)),
+            error.then_some("503"),
+            vec![],
+        );
+        server_sdk.span(
+            "GET /api",
+            SpanKind::Server,
+            Some(&call),
+            (at + ms(2.0), ms(12.0)),
+            error.then_some("503"),
+            vec![],
+        );
     };
     // The old web calls the old api from 50 to 40 minutes ago, then stops;
     // the new web calls the new api all along.
@@ -292,10 +329,13 @@ async fn callers_of_an_old_version_until_it_is_safe_to_remove() {
     let callers = get_ok(&server, "/api/v1/versions/callers?service=api&version=0.9&lookback=1h").await;
     assert_eq!(callers["safeToRemove"], false, "{callers}");
     assert_eq!(callers["calls"], 100);
-    assert_eq!(callers["peers"], json!([{
-        "service": "web", "version": "1.0", "calls": 100, "errors": 10,
-        "lastCallUnixNano": callers["peers"][0]["lastCallUnixNano"],
-    }]));
+    assert_eq!(
+        callers["peers"],
+        json!([{
+            "service": "web", "version": "1.0", "calls": 100, "errors": 10,
+            "lastCallUnixNano": callers["peers"][0]["lastCallUnixNano"],
+        }])
+    );
     let last = callers["peers"][0]["lastCallUnixNano"].as_i64().unwrap();
     let expected = (now - Duration::from_secs(3000 - 6 * 99) + ms(2.0)).duration_since(SystemTime::UNIX_EPOCH).unwrap();
     assert_eq!(last, expected.as_nanos() as i64, "the last call is the last server span's start");
@@ -324,7 +364,12 @@ async fn callers_of_an_old_version_until_it_is_safe_to_remove() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["version"].as_str().unwrap().to_owned(), (v["requests"].as_i64().unwrap(), v["errors"].as_i64().unwrap())))
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_owned(),
+                (v["requests"].as_i64().unwrap(), v["errors"].as_i64().unwrap()),
+            )
+        })
         .collect();
     assert_eq!(listed, BTreeMap::from([("0.9".to_owned(), (100, 10)), ("1.0".to_owned(), (300, 0))]));
     let share: f64 = versions["versions"].as_array().unwrap().iter().map(|v| v["share"].as_f64().unwrap()).sum();
@@ -334,13 +379,26 @@ async fn callers_of_an_old_version_until_it_is_safe_to_remove() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["parent"].clone(), e["parentVersion"].clone(), e["child"].clone(), e["childVersion"].clone(), e["callCount"].clone()))
+        .map(|e| {
+            (
+                e["parent"].clone(),
+                e["parentVersion"].clone(),
+                e["child"].clone(),
+                e["childVersion"].clone(),
+                e["callCount"].clone(),
+            )
+        })
         .collect();
-    assert_eq!(edges, vec![
-        (json!("web"), json!("1.0"), json!("api"), json!("0.9"), json!(100)),
-        (json!("web"), json!("2.0"), json!("api"), json!("1.0"), json!(300)),
-    ]);
-    let rows = server.sql("SELECT service, version, calls, errors FROM version_callers('api', '0.9', INTERVAL '1 hour')").await;
+    assert_eq!(
+        edges,
+        vec![
+            (json!("web"), json!("1.0"), json!("api"), json!("0.9"), json!(100)),
+            (json!("web"), json!("2.0"), json!("api"), json!("1.0"), json!(300)),
+        ]
+    );
+    let rows = server
+        .sql("SELECT service, version, calls, errors FROM version_callers('api', '0.9', INTERVAL '1 hour')")
+        .await;
     assert_eq!(rows["rows"], json!([["web", "1.0", 100, 10]]));
     let rows = server.sql("SELECT count(*) FROM version_callers('api', '0.9', INTERVAL '30 minutes')").await;
     assert_eq!(rows["rows"], json!([[0]]));
@@ -354,13 +412,39 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     let size = |bytes: i64| vec![KeyValue::new("http.response.body.size", bytes)];
     // One call: the client starts 2 ms before the server and ends 3 ms after
     // it (a 5 ms hop), unless it gives up first.
-    let attempt = |parent: &SpanContext, start: SystemTime, server_ms: f64, client_error: Option<&str>, client_ms: Option<f64>| {
+    let attempt = |parent: &SpanContext,
+                   start: SystemTime,
+                   server_ms: f64,
+                   client_error: Option<&str>,
+                   client_ms: Option<f64>| {
         let client_ms = client_ms.unwrap_or(server_ms + 5.0);
-        let client = gateway.span("GET /orders", SpanKind::Client, Some(parent), (start, ms(client_ms)), client_error, size(1000));
+        // gRPC's message events carry the request's size.
+        let sent = vec![(
+            "message",
+            vec![KeyValue::new("rpc.message.type", "SENT"), KeyValue::new("rpc.message.uncompressed_size", 300)],
+        )];
+        let client = gateway.span_with_events(
+            "GET /orders",
+            SpanKind::Client,
+            Some(parent),
+            (start, ms(client_ms)),
+            client_error,
+            size(1000),
+            sent,
+        );
         let server_error = client_error.filter(|_| client_ms > server_ms);
-        orders.span("GET /orders", SpanKind::Server, Some(&client), (start + ms(2.0), ms(server_ms)), server_error, vec![]);
+        orders.span(
+            "GET /orders",
+            SpanKind::Server,
+            Some(&client),
+            (start + ms(2.0), ms(server_ms)),
+            server_error,
+            vec![],
+        );
     };
-    let root = |offset_ms: f64| gateway.span("GET /checkout", SpanKind::Server, None, (at + ms(offset_ms), ms(900.0)), None, vec![]);
+    let root = |offset_ms: f64| {
+        gateway.span("GET /checkout", SpanKind::Server, None, (at + ms(offset_ms), ms(900.0)), None, vec![])
+    };
     // A: a timeout after 100 ms while the server works 250 ms (152 ms
     // abandoned), then a retry that succeeds.
     let a = root(0.0);
@@ -386,10 +470,21 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     let edges = retries["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 1, "{retries}");
     let e = &edges[0];
-    assert_eq!((e["client"].as_str(), e["server"].as_str(), e["operation"].as_str()), (Some("gateway"), Some("orders"), Some("GET /orders")));
-    assert_eq!((e["calls"].as_i64(), e["retries"].as_i64(), e["logicalCalls"].as_i64()), (Some(9), Some(2), Some(7)), "{e}");
+    assert_eq!(
+        (e["client"].as_str(), e["server"].as_str(), e["operation"].as_str()),
+        (Some("gateway"), Some("orders"), Some("GET /orders"))
+    );
+    assert_eq!(
+        (e["calls"].as_i64(), e["retries"].as_i64(), e["logicalCalls"].as_i64()),
+        (Some(9), Some(2), Some(7)),
+        "{e}"
+    );
     assert!((e["amplification"].as_f64().unwrap() - 9.0 / 7.0).abs() < 1e-9);
-    assert_eq!((e["errors"].as_i64(), e["timeouts"].as_i64(), e["abandoned"].as_i64()), (Some(3), Some(1), Some(1)), "{e}");
+    assert_eq!(
+        (e["errors"].as_i64(), e["timeouts"].as_i64(), e["abandoned"].as_i64()),
+        (Some(3), Some(1), Some(1)),
+        "{e}"
+    );
     // The server ran from 3 ms to 253 ms; the client gave up at 101 ms.
     assert!((e["abandonedMs"].as_f64().unwrap() - 152.0).abs() < 0.01, "{e}");
     let rows = server.sql("SELECT retries, abandoned FROM retries('gateway', INTERVAL '1 hour')").await;
@@ -402,7 +497,7 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     assert_eq!(hop["linkedCalls"], 9, "{edge}");
     assert!((hop["gapP50Ms"].as_f64().unwrap() / 5.0 - 1.0).abs() < 0.022, "{hop}");
     assert_eq!(hop["responseBytes"], 1000.0);
-    assert!(hop["requestBytes"].is_null());
+    assert_eq!(hop["requestBytes"], 300.0, "summed from the message events");
 
     // The trace page marks the retry and the abandoned work.
     let trace_id = a.trace_id().to_string();

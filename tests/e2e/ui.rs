@@ -270,12 +270,16 @@ async fn the_version_and_retry_views_answer_on_the_demo_shop_in_chromium() {
     assert!(costs.contains("hop +") && costs.contains("240.0 kB"), "{costs}");
     browser.shot("dependencies-hops").await;
     browser.follow("a[href*='groupBy=service.version']", ".graph").await;
-    assert!(browser.count(".graph a.node[href='/services/checkout/versions']").await >= 2, "a node per checkout version");
+    assert!(
+        browser.count(".graph a.node[href='/services/checkout/versions']").await >= 2,
+        "a node per checkout version"
+    );
     assert!(browser.text(".graph").await.contains("product-catalog@1.7.3"));
     browser.shot("dependencies-versions").await;
 
     // A trace with a timed-out payment marks the retry and the abandoned work.
-    let found = server.sql("SELECT id_to_hex(trace_id) FROM spans WHERE status_message = 'deadline exceeded' LIMIT 1").await;
+    let found =
+        server.sql("SELECT id_to_hex(trace_id) FROM spans WHERE status_message = 'deadline exceeded' LIMIT 1").await;
     let trace_id = found["rows"][0][0].as_str().expect("the demo times payments out").to_owned();
     browser.open(&ui(&format!("/traces/{trace_id}"))).await;
     assert_eq!(browser.count(".wf-name .mark.abandoned").await, 1, "the payment span outlived its client");

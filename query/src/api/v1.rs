@@ -22,16 +22,16 @@ use crate::dependencies::{DependencyGraph, DependencyGroup};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::latency::{Histogram, LatencyRequest, LatencySeries};
-use crate::retries::Retries;
-use crate::versions::compare::{CompareRequest, Comparison, DEFAULT_ALPHA};
-use crate::versions::{Direction, VersionCalls, VersionList};
 use crate::params::{
     GroupBy, HOUR_NS, Lookback, NAMES_LOOKBACK_NS, SpanDuration, SpanFilter, SpanKind, Step, TagFilter, TagSources,
     Timestamp, TraceIdList, TraceIdParam, Window, bad, limit, some_trace_ids,
 };
+use crate::retries::Retries;
 use crate::search::{MAX_SEARCH_LIMIT, SearchOrder, SearchPage, SearchRequest};
 use crate::services::Operation;
 use crate::traceql::TraceQl;
+use crate::versions::compare::{CompareRequest, Comparison, DEFAULT_ALPHA};
+use crate::versions::{Direction, VersionCalls, VersionList};
 
 pub(super) fn router(engine: Arc<QueryEngine>) -> Router {
     Router::new()
@@ -263,9 +263,6 @@ impl CompareParams {
         let alpha = self.alpha.unwrap_or(DEFAULT_ALPHA);
         if !(alpha > 0.0 && alpha <= 0.5) {
             return Err(bad("alpha", format!("expected a significance level above 0 and at most 0.5, got {alpha}")));
-        }
-        if self.baseline == self.candidate {
-            return Err(bad("candidate", "the candidate must be another version than the baseline"));
         }
         Ok(CompareRequest {
             service: self.service.clone(),

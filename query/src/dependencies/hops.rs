@@ -30,9 +30,9 @@ pub struct HopCost {
     pub gap_p50_ms: Option<f64>,
     pub gap_p99_ms: Option<f64>,
     /// Mean message sizes, over the calls whose spans carry them
-    /// (`http.request.body.size`, `rpc.request.body.size`,
-    /// `messaging.message.body.size`; `http.response.body.size`,
-    /// `rpc.response.body.size`).
+    /// (`http.request.body.size`, `messaging.message.body.size`;
+    /// `http.response.body.size`; else gRPC's `message` events'
+    /// `rpc.message.uncompressed_size`, sent and received).
     pub request_bytes: Option<f64>,
     pub response_bytes: Option<f64>,
 }
@@ -163,7 +163,8 @@ pub(crate) async fn by_version(ctx: &SessionContext, window: &Window) -> Result<
     type Key = (String, Option<String>, String, Option<String>);
     let mut edges: BTreeMap<Key, (SignedBuckets, i64, i64)> = BTreeMap::new();
     for row in rows {
-        let key = (row.client.unwrap_or_default(), row.client_version, row.server.unwrap_or_default(), row.server_version);
+        let key =
+            (row.client.unwrap_or_default(), row.client_version, row.server.unwrap_or_default(), row.server_version);
         let edge = edges.entry(key).or_default();
         edge.0.add(row.sign, row.bucket, row.calls);
         edge.1 += row.calls;

@@ -28,8 +28,8 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
 use crate::error::QueryError;
@@ -214,15 +214,17 @@ impl TableFunctionImpl for Analysis {
 }
 
 fn fields<T: Serialize + DeserializeOwned>() -> Result<Vec<FieldRef>> {
-    Vec::<FieldRef>::from_type::<T>(TracingOptions::default().strings_as_large_utf8(false)).map_err(|e| DataFusionError::External(e.into()))
+    Vec::<FieldRef>::from_type::<T>(TracingOptions::default().strings_as_large_utf8(false))
+        .map_err(|e| DataFusionError::External(e.into()))
 }
 
 /// A text literal argument.
 fn text_literal(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
-            Some(s.clone())
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
         _ => None,
     }
 }
@@ -263,7 +265,9 @@ fn window_arguments(exprs: &[Expr]) -> std::result::Result<Window, String> {
             Ok(Window::new(None, None, Some(lookback), HOUR_NS))
         }
         [start, end] => Ok(Window::new(Some(time(start)?), Some(time(end)?), None, HOUR_NS)),
-        [other] => Err(format!("the window is a lookback interval (INTERVAL '1 hour') or a start and an end, not {other}")),
+        [other] => {
+            Err(format!("the window is a lookback interval (INTERVAL '1 hour') or a start and an end, not {other}"))
+        }
         _ => Err("too many arguments".into()),
     }
 }

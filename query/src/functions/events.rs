@@ -11,7 +11,9 @@
 //!   points at that span (or, with `'trace_id'`, trace), for TraceQL's
 //!   `link:spanID` and `link:traceID`;
 //! - `event_offsets(events, start_time)`: each event's time since the
-//!   span's start in nanoseconds, for TraceQL's `event:timeSinceStart`.
+//!   span's start in nanoseconds, for TraceQL's `event:timeSinceStart`;
+//! - `event_attribute_sum(events, key, where_key, where_value)`: an integer
+//!   attribute summed over the events that match, for gRPC message sizes.
 
 use std::sync::Arc;
 
@@ -136,6 +138,68 @@ impl ScalarUDFImpl for NestedAttributeIs {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(found)))
+    }
+}
+
+/// `event_attribute_sum(events, key, where_key, where_value)`: the sum of
+/// the integer attribute `key` over a span's events whose `where_key` is
+/// `where_value`, NULL when none has it: gRPC's message sizes, recorded on
+/// `message` events (`rpc.message.uncompressed_size` where
+/// `rpc.message.type` is `SENT` or `RECEIVED`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct EventAttributeSum {
+    signature: Signature,
+}
+
+impl Default for EventAttributeSum {
+    fn default() -> Self {
+        Self { signature: Signature::any(4, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for EventAttributeSum {
+    fn name(&self) -> &str {
+        "event_attribute_sum"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        nested_list_first(self.name(), "events", schema::nested::ATTRIBUTES, &args[0])?;
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let list = arrays[0].as_list::<i32>();
+        let (keys, where_keys, where_values) = (utf8(&arrays[1])?, utf8(&arrays[2])?, utf8(&arrays[3])?);
+        let Some(maps) = list.values().as_struct().column_by_name(schema::nested::ATTRIBUTES) else {
+            return exec_err!("event_attribute_sum: no attributes");
+        };
+        let maps = maps.as_map();
+        let (map_keys, map_values) = (utf8(maps.keys())?, utf8(maps.values())?);
+        let (list_offsets, map_offsets) = (list.value_offsets(), maps.value_offsets());
+        let value_of = |item: usize, key: &str| {
+            (map_offsets[item] as usize..map_offsets[item + 1] as usize)
+                .find(|&e| map_keys.value(e) == key && !map_values.is_null(e))
+                .map(|e| map_values.value(e))
+        };
+        let mut sums = Int64Builder::with_capacity(list.len());
+        for row in 0..list.len() {
+            if list.is_null(row) || keys.is_null(row) || where_keys.is_null(row) || where_values.is_null(row) {
+                sums.append_null();
+                continue;
+            }
+            let (key, where_key, where_value) = (keys.value(row), where_keys.value(row), where_values.value(row));
+            let sum = (list_offsets[row] as usize..list_offsets[row + 1] as usize)
+                .filter(|&item| value_of(item, where_key) == Some(where_value))
+                .filter_map(|item| value_of(item, key).and_then(|v| v.parse::<i64>().ok()))
+                .reduce(i64::saturating_add);
+            sums.append_option(sum);
+        }
+        Ok(ColumnarValue::Array(Arc::new(sums.finish())))
     }
 }
 

@@ -239,10 +239,8 @@ async fn samples(
     let ranks: Vec<RankRow> = session_rows(ctx, &sql, params).await?;
 
     let mut params = Params::default();
-    let sql = format!(
-        "WITH s AS ({}) SELECT op, candidate, b, count(*) AS count FROM s GROUP BY 1, 2, 3",
-        base(&mut params)
-    );
+    let sql =
+        format!("WITH s AS ({}) SELECT op, candidate, b, count(*) AS count FROM s GROUP BY 1, 2, 3", base(&mut params));
     let buckets: Vec<BucketRow> = session_rows(ctx, &sql, params).await?;
 
     let mut out: BTreeMap<Option<String>, Samples> = BTreeMap::new();
@@ -285,7 +283,14 @@ fn tests(samples: &Samples) -> (Option<LatencyTest>, Option<ErrorTest>) {
     (latency, errors)
 }
 
-fn judge(samples: Samples, latency: Option<LatencyTest>, errors: Option<ErrorTest>, alpha: f64, tests_in_family: usize, operation: Option<String>) -> OperationComparison {
+fn judge(
+    samples: Samples,
+    latency: Option<LatencyTest>,
+    errors: Option<ErrorTest>,
+    alpha: f64,
+    tests_in_family: usize,
+    operation: Option<String>,
+) -> OperationComparison {
     let planning_alpha = alpha / tests_in_family.max(1) as f64;
     let baseline_rate = samples.baseline.error_rate.unwrap_or(0.0);
     let error_rate_to_see = baseline_rate + baseline_rate.max(PLANNED_ERROR_INCREASE);
@@ -340,11 +345,13 @@ pub(crate) async fn compare(ctx: &SessionContext, request: &CompareRequest) -> R
     let mut overall_samples = samples(ctx, request, false).await?.remove(&None).unwrap_or_default();
 
     // Holm over every operation's two tests.
-    let mut operations: Vec<(Option<String>, Samples, Option<LatencyTest>, Option<ErrorTest>)> =
-        per_operation.into_iter().map(|(op, s)| {
+    let mut operations: Vec<(Option<String>, Samples, Option<LatencyTest>, Option<ErrorTest>)> = per_operation
+        .into_iter()
+        .map(|(op, s)| {
             let (latency, errors) = tests(&s);
             (op, s, latency, errors)
-        }).collect();
+        })
+        .collect();
     let raw: Vec<f64> = operations
         .iter()
         .flat_map(|(_, _, l, e)| [l.as_ref().map(|t| t.p_value), e.as_ref().map(|t| t.p_value)])
@@ -371,7 +378,8 @@ pub(crate) async fn compare(ctx: &SessionContext, request: &CompareRequest) -> R
     });
 
     let (mut latency, mut errors) = tests(&overall_samples);
-    let raw: Vec<f64> = [latency.as_ref().map(|t| t.p_value), errors.as_ref().map(|t| t.p_value)].into_iter().flatten().collect();
+    let raw: Vec<f64> =
+        [latency.as_ref().map(|t| t.p_value), errors.as_ref().map(|t| t.p_value)].into_iter().flatten().collect();
     let mut adjusted = stats::holm(&raw).into_iter();
     for t in latency.iter_mut() {
         t.adjusted_p_value = adjusted.next().unwrap_or(1.0);
@@ -400,7 +408,11 @@ pub(crate) async fn compare(ctx: &SessionContext, request: &CompareRequest) -> R
 }
 
 impl QueryEngine {
-    pub async fn compare_versions(&self, tenant: &TenantId, request: &CompareRequest) -> Result<Comparison, QueryError> {
+    pub async fn compare_versions(
+        &self,
+        tenant: &TenantId,
+        request: &CompareRequest,
+    ) -> Result<Comparison, QueryError> {
         let request = request.clone();
         self.analyse(tenant, |ctx| async move { compare(&ctx, &request).await }).await
     }

@@ -73,10 +73,7 @@ fn by_version_nodes(graph: DependencyGraph) -> DependencyGraph {
         e.parent = name(&e.parent, &e.parent_version);
         e.child = name(&e.child, &e.child_version);
     }
-    let mut nodes: Vec<String> = edges.iter().flat_map(|e| [e.parent.clone(), e.child.clone()]).collect();
-    nodes.sort();
-    nodes.dedup();
-    DependencyGraph { nodes, edges }
+    DependencyGraph::of(edges)
 }
 
 /// Each service's layer: the longest chain of callers above it (back

@@ -15,8 +15,8 @@ use leptos::prelude::*;
 use spanlake_query::api::Tenant;
 use spanlake_query::api::v1::LatencyParams;
 use spanlake_query::latency::{LatencySeries, OperationStats, Point};
-use spanlake_query::retries::Retries;
 use spanlake_query::params::parse_pairs;
+use spanlake_query::retries::Retries;
 use spanlake_query::{QueryEngine, QueryError};
 
 use crate::charts::{self, Line};

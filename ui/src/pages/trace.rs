@@ -20,8 +20,8 @@ use spanlake_storage::zipkin::{self, ZipkinSpan};
 
 use crate::format;
 use crate::layout::{Nav, error_page, page};
-use spanlake_query::retries::Mark;
 use crate::waterfall::{SpanRow, Waterfall};
+use spanlake_query::retries::Mark;
 
 /// Traces with more spans than this open only their top levels at first.
 const OPEN_ALL_BELOW: usize = 300;

@@ -169,7 +169,9 @@ fn verdict_badge(verdict: Verdict) -> AnyView {
 }
 
 fn comparison_view(c: Comparison) -> AnyView {
-    let p = |v: Option<f64>| v.map(|p| if p < 0.0001 { "<0.0001".to_owned() } else { format!("{p:.4}") }).unwrap_or_default();
+    let p = |v: Option<f64>| {
+        v.map(|p| if p < 0.0001 { "<0.0001".to_owned() } else { format!("{p:.4}") }).unwrap_or_default()
+    };
     let pct = |v: Option<f64>| v.map(|r| format!("{:.2}%", 100.0 * r)).unwrap_or_default();
     let ms = |v: Option<f64>| v.map(format::millis).unwrap_or_default();
     let row = |o: &OperationComparison| {
