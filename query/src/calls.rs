@@ -35,6 +35,8 @@ pub(crate) struct CallFilter {
     pub client_version: Option<String>,
     pub server_service: Option<String>,
     pub server_version: Option<String>,
+    /// Only callers of this span kind (CLIENT for the cost of a hop).
+    pub client_kind: Option<&'static str>,
     /// Read the message sizes too (a wider scan).
     pub sizes: bool,
 }
@@ -57,7 +59,10 @@ impl CallFilter {
             conditions.iter().map(|c| format!(" AND {c}")).collect::<String>()
         };
         let server = side(&self.server_service, &self.server_version, params);
-        let client = side(&self.client_service, &self.client_version, params);
+        let mut client = side(&self.client_service, &self.client_version, params);
+        if let Some(kind) = self.client_kind {
+            client.push_str(&format!(" AND {SPAN_KIND} = '{kind}'"));
+        }
         let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
         let lead = params.time(window.start_ns.saturating_sub(CALLER_LEAD_NS));
         // A side's sizes: its attributes, else the gRPC messages it sent
@@ -68,7 +73,7 @@ impl CallFilter {
             }
             let bytes = |keys: &[&str], message: &str| {
                 let mut tries: Vec<String> =
-                    keys.iter().map(|k| format!("TRY_CAST({SPAN_ATTRIBUTES}['{k}'] AS BIGINT)")).collect();
+                    keys.iter().map(|k| format!("attribute_int({SPAN_ATTRIBUTES}, '{k}')")).collect();
                 tries.push(format!(
                     "event_attribute_sum({EVENTS}, '{RPC_MESSAGE_SIZE}', 'rpc.message.type', '{message}')"
                 ));
@@ -100,9 +105,10 @@ impl CallFilter {
             "(SELECT {client_columns}, {SPAN_ID}, {SPAN_KIND} FROM {SPANS_TABLE}
         WHERE {START_TIME} >= {lead} AND {START_TIME} < {end}{client}) c"
         );
-        // The hash table is built on the side written first: the narrower
-        // one (every span can be a caller; only some are servers).
-        let client_first = client.len() > server.len();
+        // The hash table is built on the side written first: the servers
+        // (every span can be a caller, only some are servers), unless only
+        // the caller's service is named.
+        let client_first = self.client_service.is_some() && self.server_service.is_none();
         let (first, second) = if client_first { (clients, servers) } else { (servers, clients) };
         format!(
             "calls AS (

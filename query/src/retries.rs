@@ -110,8 +110,9 @@ pub(crate) async fn retries(
             SELECT {TRACE_ID}, {SPAN_ID}, {PARENT_SPAN_ID}, {SERVICE_NAME}, {SPAN_NAME}, {REMOTE_SERVICE_NAME},
                    CAST({START_TIME} AS BIGINT) AS start_ns, CAST({START_TIME} AS BIGINT) + {DURATION_NS} AS end_ns,
                    {STATUS_CODE} = 'ERROR' AS error,
-                   COALESCE(regexp_like(CAST({STATUS_MESSAGE} AS VARCHAR), '{TIMEOUT_PATTERN}', 'i'), false) AS timeout,
-                   COALESCE(TRY_CAST({SPAN_ATTRIBUTES}['{RESEND_COUNT}'] AS BIGINT), 0) AS resend
+                   {STATUS_CODE} = 'ERROR'
+                       AND COALESCE(regexp_like(CAST({STATUS_MESSAGE} AS VARCHAR), '{TIMEOUT_PATTERN}', 'i'), false) AS timeout,
+                   COALESCE(attribute_int({SPAN_ATTRIBUTES}, '{RESEND_COUNT}'), 0) AS resend
             FROM {SPANS_TABLE}
             WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} = 'CLIENT'),
          failed AS (

@@ -498,6 +498,13 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     assert!((hop["gapP50Ms"].as_f64().unwrap() / 5.0 - 1.0).abs() < 0.022, "{hop}");
     assert_eq!(hop["responseBytes"], 1000.0);
     assert_eq!(hop["requestBytes"], 300.0, "summed from the message events");
+    let sizes = server
+        .sql("SELECT sum(attribute_int(span_attributes, 'http.response.body.size')), \
+                     sum(event_attribute_sum(events, 'rpc.message.uncompressed_size', 'rpc.message.type', 'SENT')), \
+                     count(attribute_int(span_attributes, 'http.route')) \
+              FROM spans WHERE span_kind = 'CLIENT'")
+        .await;
+    assert_eq!(sizes["rows"], json!([[9000, 2700, 0]]), "nine attempts of 1,000 and 300 bytes; absent keys are NULL");
 
     // The trace page marks the retry and the abandoned work.
     let trace_id = a.trace_id().to_string();

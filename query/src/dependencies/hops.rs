@@ -98,9 +98,9 @@ pub(crate) async fn hop_costs(
     window: &Window,
 ) -> Result<BTreeMap<(String, String), HopCost>, QueryError> {
     let mut params = Params::default();
-    let calls = CallFilter { sizes: true, ..CallFilter::default() }.cte(window, &mut params);
+    let calls = CallFilter { client_kind: Some("CLIENT"), sizes: true, ..CallFilter::default() }.cte(window, &mut params);
     let sql = format!(
-        "WITH {calls}, g AS (SELECT *, {} FROM calls WHERE client_kind = 'CLIENT')
+        "WITH {calls}, g AS (SELECT *, {} FROM calls)
          SELECT client_service AS client, server_service AS server, sign, bucket, count(*) AS calls,
                 sum(request_bytes) AS request_sum, count(request_bytes) AS request_count,
                 sum(response_bytes) AS response_sum, count(response_bytes) AS response_count
