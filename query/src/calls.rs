@@ -7,8 +7,8 @@
 //! calls.
 
 use spanlake_storage::schema::{
-    DURATION_NS, EVENTS, PARENT_SPAN_ID, SERVICE_NAME, SPAN_ATTRIBUTES, SPAN_ID, SPAN_KIND, SPAN_NAME, START_TIME, STATUS_CODE,
-    TRACE_ID,
+    DURATION_NS, EVENTS, PARENT_SPAN_ID, SERVICE_NAME, SPAN_ATTRIBUTES, SPAN_ID, SPAN_KIND, SPAN_NAME, START_TIME,
+    STATUS_CODE, TRACE_ID,
 };
 
 use crate::engine::SPANS_TABLE;
@@ -24,8 +24,8 @@ const CALLER_LEAD_NS: i64 = 60_000_000_000;
 /// The span attributes that carry a message's size, request side and
 /// response side; the first one set counts, the client's before the
 /// server's, then the sizes of gRPC's `message` events.
-const REQUEST_BYTES: [&str; 2] = ["http.request.body.size", "messaging.message.body.size"];
-const RESPONSE_BYTES: [&str; 1] = ["http.response.body.size"];
+pub(crate) const REQUEST_BYTES: [&str; 2] = ["http.request.body.size", "messaging.message.body.size"];
+pub(crate) const RESPONSE_BYTES: [&str; 1] = ["http.response.body.size"];
 const RPC_MESSAGE_SIZE: &str = "rpc.message.uncompressed_size";
 
 /// Which calls: each side's service and version, all when not given.
@@ -37,8 +37,11 @@ pub(crate) struct CallFilter {
     pub server_version: Option<String>,
     /// Only callers of this span kind (CLIENT for the cost of a hop).
     pub client_kind: Option<&'static str>,
-    /// Read the message sizes too (a wider scan).
-    pub sizes: bool,
+    /// Read the message sizes too, from these of [`REQUEST_BYTES`] and
+    /// [`RESPONSE_BYTES`] (the ones the window's spans have: decoding the
+    /// attribute maps of every span is most of a scan's cost) and the
+    /// message events.
+    pub sizes: Option<Vec<&'static str>>,
 }
 
 impl CallFilter {
@@ -68,12 +71,13 @@ impl CallFilter {
         // A side's sizes: its attributes, else the gRPC messages it sent
         // (the request, on a client) and received.
         let sizes = |sent: &str, received: &str| {
-            if !self.sizes {
-                return String::new();
-            }
+            let Some(present) = &self.sizes else { return String::new() };
             let bytes = |keys: &[&str], message: &str| {
-                let mut tries: Vec<String> =
-                    keys.iter().map(|k| format!("attribute_int({SPAN_ATTRIBUTES}, '{k}')")).collect();
+                let mut tries: Vec<String> = keys
+                    .iter()
+                    .filter(|k| present.contains(k))
+                    .map(|k| format!("TRY_CAST({SPAN_ATTRIBUTES}['{k}'] AS BIGINT)"))
+                    .collect();
                 tries.push(format!(
                     "event_attribute_sum({EVENTS}, '{RPC_MESSAGE_SIZE}', 'rpc.message.type', '{message}')"
                 ));
@@ -82,7 +86,7 @@ impl CallFilter {
             let (request, response) = (bytes(&REQUEST_BYTES, sent), bytes(&RESPONSE_BYTES, received));
             format!(", {request} AS request_bytes, {response} AS response_bytes")
         };
-        let side_sizes = if self.sizes {
+        let side_sizes = if self.sizes.is_some() {
             ", COALESCE(c.request_bytes, s.request_bytes) AS request_bytes, \
                COALESCE(c.response_bytes, s.response_bytes) AS response_bytes"
         } else {

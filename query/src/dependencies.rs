@@ -29,6 +29,7 @@ use spanlake_storage::scan_filter::ScanFilter;
 use spanlake_storage::{DataFile, FileKind, Snapshot, Storage, TenantId};
 use utoipa::ToSchema;
 
+use crate::calls::{REQUEST_BYTES, RESPONSE_BYTES};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
 use crate::params::{HOUR_NS, NANOS_PER_MILLI, Window};
@@ -182,7 +183,11 @@ impl QueryEngine {
             return self.analyse(tenant, |ctx| async move { hops::by_version(&ctx, &window).await }).await;
         }
         let mut graph = self.dependencies(tenant, &window).await?;
-        let mut costs = self.analyse(tenant, |ctx| async move { hops::hop_costs(&ctx, &window).await }).await?;
+        let summary = self.tag_summary(tenant, &window).await?;
+        let size_keys: Vec<&'static str> =
+            REQUEST_BYTES.into_iter().chain(RESPONSE_BYTES).filter(|key| summary.may_have(key)).collect();
+        let mut costs =
+            self.analyse(tenant, |ctx| async move { hops::hop_costs(&ctx, &window, size_keys).await }).await?;
         for edge in &mut graph.edges {
             edge.hop = costs.remove(&(edge.parent.clone(), edge.child.clone()));
         }

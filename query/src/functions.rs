@@ -5,8 +5,7 @@
 //!   `span_key(trace_id, span_id)`: both as one value, for joins by place.
 //! - `duration_ms(duration_ns)`: nanoseconds as fractional milliseconds.
 //! - `attr(key)`, `span_attr(key)`, `resource_attr(key)`: an attribute by
-//!   key, wherever spanlake stored it; `attribute_int(map, key)`: an
-//!   integer from an attribute map, fast (`attributes.rs`).
+//!   key, wherever spanlake stored it (`attributes.rs`).
 //! - `to_json(value)`: maps, lists and structs as JSON text.
 //! - `span_has_event(events, name)`: whether a span has an event of a name;
 //!   `nested_attribute_is(events_or_links, key, value)`: whether one of them

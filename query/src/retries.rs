@@ -85,11 +85,20 @@ struct EdgeRow {
 }
 
 /// The retry edges of `window`, of `service` on either side when given.
+/// `resends_seen`: whether spans in the window may carry [`RESEND_COUNT`]
+/// (decoding every client span's attributes to find none costs more than
+/// the rest of the query).
 pub(crate) async fn retries(
     ctx: &SessionContext,
     service: Option<&str>,
     window: &Window,
+    resends_seen: bool,
 ) -> Result<Retries, QueryError> {
+    let resend = if resends_seen {
+        format!("COALESCE(TRY_CAST({SPAN_ATTRIBUTES}['{RESEND_COUNT}'] AS BIGINT), 0)")
+    } else {
+        "0".to_owned()
+    };
     let mut params = Params::default();
     let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
     let tail = params.time(window.end_ns.saturating_add(SERVER_TAIL_NS));
@@ -112,7 +121,7 @@ pub(crate) async fn retries(
                    {STATUS_CODE} = 'ERROR' AS error,
                    {STATUS_CODE} = 'ERROR'
                        AND COALESCE(regexp_like(CAST({STATUS_MESSAGE} AS VARCHAR), '{TIMEOUT_PATTERN}', 'i'), false) AS timeout,
-                   COALESCE(attribute_int({SPAN_ATTRIBUTES}, '{RESEND_COUNT}'), 0) AS resend
+                   {resend} AS resend
             FROM {SPANS_TABLE}
             WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} = 'CLIENT'),
          failed AS (
@@ -188,7 +197,8 @@ impl QueryEngine {
         window: &Window,
     ) -> Result<Retries, QueryError> {
         let (service, window) = (service.map(str::to_owned), *window);
-        self.analyse(tenant, |ctx| async move { retries(&ctx, service.as_deref(), &window).await }).await
+        let resends_seen = self.tag_summary(tenant, &window).await?.may_have(RESEND_COUNT);
+        self.analyse(tenant, |ctx| async move { retries(&ctx, service.as_deref(), &window, resends_seen).await }).await
     }
 }
 
@@ -234,6 +244,8 @@ pub fn marks(spans: &[Attempt<'_>]) -> Vec<Option<Mark>> {
         attempt = if previous.is_some() { attempt + 1 } else { 1 };
         let retried = span.resend_count > 0 || previous.is_some_and(|p| p.error && span.start_ns >= p.end_ns);
         if retried {
+            // A resend whose earlier attempts have no spans still says which attempt it is.
+            let attempt = attempt.max(usize::try_from(span.resend_count).unwrap_or(0) + 1);
             marks[i] = Some(Mark::Retry { attempt });
         }
     }

@@ -223,6 +223,12 @@ impl TagSummary {
         TagSummary { services }
     }
 
+    /// Whether spans may have the tag `key`: it was seen, or some service
+    /// reached [`MAX_KEYS`] and further keys were dropped.
+    pub fn may_have(&self, key: &str) -> bool {
+        self.services.values().any(|keys| keys.contains_key(key) || keys.len() >= MAX_KEYS)
+    }
+
     /// The tag keys (of `service`, if given).
     pub fn keys(&self, service: Option<&str>) -> BTreeSet<&str> {
         self.of(service).flat_map(|keys| keys.keys().map(String::as_str)).collect()

@@ -463,6 +463,17 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     let d = root(3000.0);
     attempt(&d, at + ms(3001.0), 30.0, Some("HTTP 500"), None);
     attempt(&d, at + ms(3010.0), 30.0, None, None);
+    // E: one attempt that says it is the first resend (its first attempt left no span).
+    let resent = root(4000.0);
+    let resend = gateway.span(
+        "GET /orders",
+        SpanKind::Client,
+        Some(&resent),
+        (at + ms(4001.0), ms(15.0)),
+        None,
+        vec![KeyValue::new("http.request.resend_count", 1)],
+    );
+    orders.span("GET /orders", SpanKind::Server, Some(&resend), (at + ms(4003.0), ms(10.0)), None, vec![]);
     gateway.finish();
     orders.finish();
 
@@ -476,10 +487,10 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     );
     assert_eq!(
         (e["calls"].as_i64(), e["retries"].as_i64(), e["logicalCalls"].as_i64()),
-        (Some(9), Some(2), Some(7)),
+        (Some(10), Some(3), Some(7)),
         "{e}"
     );
-    assert!((e["amplification"].as_f64().unwrap() - 9.0 / 7.0).abs() < 1e-9);
+    assert!((e["amplification"].as_f64().unwrap() - 10.0 / 7.0).abs() < 1e-9);
     assert_eq!(
         (e["errors"].as_i64(), e["timeouts"].as_i64(), e["abandoned"].as_i64()),
         (Some(3), Some(1), Some(1)),
@@ -488,23 +499,22 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     // The server ran from 3 ms to 253 ms; the client gave up at 101 ms.
     assert!((e["abandonedMs"].as_f64().unwrap() - 152.0).abs() < 0.01, "{e}");
     let rows = server.sql("SELECT retries, abandoned FROM retries('gateway', INTERVAL '1 hour')").await;
-    assert_eq!(rows["rows"], json!([[2, 1]]));
+    assert_eq!(rows["rows"], json!([[3, 1]]));
 
     // The hop: 5 ms between client and server on every call but the abandoned one.
     let graph = get_ok(&server, "/api/v1/dependencies?lookback=1h").await;
     let edge = graph["edges"].as_array().unwrap().iter().find(|e| e["child"] == "orders").expect("gateway → orders");
     let hop = &edge["hop"];
-    assert_eq!(hop["linkedCalls"], 9, "{edge}");
+    assert_eq!(hop["linkedCalls"], 10, "{edge}");
     assert!((hop["gapP50Ms"].as_f64().unwrap() / 5.0 - 1.0).abs() < 0.022, "{hop}");
     assert_eq!(hop["responseBytes"], 1000.0);
     assert_eq!(hop["requestBytes"], 300.0, "summed from the message events");
     let sizes = server
-        .sql("SELECT sum(attribute_int(span_attributes, 'http.response.body.size')), \
-                     sum(event_attribute_sum(events, 'rpc.message.uncompressed_size', 'rpc.message.type', 'SENT')), \
-                     count(attribute_int(span_attributes, 'http.route')) \
+        .sql("SELECT sum(event_attribute_sum(events, 'rpc.message.uncompressed_size', 'rpc.message.type', 'SENT')), \
+                     count(event_attribute_sum(events, 'rpc.message.uncompressed_size', 'rpc.message.type', 'RECEIVED')) \
               FROM spans WHERE span_kind = 'CLIENT'")
         .await;
-    assert_eq!(sizes["rows"], json!([[9000, 2700, 0]]), "nine attempts of 1,000 and 300 bytes; absent keys are NULL");
+    assert_eq!(sizes["rows"], json!([[2700, 0]]), "nine attempts sent 300 bytes; none received a message");
 
     // The trace page marks the retry and the abandoned work.
     let trace_id = a.trace_id().to_string();
@@ -513,4 +523,7 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
     assert!(page.contains("abandoned +152"), "the abandoned server span is marked");
     let page = reqwest::get(server.api_url(&format!("/traces/{}", c.trace_id()))).await.unwrap().text().await.unwrap();
     assert_eq!(page.matches("class=\"mark retry\"").count(), 1, "calls in a row are no retries: only the legend");
+    let page =
+        reqwest::get(server.api_url(&format!("/traces/{}", resent.trace_id()))).await.unwrap().text().await.unwrap();
+    assert!(page.contains(">retry #1<"), "a resend is a retry");
 }

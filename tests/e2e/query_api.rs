@@ -533,7 +533,11 @@ async fn the_openapi_document_describes_the_real_answers() {
         ("/api/v1/latency/histogram", "200", format!("/api/v1/latency/histogram?service=backend&{window}")),
         ("/api/v1/dependencies", "200", format!("/api/v1/dependencies?groupBy=service.version&{window}")),
         ("/api/v1/versions", "200", format!("/api/v1/versions?service=backend&{window}")),
-        ("/api/v1/versions/compare", "200", format!("/api/v1/versions/compare?service=backend&baseline=1.0&candidate=2.0&{window}")),
+        (
+            "/api/v1/versions/compare",
+            "200",
+            format!("/api/v1/versions/compare?service=backend&baseline=1.0&candidate=2.0&{window}"),
+        ),
         ("/api/v1/versions/callers", "200", format!("/api/v1/versions/callers?service=backend&version=1.0&{window}")),
         ("/api/v1/versions/callees", "200", format!("/api/v1/versions/callees?service=frontend&version=&{window}")),
         ("/api/v1/retries", "200", format!("/api/v1/retries?{window}")),

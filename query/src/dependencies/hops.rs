@@ -92,13 +92,16 @@ struct HopSums {
     response: (i64, i64),
 }
 
-/// Every edge's hop cost in `window`.
+/// Every edge's hop cost in `window`, its sizes from `size_keys` (see
+/// [`CallFilter::sizes`]).
 pub(crate) async fn hop_costs(
     ctx: &SessionContext,
     window: &Window,
+    size_keys: Vec<&'static str>,
 ) -> Result<BTreeMap<(String, String), HopCost>, QueryError> {
     let mut params = Params::default();
-    let calls = CallFilter { client_kind: Some("CLIENT"), sizes: true, ..CallFilter::default() }.cte(window, &mut params);
+    let filter = CallFilter { client_kind: Some("CLIENT"), sizes: Some(size_keys), ..CallFilter::default() };
+    let calls = filter.cte(window, &mut params);
     let sql = format!(
         "WITH {calls}, g AS (SELECT *, {} FROM calls)
          SELECT client_service AS client, server_service AS server, sign, bucket, count(*) AS calls,

@@ -315,7 +315,8 @@ impl AnalysisTable {
                 }))
             }
             Call::Retries { service } => {
-                let answer = retries(ctx, service.as_deref(), window).await?;
+                // No tag summaries here: look for resends on every span.
+                let answer = retries(ctx, service.as_deref(), window, true).await?;
                 self.batch(answer.edges.into_iter().map(|e| RetryRow {
                     client: e.client,
                     server: e.server,
