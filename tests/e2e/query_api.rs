@@ -539,7 +539,7 @@ async fn the_openapi_document_describes_the_real_answers() {
             format!("/api/v1/versions/compare?service=backend&baseline=1.0&candidate=2.0&{window}"),
         ),
         ("/api/v1/versions/callers", "200", format!("/api/v1/versions/callers?service=backend&version=1.0&{window}")),
-        ("/api/v1/versions/callees", "200", format!("/api/v1/versions/callees?service=frontend&version=&{window}")),
+        ("/api/v1/versions/callees", "200", format!("/api/v1/versions/callees?service=backend&version=2.0&{window}")),
         ("/api/v1/retries", "200", format!("/api/v1/retries?{window}")),
         ("/api/v1/versions/compare", "400", "/api/v1/versions/compare?service=backend&baseline=1.0".to_owned()),
         ("/api/v1/traces", "200", format!("/api/v1/traces?ids={},{}", trace_id(1), "ff".repeat(16))),

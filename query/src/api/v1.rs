@@ -239,6 +239,7 @@ windowed! {
     /// A service's versions in a window.
     VersionsParams {
         /// Service name.
+        #[param(min_length = 1)]
         service: String,
     }
 }
@@ -247,10 +248,13 @@ windowed! {
     /// A candidate version of a service held against its baseline.
     CompareParams {
         /// Service name.
+        #[param(min_length = 1)]
         service: String,
         /// The version in service now (`service.version`).
+        #[param(min_length = 1)]
         baseline: String,
         /// The version to judge, e.g. a canary.
+        #[param(min_length = 1)]
         candidate: String,
         /// Family-wise significance level; 0.05 by default.
         #[param(exclusive_minimum = 0.0, maximum = 0.5)]
@@ -278,8 +282,10 @@ windowed! {
     /// One version of a service.
     VersionParams {
         /// Service name.
+        #[param(min_length = 1)]
         service: String,
         /// Its `service.version`.
+        #[param(min_length = 1)]
         version: String,
     }
 }

@@ -268,8 +268,8 @@ async fn samples(
     Ok(out)
 }
 
-/// Tests before the correction: (latency, errors), each with its raw p-value.
-fn tests(samples: &Samples) -> (Option<LatencyTest>, Option<ErrorTest>) {
+/// Tests before the correction, each with its raw p-value.
+fn tests(samples: &Samples) -> Tests {
     let latency = samples.ranks.and_then(stats::mann_whitney).map(|t| LatencyTest {
         u: t.u2,
         p_value: t.p_value,
@@ -284,12 +284,11 @@ fn tests(samples: &Samples) -> (Option<LatencyTest>, Option<ErrorTest>) {
 }
 
 fn judge(
+    operation: Option<String>,
     samples: Samples,
-    latency: Option<LatencyTest>,
-    errors: Option<ErrorTest>,
+    (latency, errors): Tests,
     alpha: f64,
     tests_in_family: usize,
-    operation: Option<String>,
 ) -> OperationComparison {
     let planning_alpha = alpha / tests_in_family.max(1) as f64;
     let baseline_rate = samples.baseline.error_rate.unwrap_or(0.0);
@@ -339,55 +338,51 @@ fn judge(
     }
 }
 
+/// One sample pair's tests, as a family's member.
+type Tests = (Option<LatencyTest>, Option<ErrorTest>);
+
+/// Holm's adjustment over a family of tests, in place; the family's size.
+fn correct<'a>(family: impl Iterator<Item = &'a mut Tests>) -> usize {
+    let mut members: Vec<&mut f64> = Vec::new();
+    let mut raw = Vec::new();
+    for (latency, errors) in family {
+        let tests = latency.iter_mut().map(|t| (t.p_value, &mut t.adjusted_p_value));
+        let tests = tests.chain(errors.iter_mut().map(|t| (t.p_value, &mut t.adjusted_p_value)));
+        for (p, adjusted) in tests {
+            raw.push(p);
+            members.push(adjusted);
+        }
+    }
+    for (member, adjusted) in members.into_iter().zip(stats::holm(&raw)) {
+        *member = adjusted;
+    }
+    raw.len()
+}
+
 /// The comparison of `request` (see the module comment).
 pub(crate) async fn compare(ctx: &SessionContext, request: &CompareRequest) -> Result<Comparison, QueryError> {
     let per_operation = samples(ctx, request, true).await?;
-    let mut overall_samples = samples(ctx, request, false).await?.remove(&None).unwrap_or_default();
+    let overall_samples = samples(ctx, request, false).await?.remove(&None).unwrap_or_default();
 
-    // Holm over every operation's two tests.
-    let mut operations: Vec<(Option<String>, Samples, Option<LatencyTest>, Option<ErrorTest>)> = per_operation
+    // Every operation's two tests are one family; the whole's two another.
+    let mut tested: Vec<(Option<String>, Samples, Tests)> = per_operation
         .into_iter()
         .map(|(op, s)| {
-            let (latency, errors) = tests(&s);
-            (op, s, latency, errors)
+            let t = tests(&s);
+            (op, s, t)
         })
         .collect();
-    let raw: Vec<f64> = operations
-        .iter()
-        .flat_map(|(_, _, l, e)| [l.as_ref().map(|t| t.p_value), e.as_ref().map(|t| t.p_value)])
-        .flatten()
-        .collect();
-    let family = raw.len();
-    let mut adjusted = stats::holm(&raw).into_iter();
-    for (_, _, latency, errors) in &mut operations {
-        if let Some(t) = latency {
-            t.adjusted_p_value = adjusted.next().unwrap_or(1.0);
-        }
-        if let Some(t) = errors {
-            t.adjusted_p_value = adjusted.next().unwrap_or(1.0);
-        }
-    }
-    let mut operations: Vec<OperationComparison> = operations
-        .into_iter()
-        .map(|(op, s, latency, errors)| judge(s, latency, errors, request.alpha, family, op))
-        .collect();
+    let family = correct(tested.iter_mut().map(|(_, _, t)| t));
+    let mut operations: Vec<OperationComparison> =
+        tested.into_iter().map(|(op, s, tests)| judge(op, s, tests, request.alpha, family)).collect();
     operations.sort_by(|a, b| {
         (b.baseline.requests + b.candidate.requests)
             .cmp(&(a.baseline.requests + a.candidate.requests))
             .then_with(|| a.operation.cmp(&b.operation))
     });
-
-    let (mut latency, mut errors) = tests(&overall_samples);
-    let raw: Vec<f64> =
-        [latency.as_ref().map(|t| t.p_value), errors.as_ref().map(|t| t.p_value)].into_iter().flatten().collect();
-    let mut adjusted = stats::holm(&raw).into_iter();
-    for t in latency.iter_mut() {
-        t.adjusted_p_value = adjusted.next().unwrap_or(1.0);
-    }
-    for t in errors.iter_mut() {
-        t.adjusted_p_value = adjusted.next().unwrap_or(1.0);
-    }
-    let overall = judge(std::mem::take(&mut overall_samples), latency, errors, request.alpha, raw.len(), None);
+    let mut overall_tests = tests(&overall_samples);
+    let family = correct(std::iter::once(&mut overall_tests));
+    let overall = judge(None, overall_samples, overall_tests, request.alpha, family);
     let any = |v: Verdict| overall.verdict == v || operations.iter().any(|o| o.verdict == v);
     let verdict = if any(Verdict::Worse) {
         Verdict::Worse
