@@ -384,8 +384,16 @@ async fn a_cluster_with_an_auth_token_asks_for_it_on_its_internal_ports() {
         body["rows"].clone()
     };
     assert_eq!(sql("SELECT count(*) FROM spans").await[0][0], 250, "files and fresh spans, with the token");
-    let plan = sql("EXPLAIN SELECT service_name, count(*) FROM spans GROUP BY 1").await.to_string();
-    assert!(plan.contains("DistributedExec"), "{plan}");
+    // Distributed once the query node's catalog refresh has seen the flushed files.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let plan = sql("EXPLAIN SELECT service_name, count(*) FROM spans GROUP BY 1").await.to_string();
+        if plan.contains("DistributedExec") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{plan}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Without the token, both internal ports refuse.
     let ticket = || {
