@@ -7,15 +7,13 @@
 //! calls.
 
 use spanlake_storage::schema::{
-    DURATION_NS, EVENTS, PARENT_SPAN_ID, SERVICE_NAME, SPAN_ATTRIBUTES, SPAN_ID, SPAN_KIND, SPAN_NAME, START_TIME,
-    STATUS_CODE, TRACE_ID,
+    DURATION_NS, EVENTS, PARENT_SPAN_ID, SERVICE_NAME, SERVICE_VERSION, SPAN_ATTRIBUTES, SPAN_ID, SPAN_KIND, SPAN_NAME,
+    START_TIME, STATUS_CODE, TRACE_ID,
 };
 
 use crate::engine::SPANS_TABLE;
 use crate::params::{Params, Window};
-
-/// The dedicated column of `service.version`.
-pub(crate) const SERVICE_VERSION: &str = "service_version";
+use crate::versions::ENTRY_KINDS;
 
 /// How long before the window a caller's span may start: its server span
 /// starts a little after it.
@@ -102,7 +100,7 @@ impl CallFilter {
         let client_columns = columns(sizes("SENT", "RECEIVED"));
         let servers = format!(
             "(SELECT {server_columns}, {PARENT_SPAN_ID}, {SPAN_NAME} FROM {SPANS_TABLE}
-        WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} IN ('SERVER', 'CONSUMER')
+        WHERE {START_TIME} >= {start} AND {START_TIME} < {end} AND {SPAN_KIND} IN {ENTRY_KINDS}
           AND {PARENT_SPAN_ID} IS NOT NULL{server}) s"
         );
         let clients = format!(

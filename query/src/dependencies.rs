@@ -183,9 +183,8 @@ impl QueryEngine {
             return self.analyse(tenant, |ctx| async move { hops::by_version(&ctx, &window).await }).await;
         }
         let mut graph = self.dependencies(tenant, &window).await?;
-        let summary = self.tag_summary(tenant, &window).await?;
-        let size_keys: Vec<&'static str> =
-            REQUEST_BYTES.into_iter().chain(RESPONSE_BYTES).filter(|key| summary.may_have(key)).collect();
+        let keys: Vec<&'static str> = REQUEST_BYTES.into_iter().chain(RESPONSE_BYTES).collect();
+        let size_keys = self.tags_maybe_set(tenant, &window, &keys).await?;
         let mut costs =
             self.analyse(tenant, |ctx| async move { hops::hop_costs(&ctx, &window, size_keys).await }).await?;
         for edge in &mut graph.edges {

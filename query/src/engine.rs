@@ -168,6 +168,11 @@ impl QueryEngine {
         Ok(distributed::worker(&self.runtime, self.memory_bytes.saturating_mul(self.concurrency))?)
     }
 
+    /// Whether snapshots fetch the fresh spans of collectors (a query node of a cluster).
+    pub(crate) fn reads_collectors(&self) -> bool {
+        self.snapshots.collectors().is_some()
+    }
+
     /// Whether answers now miss the fresh spans of collectors that cannot be reached.
     pub fn partial(&self) -> Option<Partial> {
         self.snapshots.collectors().and_then(|c| c.partial())

@@ -33,6 +33,8 @@ mod trace_tree;
 
 use std::sync::Arc;
 
+use datafusion::catalog::Session;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
@@ -48,6 +50,15 @@ pub(crate) fn register(ctx: &SessionContext) {
     }
     for (name, function) in trace_tree::functions().into_iter().chain(analysis::functions()) {
         ctx.register_udtf(name, Arc::clone(&function));
+    }
+}
+
+/// The session a table function's scan runs its own queries in: the
+/// query's, with its tables, limits and snapshot source.
+fn session_of(state: &dyn Session, function: &str) -> datafusion::common::Result<SessionContext> {
+    match state.as_any().downcast_ref::<SessionState>() {
+        Some(state) => Ok(SessionContext::new_with_state(state.clone())),
+        None => datafusion::common::exec_err!("{function} needs a spanlake session"),
     }
 }
 

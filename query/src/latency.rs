@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::engine::{QueryEngine, SPANS_TABLE};
 use crate::error::QueryError;
 use crate::params::{NANOS_PER_MILLI, Params, SpanFilter, Window};
+use crate::versions::ENTRY_KINDS;
 
 /// Most steps a series may have.
 pub const MAX_STEPS: i64 = 2000;
@@ -49,7 +50,7 @@ impl LatencyRequest {
     fn sql(&self, params: &mut Params) -> (String, String) {
         let mut condition = self.filter.where_sql(&self.window, params);
         if self.filter.span_kind.is_none() && self.filter.operation.is_none() {
-            condition.push_str(&format!(" AND {SPAN_KIND} IN ('SERVER', 'CONSUMER')"));
+            condition.push_str(&format!(" AND {SPAN_KIND} IN {ENTRY_KINDS}"));
         }
         let group = match self.group_by {
             Some(column) => format!("CAST({column} AS VARCHAR)"),
@@ -147,6 +148,11 @@ pub(crate) fn bucket_bound(b: i64) -> i64 {
     2f64.powf(b as f64 / BUCKETS_PER_OCTAVE).round() as i64
 }
 
+/// The `p` quantile of the nanoseconds in `column`, in milliseconds (t-digest).
+pub(crate) fn percentile_ms_sql(p: f64, column: &str) -> String {
+    format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {column}) / {NANOS_PER_MILLI}.0")
+}
+
 /// The histogram bucket of a span's duration: a quarter of a doubling wide.
 pub(crate) fn bucket_sql() -> String {
     format!("CAST(floor(log2(CAST(greatest({DURATION_NS}, 1) AS DOUBLE)) * {BUCKETS_PER_OCTAVE}) AS BIGINT)")
@@ -219,8 +225,7 @@ impl QueryEngine {
         let mut params = Params::default();
         let filter = SpanFilter { service: Some(service.to_owned()), ..SpanFilter::default() };
         let condition = filter.where_sql(window, &mut params);
-        let ms =
-            |p: f64| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {DURATION_NS}) / {NANOS_PER_MILLI}.0");
+        let ms = |p: f64| percentile_ms_sql(p, DURATION_NS);
         let sql = format!(
             "SELECT CAST({SPAN_NAME} AS VARCHAR) AS name, CAST({SPAN_KIND} AS VARCHAR) AS span_kind, count(*) AS calls,
                     sum(CASE WHEN {STATUS_CODE} = 'ERROR' THEN 1 ELSE 0 END) AS errors,

@@ -197,7 +197,7 @@ impl QueryEngine {
         window: &Window,
     ) -> Result<Retries, QueryError> {
         let (service, window) = (service.map(str::to_owned), *window);
-        let resends_seen = self.tag_summary(tenant, &window).await?.may_have(RESEND_COUNT);
+        let resends_seen = !self.tags_maybe_set(tenant, &window, &[RESEND_COUNT]).await?.is_empty();
         self.analyse(tenant, |ctx| async move { retries(&ctx, service.as_deref(), &window, resends_seen).await }).await
     }
 }

@@ -99,6 +99,24 @@ impl QueryEngine {
         self.tag_summaries().of_window(self.storage(), tenant, &snapshot, window).await
     }
 
+    /// Those of `keys` that spans of `window` may carry, so that a query
+    /// decodes the attribute maps only for keys that are there: from file
+    /// footers and the buffer. A query node of a cluster would have to
+    /// fetch the collectors' fresh spans for that, which costs more than it
+    /// saves: there every key may be there.
+    pub(crate) async fn tags_maybe_set(
+        &self,
+        tenant: &TenantId,
+        window: &Window,
+        keys: &[&'static str],
+    ) -> Result<Vec<&'static str>, QueryError> {
+        if self.reads_collectors() {
+            return Ok(keys.to_vec());
+        }
+        let summary = self.tag_summary(tenant, window).await?;
+        Ok(keys.iter().copied().filter(|key| summary.may_have(key)).collect())
+    }
+
     /// Tag keys on spans (of `service`, if given) in `window`: attribute
     /// keys of spans and resources, the dedicated columns that hold values,
     /// `span.kind` and `status.code`. From file footers, not a scan.

@@ -10,13 +10,14 @@ pub mod compare;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use spanlake_storage::TenantId;
-use spanlake_storage::schema::{DURATION_NS, SERVICE_NAME, SPAN_KIND, START_TIME, STATUS_CODE};
+use spanlake_storage::schema::{DURATION_NS, SERVICE_VERSION, SPAN_KIND, START_TIME, STATUS_CODE};
 use utoipa::ToSchema;
 
-use crate::calls::{CallFilter, SERVICE_VERSION};
+use crate::calls::CallFilter;
 use crate::engine::{QueryEngine, SPANS_TABLE, session_rows};
 use crate::error::QueryError;
-use crate::params::{NANOS_PER_MILLI, Params, Window};
+use crate::latency::percentile_ms_sql;
+use crate::params::{Params, SpanFilter, Window};
 
 /// The spans a service serves requests with.
 pub(crate) const ENTRY_KINDS: &str = "('SERVER', 'CONSUMER')";
@@ -102,21 +103,23 @@ pub enum Direction {
     Callees,
 }
 
+/// The condition on the requests `service` served in `window`.
+pub(crate) fn requests_sql(service: &str, window: &Window, params: &mut Params) -> String {
+    let filter = SpanFilter { service: Some(service.to_owned()), ..SpanFilter::default() };
+    format!("{} AND {SPAN_KIND} IN {ENTRY_KINDS}", filter.where_sql(window, params))
+}
+
 /// A service's versions in `window`.
 pub(crate) async fn versions(ctx: &SessionContext, service: &str, window: &Window) -> Result<VersionList, QueryError> {
     let mut params = Params::default();
-    let service_param = params.text(service);
-    let (start, end) = (params.time(window.start_ns), params.time(window.end_ns));
-    let percentile =
-        |p: f64| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY {DURATION_NS}) / {NANOS_PER_MILLI}.0");
+    let requests = requests_sql(service, window, &mut params);
+    let percentile = |p: f64| percentile_ms_sql(p, DURATION_NS);
     let sql = format!(
         "SELECT CAST({SERVICE_VERSION} AS VARCHAR) AS version,
                 CAST(min({START_TIME}) AS BIGINT) AS first_seen, CAST(max({START_TIME}) AS BIGINT) AS last_seen,
                 count(*) AS requests, sum(CASE WHEN {STATUS_CODE} = 'ERROR' THEN 1 ELSE 0 END) AS errors,
                 {} AS p50, {} AS p90, {} AS p99
-         FROM {SPANS_TABLE}
-         WHERE {SERVICE_NAME} = {service_param} AND {SPAN_KIND} IN {ENTRY_KINDS}
-           AND {START_TIME} >= {start} AND {START_TIME} < {end}
+         FROM {SPANS_TABLE} WHERE {requests}
          GROUP BY 1 ORDER BY last_seen DESC, version",
         percentile(0.5),
         percentile(0.9),
@@ -216,14 +219,10 @@ pub(crate) async fn version_calls(
     if direction == Direction::Callers {
         // Every request the version served counts, linked to a caller or not.
         let mut params = Params::default();
+        let requests = requests_sql(service, window, &mut params);
         let sql = format!(
-            "SELECT count(*) AS calls FROM {SPANS_TABLE}
-             WHERE {SERVICE_NAME} = {} AND {SERVICE_VERSION} = {} AND {SPAN_KIND} IN {ENTRY_KINDS}
-               AND {START_TIME} >= {} AND {START_TIME} < {}",
-            params.text(service),
-            params.text(version),
-            params.time(window.start_ns),
-            params.time(window.end_ns),
+            "SELECT count(*) AS calls FROM {SPANS_TABLE} WHERE {requests} AND {SERVICE_VERSION} = {}",
+            params.text(version)
         );
         let served = session_rows::<CountRow>(ctx, &sql, params).await?.first().map_or(0, |r| r.calls);
         answer.calls = served;

@@ -242,17 +242,17 @@ impl<R: Rng> TraceBuilder<'_, R> {
         error: Option<&str>,
         typical_ms: u64,
     ) -> u64 {
-        let name = format!("{rpc_service}/{method}");
-        let spec = |service, kind| {
-            SpanSpec::new(service, &name, kind)
-                .attr("rpc.system", s("grpc"))
-                .attr("rpc.service", s(rpc_service))
-                .attr("rpc.method", s(method))
-                .attr("rpc.grpc.status_code", i(if error.is_some() { 14 } else { 0 }))
-        };
+        let status = if error.is_some() { 14 } else { 0 };
         let end = start + self.latency(typical_ms);
-        let client_id = self.push(spec(client, SpanKind::Client), Some(parent), start, end, error);
-        self.push(spec(server, SpanKind::Server), Some(client_id), start + MS / 5, end - MS / 5, error);
+        let client_id = self.push(
+            rpc_spec(client, SpanKind::Client, (rpc_service, method), status),
+            Some(parent),
+            start,
+            end,
+            error,
+        );
+        let server_spec = rpc_spec(server, SpanKind::Server, (rpc_service, method), status);
+        self.push(server_spec, Some(client_id), start + MS / 5, end - MS / 5, error);
         end
     }
 }
@@ -269,20 +269,22 @@ impl<R: Rng> TraceBuilder<'_, R> {
         timeout_ms: u64,
         server_ms: u64,
     ) -> u64 {
-        let name = format!("{rpc_service}/{method}");
-        let spec = |service, kind| {
-            SpanSpec::new(service, &name, kind)
-                .attr("rpc.system", s("grpc"))
-                .attr("rpc.service", s(rpc_service))
-                .attr("rpc.method", s(method))
-        };
         let end = start + timeout_ms * MS;
-        let client_spec = spec(client, SpanKind::Client).attr("rpc.grpc.status_code", i(4));
+        let client_spec = rpc_spec(client, SpanKind::Client, (rpc_service, method), 4);
         let client_id = self.push(client_spec, Some(parent), start, end, Some("deadline exceeded"));
-        let server_spec = spec(server, SpanKind::Server).attr("rpc.grpc.status_code", i(0));
+        let server_spec = rpc_spec(server, SpanKind::Server, (rpc_service, method), 0);
         self.push(server_spec, Some(client_id), start + MS / 5, start + server_ms * MS, None);
         end
     }
+}
+
+/// One side of a gRPC call, with its status code (4: deadline exceeded, 14: unavailable).
+fn rpc_spec(service: usize, kind: SpanKind, (rpc_service, method): (&str, &str), status: i64) -> SpanSpec {
+    SpanSpec::new(service, format!("{rpc_service}/{method}"), kind)
+        .attr("rpc.system", s("grpc"))
+        .attr("rpc.service", s(rpc_service))
+        .attr("rpc.method", s(method))
+        .attr("rpc.grpc.status_code", i(status))
 }
 
 /// Generates one demo trace starting at `start` (ns since the epoch).

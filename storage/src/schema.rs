@@ -32,6 +32,8 @@ pub const DURATION_NS: &str = "duration_ns";
 pub const STATUS_CODE: &str = "status_code";
 pub const STATUS_MESSAGE: &str = "status_message";
 pub const REMOTE_SERVICE_NAME: &str = "remote_service_name";
+/// The dedicated column of `service.version`.
+pub const SERVICE_VERSION: &str = "service_version";
 pub const SPAN_ATTRIBUTES: &str = "span_attributes";
 pub const SPAN_ATTRIBUTE_TYPES: &str = "span_attribute_types";
 pub const EVENTS: &str = "events";
@@ -141,7 +143,7 @@ const fn dedicated(key: &'static str, column: &'static str, level: Level, kind: 
 /// resource entry: it becomes `service_name`, the most used column of all.
 pub const DEDICATED: &[Dedicated] = &[
     dedicated(attr::SERVICE_NAME, SERVICE_NAME, Level::Resource, ColumnKind::Label),
-    dedicated("service.version", "service_version", Level::Resource, ColumnKind::Label),
+    dedicated("service.version", SERVICE_VERSION, Level::Resource, ColumnKind::Label),
     dedicated("service.namespace", "service_namespace", Level::Resource, ColumnKind::Label),
     dedicated("deployment.environment.name", "deployment_environment", Level::Resource, ColumnKind::Label),
     dedicated("host.name", "host_name", Level::Resource, ColumnKind::Label),

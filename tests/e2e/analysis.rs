@@ -47,22 +47,10 @@ impl Sdk {
     }
 
     /// A span of `kind` from `start` for `duration`, under `parent` (a span
-    /// of any service), failed with `error`; its context.
-    fn span(
-        &self,
-        name: &str,
-        kind: SpanKind,
-        parent: Option<&SpanContext>,
-        (start, duration): (SystemTime, Duration),
-        error: Option<&str>,
-        attributes: Vec<KeyValue>,
-    ) -> SpanContext {
-        self.span_with_events(name, kind, parent, (start, duration), error, attributes, vec![])
-    }
-
-    /// [`Self::span`] with events at its start: (name, attributes).
+    /// of any service), failed with `error`, with events at its start
+    /// (name, attributes); its context.
     #[allow(clippy::too_many_arguments)]
-    fn span_with_events(
+    fn span(
         &self,
         name: &str,
         kind: SpanKind,
@@ -126,7 +114,7 @@ fn serve(
             // Whole microseconds, as they go over the wire and come back.
             let duration = Duration::from_micros((latency_ms * 1000.0).round() as u64);
             let at = start + Duration::from_millis(i as u64);
-            sdk.span(operation, SpanKind::Server, None, (at, duration), failed.then_some("failed"), vec![]);
+            sdk.span(operation, SpanKind::Server, None, (at, duration), failed.then_some("failed"), vec![], vec![]);
             let entry = served.0.entry(operation.to_owned()).or_default();
             entry.0.push(duration.as_nanos() as u64);
             entry.1 += u64::from(failed);
@@ -296,13 +284,14 @@ async fn callers_of_an_old_version_until_it_is_safe_to_remove() {
     let (old_web, new_web) = (Sdk::new(&server, "web", "1.0"), Sdk::new(&server, "web", "2.0"));
     let (old_api, new_api) = (Sdk::new(&server, "api", "0.9"), Sdk::new(&server, "api", "1.0"));
     let call = |client: &Sdk, server_sdk: &Sdk, at: SystemTime, error: bool| {
-        let root = client.span("GET /", SpanKind::Server, None, (at, ms(20.0)), None, vec![]);
+        let root = client.span("GET /", SpanKind::Server, None, (at, ms(20.0)), None, vec![], vec![]);
         let call = client.span(
             "GET /api",
             SpanKind::Client,
             Some(&root),
             (at + ms(1.0), ms(15.0)),
             error.then_some("503"),
+            vec![],
             vec![],
         );
         server_sdk.span(
@@ -311,6 +300,7 @@ async fn callers_of_an_old_version_until_it_is_safe_to_remove() {
             Some(&call),
             (at + ms(2.0), ms(12.0)),
             error.then_some("503"),
+            vec![],
             vec![],
         );
     };
@@ -423,7 +413,7 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
             "message",
             vec![KeyValue::new("rpc.message.type", "SENT"), KeyValue::new("rpc.message.uncompressed_size", 300)],
         )];
-        let client = gateway.span_with_events(
+        let client = gateway.span(
             "GET /orders",
             SpanKind::Client,
             Some(parent),
@@ -440,10 +430,11 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
             (start + ms(2.0), ms(server_ms)),
             server_error,
             vec![],
+            vec![],
         );
     };
     let root = |offset_ms: f64| {
-        gateway.span("GET /checkout", SpanKind::Server, None, (at + ms(offset_ms), ms(900.0)), None, vec![])
+        gateway.span("GET /checkout", SpanKind::Server, None, (at + ms(offset_ms), ms(900.0)), None, vec![], vec![])
     };
     // A: a timeout after 100 ms while the server works 250 ms (152 ms
     // abandoned), then a retry that succeeds.
@@ -472,8 +463,9 @@ async fn retries_timeouts_abandoned_work_and_the_cost_of_a_hop() {
         (at + ms(4001.0), ms(15.0)),
         None,
         vec![KeyValue::new("http.request.resend_count", 1)],
+        vec![],
     );
-    orders.span("GET /orders", SpanKind::Server, Some(&resend), (at + ms(4003.0), ms(10.0)), None, vec![]);
+    orders.span("GET /orders", SpanKind::Server, Some(&resend), (at + ms(4003.0), ms(10.0)), None, vec![], vec![]);
     gateway.finish();
     orders.finish();
 

@@ -151,31 +151,47 @@ pub(crate) fn line_chart(
             <div class="legend">{legend}</div>
         </div>
     }
+    .into_any()
 }
 
-/// Histogram bars: (lower bound ns, upper bound ns, count).
-pub(crate) fn histogram(title: &str, buckets: Vec<(i64, i64, i64)>) -> impl IntoView {
-    let max = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64;
-    let width = (W - LEFT - 8.0) / buckets.len().max(1) as f64;
-    let bars = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, (lower, upper, count))| {
-            let x = LEFT + i as f64 * width;
-            let y = y_of(*count as f64, max);
-            let tip = format!("{} – {}: {count}", format::duration(*lower), format::duration(*upper));
+/// One bar of a histogram: its bucket's slot, its height of the chart's
+/// `max`, and its colour and tooltip.
+struct Bar {
+    slot: usize,
+    value: f64,
+    fill: &'static str,
+    opacity: f64,
+    tip: String,
+}
+
+/// Bars over duration buckets (lower, upper bounds in ns), with a y grid
+/// labelled by `grid_label` and a legend.
+fn bucket_chart(
+    title: &str,
+    bounds: &[(i64, i64)],
+    bars: Vec<Bar>,
+    max: f64,
+    grid_label: impl Fn(f64) -> String + 'static,
+    legend: AnyView,
+) -> AnyView {
+    let width = (W - LEFT - 8.0) / bounds.len().max(1) as f64;
+    let bars = bars
+        .into_iter()
+        .map(|bar| {
+            let (x, y) = (LEFT + bar.slot as f64 * width, y_of(bar.value, max));
             view! {
-                <rect x=f(x + 1.0) y=f(y) width=f((width - 2.0).max(1.0)) height=f(H - BOTTOM - y) fill="var(--accent)">
-                    <title>{tip}</title>
+                <rect x=f(x + 1.0) y=f(y) width=f((width - 2.0).max(1.0)) height=f(H - BOTTOM - y)
+                    fill=bar.fill fill-opacity=format!("{}", bar.opacity)>
+                    <title>{bar.tip}</title>
                 </rect>
             }
         })
         .collect_view();
-    let labels = (!buckets.is_empty()).then(|| {
-        let lower = |i: usize| format::duration(buckets[i].0);
-        x_labels(W, [lower(0), lower(buckets.len() / 2), lower(buckets.len() - 1)])
+    let labels = (!bounds.is_empty()).then(|| {
+        let lower = |i: usize| format::duration(bounds[i].0);
+        x_labels(W, [lower(0), lower(bounds.len() / 2), lower(bounds.len() - 1)])
     });
-    let grid = y_grid(max, W, move |v| if max < 8.0 { format!("{v:.1}") } else { format!("{v:.0}") });
+    let grid = y_grid(max, W, grid_label);
     view! {
         <div class="panel chart">
             <h2>{title.to_owned()}</h2>
@@ -184,9 +200,30 @@ pub(crate) fn histogram(title: &str, buckets: Vec<(i64, i64, i64)>) -> impl Into
                 {bars}
                 {labels}
             </svg>
-            <div class="legend"><span>"spans per duration bucket (log scale)"</span></div>
+            <div class="legend">{legend}</div>
         </div>
     }
+    .into_any()
+}
+
+/// Histogram bars: (lower bound ns, upper bound ns, count).
+pub(crate) fn histogram(title: &str, buckets: Vec<(i64, i64, i64)>) -> impl IntoView + use<> {
+    let max = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64;
+    let bars = buckets
+        .iter()
+        .enumerate()
+        .map(|(slot, (lower, upper, count))| Bar {
+            slot,
+            value: *count as f64,
+            fill: "var(--accent)",
+            opacity: 1.0,
+            tip: format!("{} – {}: {count}", format::duration(*lower), format::duration(*upper)),
+        })
+        .collect();
+    let bounds: Vec<(i64, i64)> = buckets.iter().map(|b| (b.0, b.1)).collect();
+    let label = move |v: f64| if max < 8.0 { format!("{v:.1}") } else { format!("{v:.0}") };
+    let legend = view! { <span>"spans per duration bucket (log scale)"</span> }.into_any();
+    bucket_chart(title, &bounds, bars, max, label, legend)
 }
 
 /// Two distributions over the same buckets, overlaid: each bar is the
@@ -198,53 +235,27 @@ pub(crate) fn paired_histogram(
     (first, second): (&str, &str),
 ) -> impl IntoView + use<> {
     let totals = buckets.iter().fold((0, 0), |(a, b), x| (a + x.2, b + x.3));
-    let share = |count: i64, total: i64| count as f64 / total.max(1) as f64;
-    let max = buckets
-        .iter()
-        .map(|b| share(b.2, totals.0).max(share(b.3, totals.1)))
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
-    let width = (W - LEFT - 8.0) / buckets.len().max(1) as f64;
+    let percent = |count: i64, total: i64| 100.0 * count as f64 / total.max(1) as f64;
     let colours = ["hsl(210, 70%, 50%)", "hsl(20, 85%, 52%)"];
-    let bars = buckets
+    let bars: Vec<Bar> = buckets
         .iter()
         .enumerate()
-        .flat_map(|(i, &(lower, upper, a, b))| {
-            let x = LEFT + i as f64 * width;
-            [(a, totals.0, colours[0], first), (b, totals.1, colours[1], second)].map(|(count, total, colour, side)| {
-                let y = y_of(share(count, total), max);
-                let tip = format!(
-                    "{side}: {} – {}: {count} ({:.1}%)",
-                    format::duration(lower),
-                    format::duration(upper),
-                    100.0 * share(count, total)
-                );
-                view! {
-                    <rect x=f(x + 1.0) y=f(y) width=f((width - 2.0).max(1.0)) height=f(H - BOTTOM - y) fill=colour fill-opacity="0.55">
-                        <title>{tip}</title>
-                    </rect>
-                }
+        .flat_map(|(slot, &(lower, upper, a, b))| {
+            [(a, totals.0, colours[0], first), (b, totals.1, colours[1], second)].map(|(count, total, fill, side)| {
+                let value = percent(count, total);
+                let (lower, upper) = (format::duration(lower), format::duration(upper));
+                let tip = format!("{side}: {lower} – {upper}: {count} ({value:.1}%)");
+                Bar { slot, value, fill, opacity: 0.55, tip }
             })
         })
-        .collect_view();
-    let labels = (!buckets.is_empty()).then(|| {
-        let lower = |i: usize| format::duration(buckets[i].0);
-        x_labels(W, [lower(0), lower(buckets.len() / 2), lower(buckets.len() - 1)])
-    });
-    let grid = y_grid(max * 100.0, W, |v| format!("{v:.0}%"));
-    view! {
-        <div class="panel chart">
-            <h2>{title.to_owned()}</h2>
-            <svg viewBox=format!("0 0 {W} {H}") role="img" aria-label=title.to_owned()>
-                {grid}
-                {bars}
-                {labels}
-            </svg>
-            <div class="legend">
-                <span><span class="swatch" style=format!("background:{}", colours[0])></span>{first.to_owned()}</span>
-                <span><span class="swatch" style=format!("background:{}", colours[1])></span>{second.to_owned()}</span>
-                <span>"share of each version's requests per duration bucket (log scale)"</span>
-            </div>
-        </div>
+        .collect();
+    let max = bars.iter().map(|b| b.value).fold(f64::MIN_POSITIVE, f64::max);
+    let bounds: Vec<(i64, i64)> = buckets.iter().map(|b| (b.0, b.1)).collect();
+    let legend = view! {
+        <span><span class="swatch" style=format!("background:{}", colours[0])></span>{first.to_owned()}</span>
+        <span><span class="swatch" style=format!("background:{}", colours[1])></span>{second.to_owned()}</span>
+        <span>"share of each version's requests per duration bucket (log scale)"</span>
     }
+    .into_any();
+    bucket_chart(title, &bounds, bars, max, |v| format!("{v:.0}%"), legend)
 }

@@ -21,10 +21,9 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::execution::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
@@ -34,9 +33,9 @@ use serde_arrow::schema::{SchemaLike, TracingOptions};
 
 use crate::error::QueryError;
 use crate::params::{HOUR_NS, Timestamp, Window};
-use crate::retries::retries;
+use crate::retries::{RetryEdge, retries};
 use crate::versions::compare::{CompareRequest, DEFAULT_ALPHA, OperationComparison, compare};
-use crate::versions::{Direction, version_calls, versions};
+use crate::versions::{Direction, VersionPeer, VersionStats, version_calls, versions};
 
 pub(super) fn functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>)> {
     [Analysis::Versions, Analysis::Compare, Analysis::Callers, Analysis::Callees, Analysis::Retries]
@@ -87,21 +86,6 @@ impl Analysis {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct VersionRow {
-    version: Option<String>,
-    first_seen_unix_nano: i64,
-    last_seen_unix_nano: i64,
-    requests: i64,
-    errors: i64,
-    requests_per_second: f64,
-    error_rate: f64,
-    p50_ms: Option<f64>,
-    p90_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    share: f64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
 struct CompareRow {
     operation: Option<String>,
     verdict: String,
@@ -146,31 +130,6 @@ impl From<&OperationComparison> for CompareRow {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct PeerRow {
-    service: String,
-    version: Option<String>,
-    calls: i64,
-    errors: i64,
-    last_call_unix_nano: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RetryRow {
-    client: String,
-    server: Option<String>,
-    operation: String,
-    calls: i64,
-    retries: i64,
-    retry_rate: f64,
-    logical_calls: i64,
-    amplification: f64,
-    errors: i64,
-    timeouts: i64,
-    abandoned: i64,
-    abandoned_ms: f64,
-}
-
 /// One call of a table function, its arguments parsed.
 #[derive(Debug, Clone)]
 enum Call {
@@ -192,7 +151,7 @@ impl TableFunctionImpl for Analysis {
             .map_err(|e| DataFusionError::Plan(format!("{}: {e}; it takes {}", self.name(), self.usage())))?;
         let text = |i: usize| texts.get(i).cloned().unwrap_or_default();
         let (call, fields) = match self {
-            Self::Versions => (Call::Versions { service: text(0) }, fields::<VersionRow>()?),
+            Self::Versions => (Call::Versions { service: text(0) }, fields::<VersionStats>()?),
             Self::Compare => {
                 let request = CompareRequest {
                     service: text(0),
@@ -205,17 +164,34 @@ impl TableFunctionImpl for Analysis {
             }
             Self::Callers | Self::Callees => {
                 let direction = if matches!(self, Self::Callers) { Direction::Callers } else { Direction::Callees };
-                (Call::Calls { service: text(0), version: text(1), direction }, fields::<PeerRow>()?)
+                (Call::Calls { service: text(0), version: text(1), direction }, fields::<VersionPeer>()?)
             }
-            Self::Retries => (Call::Retries { service: texts.first().cloned() }, fields::<RetryRow>()?),
+            Self::Retries => (Call::Retries { service: texts.first().cloned() }, fields::<RetryEdge>()?),
         };
         Ok(Arc::new(AnalysisTable { name: self.name(), call, window, fields }))
     }
 }
 
+/// A table's columns: the fields of the rows it holds, as serde names them
+/// (the API's camelCase), in SQL's snake_case.
 fn fields<T: Serialize + DeserializeOwned>() -> Result<Vec<FieldRef>> {
+    Ok(traced::<T>()?.iter().map(|f| Arc::new(f.as_ref().clone().with_name(snake_case(f.name())))).collect())
+}
+
+fn traced<T: Serialize + DeserializeOwned>() -> Result<Vec<FieldRef>> {
     Vec::<FieldRef>::from_type::<T>(TracingOptions::default().strings_as_large_utf8(false))
         .map_err(|e| DataFusionError::External(e.into()))
+}
+
+fn snake_case(name: &str) -> String {
+    let mut snake = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            snake.push('_');
+        }
+        snake.push(c.to_ascii_lowercase());
+    }
+    snake
 }
 
 /// A text literal argument.
@@ -284,60 +260,28 @@ impl AnalysisTable {
     async fn run(&self, ctx: &SessionContext) -> std::result::Result<RecordBatch, QueryError> {
         let window = &self.window;
         match &self.call {
-            Call::Versions { service } => {
-                let list = versions(ctx, service, window).await?;
-                self.batch(list.versions.into_iter().map(|v| VersionRow {
-                    version: v.version,
-                    first_seen_unix_nano: v.first_seen_unix_nano,
-                    last_seen_unix_nano: v.last_seen_unix_nano,
-                    requests: v.requests,
-                    errors: v.errors,
-                    requests_per_second: v.requests_per_second,
-                    error_rate: v.error_rate,
-                    p50_ms: v.p50_ms,
-                    p90_ms: v.p90_ms,
-                    p99_ms: v.p99_ms,
-                    share: v.share,
-                }))
-            }
+            Call::Versions { service } => self.batch(&versions(ctx, service, window).await?.versions),
             Call::Compare(request) => {
                 let comparison = compare(ctx, request).await?;
-                self.batch(std::iter::once(&comparison.overall).chain(&comparison.operations).map(CompareRow::from))
+                let rows: Vec<CompareRow> =
+                    std::iter::once(&comparison.overall).chain(&comparison.operations).map(CompareRow::from).collect();
+                self.batch(&rows)
             }
             Call::Calls { service, version, direction } => {
-                let calls = version_calls(ctx, service, version, *direction, window).await?;
-                self.batch(calls.peers.into_iter().map(|p| PeerRow {
-                    service: p.service,
-                    version: p.version,
-                    calls: p.calls,
-                    errors: p.errors,
-                    last_call_unix_nano: p.last_call_unix_nano,
-                }))
+                self.batch(&version_calls(ctx, service, version, *direction, window).await?.peers)
             }
-            Call::Retries { service } => {
-                // No tag summaries here: look for resends on every span.
-                let answer = retries(ctx, service.as_deref(), window, true).await?;
-                self.batch(answer.edges.into_iter().map(|e| RetryRow {
-                    client: e.client,
-                    server: e.server,
-                    operation: e.operation,
-                    calls: e.calls,
-                    retries: e.retries,
-                    retry_rate: e.retry_rate,
-                    logical_calls: e.logical_calls,
-                    amplification: e.amplification,
-                    errors: e.errors,
-                    timeouts: e.timeouts,
-                    abandoned: e.abandoned,
-                    abandoned_ms: e.abandoned_ms,
-                }))
-            }
+            // No tag summaries here: look for resends on every span.
+            Call::Retries { service } => self.batch(&retries(ctx, service.as_deref(), window, true).await?.edges),
         }
     }
 
-    fn batch<T: Serialize>(&self, rows: impl Iterator<Item = T>) -> std::result::Result<RecordBatch, QueryError> {
-        let rows: Vec<T> = rows.collect();
-        serde_arrow::to_record_batch(&self.fields, &rows).map_err(|e| QueryError::Render(e.to_string()))
+    /// The rows as the table's columns: serialized under their serde
+    /// names, then given the table's.
+    fn batch<T: Serialize + DeserializeOwned>(&self, rows: &[T]) -> std::result::Result<RecordBatch, QueryError> {
+        let render = |e: &dyn std::fmt::Display| QueryError::Render(e.to_string());
+        let traced = traced::<T>().map_err(|e| render(&e))?;
+        let batch = serde_arrow::to_record_batch(&traced, &rows).map_err(|e| render(&e))?;
+        RecordBatch::try_new(self.schema(), batch.columns().to_vec()).map_err(|e| render(&e))
     }
 }
 
@@ -358,10 +302,7 @@ impl TableProvider for AnalysisTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-            return exec_err!("{} needs a spanlake session", self.name);
-        };
-        let ctx = SessionContext::new_with_state(state.clone());
+        let ctx = super::session_of(state, self.name)?;
         let batch = self.run(&ctx).await.map_err(|e| match e {
             QueryError::DataFusion(e) => e,
             other => DataFusionError::External(Box::new(other)),

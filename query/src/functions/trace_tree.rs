@@ -19,10 +19,8 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::execution::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
 use spanlake_storage::{FileKind, ids, schema};
 
 use crate::trace::trace_spans;
@@ -123,10 +121,7 @@ impl TableProvider for TreeTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-            return exec_err!("{} needs a spanlake session", self.name);
-        };
-        let ctx = SessionContext::new_with_state(state.clone());
+        let ctx = super::session_of(state, self.name)?;
         let batches = trace_spans(&ctx, &self.trace_id).await?.collect().await?;
         let spans = concat_batches(&FileKind::Spans.schema(), &batches)?;
         let rows = self.rows(&spans)?;

@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 use spanlake_storage::TenantId;
-use spanlake_storage::schema::{DURATION_NS, SERVICE_NAME, SPAN_KIND, SPAN_NAME, START_TIME, STATUS_CODE};
+use spanlake_storage::schema::{DURATION_NS, SERVICE_VERSION, SPAN_NAME, STATUS_CODE};
 use utoipa::ToSchema;
 
-use super::ENTRY_KINDS;
-use crate::calls::SERVICE_VERSION;
+use super::requests_sql;
 use crate::engine::{QueryEngine, SPANS_TABLE, session_rows};
 use crate::error::QueryError;
-use crate::latency::{bucket_bound, bucket_sql};
-use crate::params::{NANOS_PER_MILLI, Params, Window};
+use crate::latency::{bucket_bound, bucket_sql, percentile_ms_sql};
+use crate::params::{Params, Window};
 use crate::stats::{self, RankSums};
 
 /// The family-wise significance level when the request names none.
@@ -195,20 +194,17 @@ async fn samples(
 ) -> Result<BTreeMap<Option<String>, Samples>, QueryError> {
     let op = if per_operation { format!("CAST({SPAN_NAME} AS VARCHAR)") } else { "CAST(NULL AS VARCHAR)".into() };
     let base = |params: &mut Params| {
-        let (service, baseline, candidate) =
-            (params.text(&request.service), params.text(&request.baseline), params.text(&request.candidate));
-        let (start, end) = (params.time(request.window.start_ns), params.time(request.window.end_ns));
+        let requests = requests_sql(&request.service, &request.window, params);
+        let (baseline, candidate) = (params.text(&request.baseline), params.text(&request.candidate));
         format!(
             "SELECT {op} AS op, {SERVICE_VERSION} = {candidate} AS candidate, {DURATION_NS} AS d,
                     {STATUS_CODE} = 'ERROR' AS error, {} AS b
              FROM {SPANS_TABLE}
-             WHERE {SERVICE_NAME} = {service} AND {SPAN_KIND} IN {ENTRY_KINDS}
-               AND {SERVICE_VERSION} IN ({baseline}, {candidate})
-               AND {START_TIME} >= {start} AND {START_TIME} < {end}",
+             WHERE {requests} AND {SERVICE_VERSION} IN ({baseline}, {candidate})",
             bucket_sql()
         )
     };
-    let ms = |p: f64| format!("approx_percentile_cont({p}) WITHIN GROUP (ORDER BY d) / {NANOS_PER_MILLI}.0");
+    let ms = |p: f64| percentile_ms_sql(p, "d");
     let mut params = Params::default();
     let sql = format!(
         "WITH s AS ({}) SELECT op, candidate, count(*) AS requests, sum(CASE WHEN error THEN 1 ELSE 0 END) AS errors,

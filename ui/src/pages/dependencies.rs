@@ -52,20 +52,26 @@ pub(crate) async fn dependencies(
     } else {
         view! { <a class="button quiet" href=format!("/dependencies?lookback={lookback}&groupBy=service.version")>"By version"</a> }
     };
-    let graph = if grouped { by_version_nodes(graph) } else { graph };
+    let (graph, links) = if grouped { by_version_nodes(graph) } else { (graph, BTreeMap::new()) };
     let body = view! {
         <h1>"Service dependencies"</h1>
         <div class="pager">{choices}{toggle}</div>
-        <div class="panel graph">{graph_view(graph, window_ns)}</div>
+        <div class="panel graph">{graph_view(graph, window_ns, &links)}</div>
     }
     .into_any();
     page(title, Nav::Dependencies, body).into_response()
 }
 
-/// The version graph with one node per service and version, named `service@version`.
-fn by_version_nodes(graph: DependencyGraph) -> DependencyGraph {
-    let name = |service: &str, version: &Option<String>| match version {
-        Some(version) => format!("{service}@{version}"),
+/// The version graph with one node per service and version, named
+/// `service@version`, and each such node's link: its service's versions page.
+fn by_version_nodes(graph: DependencyGraph) -> (DependencyGraph, BTreeMap<String, String>) {
+    let mut links = BTreeMap::new();
+    let mut name = |service: &str, version: &Option<String>| match version {
+        Some(version) => {
+            let name = format!("{service}@{version}");
+            links.insert(name.clone(), format!("/services/{}/versions", format::encode(service)));
+            name
+        }
         None => service.to_owned(),
     };
     let mut edges = graph.edges;
@@ -73,7 +79,7 @@ fn by_version_nodes(graph: DependencyGraph) -> DependencyGraph {
         e.parent = name(&e.parent, &e.parent_version);
         e.child = name(&e.child, &e.child_version);
     }
-    DependencyGraph::of(edges)
+    (DependencyGraph::of(edges), links)
 }
 
 /// Each service's layer: the longest chain of callers above it (back
@@ -97,7 +103,8 @@ fn layers(graph: &DependencyGraph) -> BTreeMap<String, usize> {
     layer
 }
 
-fn graph_view(graph: DependencyGraph, window_ns: i64) -> impl IntoView {
+/// The graph; nodes link to `links`' page for them, else to their service's.
+fn graph_view(graph: DependencyGraph, window_ns: i64, links: &BTreeMap<String, String>) -> impl IntoView {
     if graph.edges.is_empty() {
         return view! { <p class="muted">"No calls between services in this time range."</p> }.into_any();
     }
@@ -180,10 +187,7 @@ fn graph_view(graph: DependencyGraph, window_ns: i64) -> impl IntoView {
     let nodes = position
         .into_iter()
         .map(|(name, (x, y))| {
-            let href = match name.split_once('@') {
-                Some((service, _)) => format!("/services/{}/versions", format::encode(service)),
-                None => format!("/services/{}", format::encode(&name)),
-            };
+            let href = links.get(&name).cloned().unwrap_or_else(|| format!("/services/{}", format::encode(&name)));
             let stripe = format::service_colour(&name);
             view! {
                 <a class="node" href=href>
