@@ -1,4 +1,5 @@
-//! The ingest path piece by piece: OTLP protobuf and JSON into an Arrow
+//! The ingest path piece by piece: OTLP protobuf (read from the wire as the
+//! server does, and through prost, the reference) and JSON into an Arrow
 //! batch, and a batch into a sorted Parquet span file.
 //!
 //! cargo bench --workspace --bench ingest
@@ -24,6 +25,13 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("otlp_to_arrow");
     group.throughput(Throughput::Elements(spans));
     group.bench_function(format!("protobuf/{spans}_spans_{}_bytes", protobuf.len()), |b| {
+        b.iter(|| {
+            let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+            builder.append_protobuf(&protobuf).expect("read from the wire");
+            builder.finish().expect("a batch")
+        })
+    });
+    group.bench_function(format!("protobuf_prost/{spans}_spans_{}_bytes", protobuf.len()), |b| {
         b.iter(|| to_batch(&ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes")))
     });
     group.bench_function(format!("json/{spans}_spans_{}_bytes", json.len()), |b| {

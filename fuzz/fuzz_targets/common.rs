@@ -1,14 +1,43 @@
+//! Shared by the targets; each uses part of it.
+#![allow(dead_code)]
+
+use arrow::array::RecordBatch;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use spanlake_storage::{IngestLimits, SpanBatchBuilder, spans_to_otlp};
+use prost::Message;
+use spanlake_storage::{AppendSummary, IngestLimits, SpanBatchBuilder, spans_to_otlp};
+
+pub fn limits() -> IngestLimits {
+    IngestLimits { max_attribute_value_bytes: 4096 }
+}
 
 /// Builds a batch from any decoded request and reads it back: neither may
 /// panic, and every accepted span must come back.
-pub fn build_and_read_back(resource_spans: &[ResourceSpans]) {
-    let mut builder = SpanBatchBuilder::new(IngestLimits { max_attribute_value_bytes: 4096 });
+pub fn build_and_read_back(resource_spans: &[ResourceSpans]) -> (RecordBatch, AppendSummary) {
+    let mut builder = SpanBatchBuilder::new(limits());
     let summary = builder.append(resource_spans);
     let batch = builder.finish().expect("the builder makes a valid batch");
     assert_eq!(batch.num_rows(), summary.accepted);
-    let back = spans_to_otlp(&[batch]).expect("stored rows read back");
+    let back = spans_to_otlp(&[batch.clone()]).expect("stored rows read back");
     let spans: usize = back.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum();
     assert_eq!(spans, summary.accepted);
+    (batch, summary)
+}
+
+/// OTLP protobuf as storage reads it, the wire reader against prost and the
+/// batch builder, the reference: whatever the wire reader reads must come
+/// out exactly as the reference builds it, and what prost refuses the wire
+/// reader must leave to prost.
+pub fn read_protobuf(data: &[u8]) {
+    let mut wire = SpanBatchBuilder::new(limits());
+    match (wire.append_protobuf(data), ExportTraceServiceRequest::decode(data)) {
+        (Ok(summary), Ok(request)) => {
+            let reference = build_and_read_back(&request.resource_spans);
+            assert_eq!(summary, reference.1);
+            assert_eq!(wire.finish().expect("a valid batch"), reference.0);
+        }
+        (Ok(_), Err(e)) => panic!("the wire reader read what prost refuses: {e}"),
+        (Err(_), Ok(request)) => _ = build_and_read_back(&request.resource_spans),
+        (Err(_), Err(_)) => {}
+    }
 }

@@ -8,6 +8,6 @@ mod common;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = serde_json::from_slice::<ExportTraceServiceRequest>(data) {
-        common::build_and_read_back(&request.resource_spans);
+        _ = common::build_and_read_back(&request.resource_spans);
     }
 });

@@ -1,14 +1,9 @@
-//! OTLP protobuf, as a receiver gets it, into the batch builder and back.
+//! OTLP protobuf, as a receiver gets it, read by the wire reader and by
+//! prost + the batch builder, compared, and read back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 
 mod common;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(request) = ExportTraceServiceRequest::decode(data) {
-        common::build_and_read_back(&request.resource_spans);
-    }
-});
+fuzz_target!(|data: &[u8]| common::read_protobuf(data));

@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use anyhow::Context;
 use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
 
 use super::requests::Templates;
@@ -20,8 +19,10 @@ pub(crate) fn decode_and_encode(templates: &Templates, spans: usize, min_time: D
         if done >= spans && started.elapsed() >= min_time {
             break;
         }
-        let request = ExportTraceServiceRequest::decode(templates.request(send).1.as_slice())?;
-        builder.append(&request.resource_spans);
+        builder
+            .append_protobuf(templates.request(send).1.as_slice())
+            .ok()
+            .context("a request the server leaves to prost")?;
         if builder.len() >= data_file::ROW_GROUP_ROWS {
             done += encode(&mut builder)?;
         }

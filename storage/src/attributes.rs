@@ -45,18 +45,66 @@ pub struct EncodedValue<'a> {
     pub type_tag: Option<&'static str>,
 }
 
+/// An OTLP attribute value borrowed from wherever it was read: a decoded
+/// message or the request's wire bytes. Arrays and key-value lists, rare in
+/// spans, are held decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueRef<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    /// An `ArrayValue` or `KvlistValue`.
+    Nested(Cow<'a, Value>),
+    /// No value, or a string-table index: the profiles signal's, which the
+    /// OTLP specification says to treat as absent elsewhere.
+    Empty,
+}
+
+impl<'a> From<Option<&'a Value>> for ValueRef<'a> {
+    fn from(value: Option<&'a Value>) -> Self {
+        match value {
+            Some(Value::StringValue(s)) => Self::Str(s),
+            Some(Value::BoolValue(b)) => Self::Bool(*b),
+            Some(Value::IntValue(i)) => Self::Int(*i),
+            Some(Value::DoubleValue(d)) => Self::Double(*d),
+            Some(Value::BytesValue(b)) => Self::Bytes(b),
+            Some(nested @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => Self::Nested(Cow::Borrowed(nested)),
+            None | Some(Value::StringValueStrindex(_)) => Self::Empty,
+        }
+    }
+}
+
+impl<'a> ValueRef<'a> {
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 pub fn encode(value: Option<&Value>) -> EncodedValue<'_> {
+    encode_ref(&ValueRef::from(value))
+}
+
+pub fn encode_ref<'a>(value: &ValueRef<'a>) -> EncodedValue<'a> {
     let (text, type_tag): (Cow<'_, str>, _) = match value {
-        Some(Value::StringValue(s)) => (Cow::Borrowed(s), None),
-        Some(Value::IntValue(i)) => (i.to_string().into(), Some(value_type::INT)),
-        Some(Value::DoubleValue(d)) => (format_double(*d).into(), Some(value_type::DOUBLE)),
-        Some(Value::BoolValue(b)) => (Cow::Borrowed(if *b { "true" } else { "false" }), Some(value_type::BOOL)),
-        Some(Value::BytesValue(b)) => (BASE64.encode(b).into(), Some(value_type::BYTES)),
-        Some(Value::ArrayValue(a)) => (array_to_json(a).to_string().into(), Some(value_type::ARRAY)),
-        Some(Value::KvlistValue(kv)) => (kvlist_to_json(kv).to_string().into(), Some(value_type::KVLIST)),
-        // String-table indexes belong to the profiles signal; elsewhere the
-        // OTLP specification says to treat them as absent.
-        None | Some(Value::StringValueStrindex(_)) => (Cow::Borrowed(""), Some(value_type::EMPTY)),
+        ValueRef::Str(s) => (Cow::Borrowed(*s), None),
+        ValueRef::Int(i) => (i.to_string().into(), Some(value_type::INT)),
+        ValueRef::Double(d) => (format_double(*d).into(), Some(value_type::DOUBLE)),
+        ValueRef::Bool(b) => (Cow::Borrowed(if *b { "true" } else { "false" }), Some(value_type::BOOL)),
+        ValueRef::Bytes(b) => (BASE64.encode(b).into(), Some(value_type::BYTES)),
+        ValueRef::Nested(nested) => match nested.as_ref() {
+            Value::ArrayValue(a) => (array_to_json(a).to_string().into(), Some(value_type::ARRAY)),
+            Value::KvlistValue(kv) => (kvlist_to_json(kv).to_string().into(), Some(value_type::KVLIST)),
+            scalar => {
+                let EncodedValue { text, type_tag } = encode(Some(scalar));
+                (text.into_owned().into(), type_tag)
+            }
+        },
+        ValueRef::Empty => (Cow::Borrowed(""), Some(value_type::EMPTY)),
     };
     EncodedValue { text, type_tag }
 }

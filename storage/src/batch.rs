@@ -3,6 +3,8 @@
 mod builder;
 mod columns;
 mod to_otlp;
+mod view;
+pub mod wire;
 
 pub use builder::{AppendSummary, IngestLimits, SpanBatchBuilder};
 pub(crate) use columns::TimestampColumn;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, DynComparator, RecordBatch, make_comparator};
 use arrow::compute::{SortColumn, SortOptions, cast, interleave_record_batch, lexsort_to_indices, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
+use arrow::datatypes::{DataType, Int32Type, SchemaRef, TimestampNanosecondType};
 use arrow::error::ArrowError;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -253,8 +253,21 @@ impl FileStats {
             }
         }
         if let Some(service) = batch.column_by_name(schema::SERVICE_NAME) {
-            let service = cast(service, &DataType::Utf8)?;
-            self.services.extend(service.as_string::<i32>().iter().flatten().map(str::to_owned));
+            let add = |name: &str| {
+                if !self.services.contains(name) {
+                    self.services.insert(name.to_owned());
+                }
+            };
+            match service.as_dictionary_opt::<Int32Type>() {
+                // The values the rows use, not a string per row.
+                Some(service) => {
+                    let names = service.values().as_string::<i32>();
+                    let mut used = vec![false; names.len()];
+                    service.keys().iter().flatten().for_each(|key| used[key as usize] = true);
+                    names.iter().zip(used).filter_map(|(name, used)| name.filter(|_| used)).for_each(add);
+                }
+                None => cast(service, &DataType::Utf8)?.as_string::<i32>().iter().flatten().for_each(add),
+            }
         }
         if let Some(tags) = &mut self.tags {
             tags.add(batch)?;

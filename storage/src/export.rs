@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use thiserror::Error;
 
+use crate::batch::wire::LeftToProst;
 use crate::batch::{AppendSummary, IngestLimits, SpanBatchBuilder};
 
 #[derive(Debug, Error)]
@@ -48,11 +49,19 @@ impl DecodedExport {
     }
 }
 
-/// CPU work: callers on an async runtime run it on the blocking pool.
+/// CPU work: callers on an async runtime run it on the blocking pool. The
+/// wire reader builds the batch; what it leaves to prost (malformed bytes
+/// among it, so the sender sees prost's error) prost decodes.
 pub(crate) fn decode(body: Bytes, limits: &IngestLimits) -> Result<DecodedExport, DecodeError> {
-    let request = ExportTraceServiceRequest::decode(body.as_ref())?;
     let mut builder = SpanBatchBuilder::new(limits.clone());
-    let summary = builder.append(&request.resource_spans);
+    let summary = match builder.append_protobuf(&body) {
+        Ok(summary) => summary,
+        Err(LeftToProst) => {
+            let request = ExportTraceServiceRequest::decode(body.as_ref())?;
+            builder = SpanBatchBuilder::new(limits.clone());
+            builder.append(&request.resource_spans)
+        }
+    };
     let batch = builder.finish()?;
     Ok(DecodedExport { body, batch, summary })
 }

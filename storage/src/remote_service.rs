@@ -2,8 +2,6 @@
 //! column, Zipkin's `remoteServices` and `remoteEndpoint`, and the
 //! dependency graph all use, so they agree.
 
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-
 use crate::schema::attr;
 
 /// The attributes that name the peer of a call, seen while reading a span.
@@ -34,15 +32,16 @@ fn url_host(url: &str) -> Option<&str> {
 }
 
 impl<'a> RemoteService<'a> {
-    pub(crate) fn observe(&mut self, key: &str, value: Option<&'a Value>) {
-        let Some(Value::StringValue(s)) = value else { return };
+    /// Sees one attribute; only string values name a peer.
+    pub(crate) fn observe(&mut self, key: &str, value: Option<&'a str>) {
+        let Some(s) = value else { return };
         let (slot, value) = match key {
-            attr::PEER_SERVICE => (&mut self.peer_service, Some(s.as_str())),
-            attr::DB_SYSTEM => (&mut self.db_system, Some(s.as_str())),
-            attr::MESSAGING_SYSTEM => (&mut self.messaging_system, Some(s.as_str())),
-            "rpc.service" => (&mut self.rpc_service, Some(s.as_str())),
-            attr::SERVER_ADDRESS => (&mut self.server_address, Some(s.as_str())),
-            "net.peer.name" => (&mut self.peer_name, Some(s.as_str())),
+            attr::PEER_SERVICE => (&mut self.peer_service, Some(s)),
+            attr::DB_SYSTEM => (&mut self.db_system, Some(s)),
+            attr::MESSAGING_SYSTEM => (&mut self.messaging_system, Some(s)),
+            "rpc.service" => (&mut self.rpc_service, Some(s)),
+            attr::SERVER_ADDRESS => (&mut self.server_address, Some(s)),
+            "net.peer.name" => (&mut self.peer_name, Some(s)),
             "url.full" | "http.url" => (&mut self.url_host, url_host(s)),
             _ => return,
         };

@@ -41,6 +41,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use serde::{Deserialize, Serialize};
 
+use crate::attributes::ValueRef;
 use crate::ids::{SpanId, TraceId};
 use crate::remote_service::RemoteService;
 use crate::schema::attr;
@@ -392,7 +393,7 @@ fn from_otlp_span(service: Option<&str>, resource_tags: &[KeyValue], scope: (&st
     let (mut server_address, mut server_port) = (None, None);
     for kv in resource_tags.iter().chain(&span.attributes) {
         let value = kv.value.as_ref().map(text).unwrap_or_default();
-        peer.observe(&kv.key, kv.value.as_ref().and_then(|v| v.value.as_ref()));
+        peer.observe(&kv.key, ValueRef::from(kv.value.as_ref().and_then(|v| v.value.as_ref())).as_str());
         match kv.key.as_str() {
             "server.address" => server_address = Some(value.clone()),
             "server.port" => server_port = value.parse().ok(),

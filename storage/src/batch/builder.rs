@@ -13,15 +13,15 @@ use arrow::array::{
 };
 use arrow::datatypes::Int8Type;
 use arrow::error::ArrowError;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use super::columns::{
     AttributeColumns, DedicatedColumn, DedicatedValue, EventColumns, LabelBuilder, LinkColumns, TimestampColumn,
     append_optional_label, append_optional_str, encode_limited,
 };
-use crate::attributes::EncodedValue;
+use super::view::{Attr, ResourceView, ScopeView, SpanView};
+use super::wire::{self, LeftToProst};
+use crate::attributes::{EncodedValue, ValueRef};
 use crate::remote_service::RemoteService;
 use crate::schema::{self, ColumnKind, DEDICATED, Level};
 
@@ -110,7 +110,7 @@ impl std::fmt::Debug for SpanBatchBuilder {
 }
 
 /// A resource's columns, worked out once for all its spans.
-struct ResourceColumns<'a> {
+pub(super) struct ResourceColumns<'a> {
     /// Indexed like [`DEDICATED`]; only resource entries are set.
     dedicated: Vec<Option<DedicatedValue<'a>>>,
     attributes: Vec<(&'a str, EncodedValue<'a>)>,
@@ -118,7 +118,7 @@ struct ResourceColumns<'a> {
     schema_url: &'a str,
 }
 
-struct ScopeColumns<'a> {
+pub(super) struct ScopeColumns<'a> {
     name: &'a str,
     version: &'a str,
     attributes: Vec<(&'a str, EncodedValue<'a>)>,
@@ -170,64 +170,88 @@ impl SpanBatchBuilder {
         self.rows == 0
     }
 
-    /// Appends every valid span of `resource_spans`; invalid ones are counted
-    /// and skipped.
+    /// Appends every valid span of decoded requests; invalid ones are
+    /// counted and skipped. The reference for [`Self::append_protobuf`].
     pub fn append(&mut self, resource_spans: &[ResourceSpans]) -> AppendSummary {
         let mut summary = AppendSummary::default();
+        let mut span = SpanView::default();
         for rs in resource_spans {
-            let resource = self.resource_columns(rs, &mut summary);
+            let resource_view = ResourceView::of(rs);
+            let resource = self.resource_columns(&resource_view, &mut summary);
             for ss in &rs.scope_spans {
-                let scope = self.scope_columns(ss, &mut summary);
-                for span in &ss.spans {
-                    match validate(span) {
-                        Ok(ids) => {
-                            self.append_span(span, &ids, &resource, &scope, &mut summary);
-                            summary.accepted += 1;
-                        }
-                        Err(reason) => summary.reject(reason),
-                    }
+                let scope_view = ScopeView::of(ss);
+                let scope = self.scope_columns(&scope_view, &mut summary);
+                for s in &ss.spans {
+                    span.fill_from(s);
+                    self.append_view(&span, &resource, &scope, &mut summary);
                 }
             }
         }
         summary
     }
 
-    fn resource_columns<'a>(&self, rs: &'a ResourceSpans, summary: &mut AppendSummary) -> ResourceColumns<'a> {
+    /// Appends the spans of an OTLP `ExportTraceServiceRequest` read straight
+    /// from its protobuf bytes, as [`Self::append`] would append them after
+    /// prost decoded the bytes. `Err` when the bytes do not decode or use
+    /// what the reader leaves to prost (see [`wire`]); the builder then holds
+    /// part of the request and is to be dropped.
+    pub fn append_protobuf(&mut self, bytes: &[u8]) -> Result<AppendSummary, LeftToProst> {
+        wire::append(self, bytes)
+    }
+
+    pub(super) fn append_view(
+        &mut self,
+        span: &SpanView<'_>,
+        resource: &ResourceColumns<'_>,
+        scope: &ScopeColumns<'_>,
+        summary: &mut AppendSummary,
+    ) {
+        match validate(span) {
+            Ok(ids) => {
+                self.append_span(span, &ids, resource, scope, summary);
+                summary.accepted += 1;
+            }
+            Err(reason) => summary.reject(reason),
+        }
+    }
+
+    pub(super) fn resource_columns<'a>(
+        &self,
+        resource: &'a ResourceView<'a>,
+        summary: &mut AppendSummary,
+    ) -> ResourceColumns<'a> {
         let mut columns = ResourceColumns {
             dedicated: vec![None; DEDICATED.len()],
             attributes: Vec::new(),
             dropped_attributes_count: 0,
-            schema_url: &rs.schema_url,
+            schema_url: resource.schema_url,
         };
-        if let Some(resource) = &rs.resource {
-            let (unique, dropped) = self.unique(&resource.attributes);
-            columns.dropped_attributes_count = resource.dropped_attributes_count.saturating_add(dropped);
-            for (key, kv) in unique {
-                match promotion(Level::Resource, key, kv_value(kv)) {
-                    Some((i, v)) => columns.dedicated[i] = Some(v),
-                    None => columns.attributes.push(self.encode(key, kv, summary)),
-                }
+        let (unique, dropped) = self.unique(&resource.attributes);
+        columns.dropped_attributes_count = resource.dropped_attributes_count.saturating_add(dropped);
+        for (key, attr) in unique {
+            match promotion(Level::Resource, key, &attr.value) {
+                Some((i, v)) => columns.dedicated[i] = Some(v),
+                None => columns.attributes.push(self.encode(key, attr, summary)),
             }
         }
         columns
     }
 
-    fn scope_columns<'a>(&self, ss: &'a ScopeSpans, summary: &mut AppendSummary) -> ScopeColumns<'a> {
-        let scope = ss.scope.as_ref();
-        let (attributes, dropped) = scope.map_or_else(|| (Vec::new(), 0), |s| self.encode_all(&s.attributes, summary));
+    pub(super) fn scope_columns<'a>(&self, scope: &'a ScopeView<'a>, summary: &mut AppendSummary) -> ScopeColumns<'a> {
+        let (attributes, dropped) = self.encode_all(&scope.attributes, summary);
         ScopeColumns {
-            name: scope.map_or("", |s| s.name.as_str()),
-            version: scope.map_or("", |s| s.version.as_str()),
+            name: scope.name,
+            version: scope.version,
             attributes,
-            dropped_attributes_count: scope.map_or(0, |s| s.dropped_attributes_count).saturating_add(dropped),
-            schema_url: &ss.schema_url,
+            dropped_attributes_count: scope.dropped_attributes_count.saturating_add(dropped),
+            schema_url: scope.schema_url,
         }
     }
 
     /// The value of an attribute whose key is already cut to `key`.
-    fn encode<'a>(&self, key: &'a str, kv: &'a KeyValue, summary: &mut AppendSummary) -> (&'a str, EncodedValue<'a>) {
-        let (value, cut) = encode_limited(kv_value(kv), self.limits.max_attribute_value_bytes);
-        summary.truncated_values += usize::from(cut) + usize::from(key.len() < kv.key.len());
+    fn encode<'a>(&self, key: &'a str, attr: &'a Attr<'a>, summary: &mut AppendSummary) -> (&'a str, EncodedValue<'a>) {
+        let (value, cut) = encode_limited(&attr.value, self.limits.max_attribute_value_bytes);
+        summary.truncated_values += usize::from(cut) + usize::from(key.len() < attr.key.len());
         (key, value)
     }
 
@@ -238,7 +262,7 @@ impl SpanBatchBuilder {
     }
 
     /// [`first_of_each_key`] with this builder's key limit.
-    fn unique<'a>(&self, attributes: &'a [KeyValue]) -> (Vec<(&'a str, &'a KeyValue)>, u32) {
+    fn unique<'a>(&self, attributes: &'a [Attr<'a>]) -> (Vec<(&'a str, &'a Attr<'a>)>, u32) {
         let max = self.limits.max_attribute_value_bytes;
         first_of_each_key(attributes, move |key| crate::attributes::truncate(key, max))
     }
@@ -246,16 +270,16 @@ impl SpanBatchBuilder {
     /// Encodes a whole attribute list; returns it and the repeats dropped.
     fn encode_all<'a>(
         &self,
-        attributes: &'a [KeyValue],
+        attributes: &'a [Attr<'a>],
         summary: &mut AppendSummary,
     ) -> (Vec<(&'a str, EncodedValue<'a>)>, u32) {
         let (unique, dropped) = self.unique(attributes);
-        (unique.into_iter().map(|(key, kv)| self.encode(key, kv, summary)).collect(), dropped)
+        (unique.into_iter().map(|(key, attr)| self.encode(key, attr, summary)).collect(), dropped)
     }
 
     fn append_span(
         &mut self,
-        span: &Span,
+        span: &SpanView<'_>,
         ids: &SpanIds,
         resource: &ResourceColumns<'_>,
         scope: &ScopeColumns<'_>,
@@ -268,25 +292,24 @@ impl SpanBatchBuilder {
             Some(parent) => self.parent_span_id.append_value(parent).expect("8 bytes"),
             None => self.parent_span_id.append_null(),
         }
-        append_optional_str(&mut self.trace_state, &span.trace_state);
+        append_optional_str(&mut self.trace_state, span.trace_state);
         self.flags.append_value(span.flags);
-        let name = self.cut(&span.name, summary);
+        let name = self.cut(span.name, summary);
         self.span_name.append_value(name);
         self.span_kind.append_value(enum_name(&schema::SPAN_KINDS, span.kind));
         self.start_time.push(ids.start);
         self.duration_ns.append_value(ids.end.wrapping_sub(ids.start));
-        let status = span.status.as_ref();
-        self.status_code.append_value(enum_name(&schema::STATUS_CODES, status.map_or(0, |s| s.code)));
-        let message = self.cut(status.map_or("", |s| s.message.as_str()), summary);
+        self.status_code.append_value(enum_name(&schema::STATUS_CODES, span.status_code));
+        let message = self.cut(span.status_message, summary);
         append_optional_str(&mut self.status_message, message);
 
         // Span attributes: promote what has a dedicated column, keep the rest.
         let mut filled = [false; DEDICATED_COUNT];
         let mut remote = RemoteService::default();
         let (unique, repeated) = self.unique(&span.attributes);
-        for &(key, kv) in &unique {
-            let value = kv_value(kv);
-            remote.observe(key, value);
+        for &(key, attr) in &unique {
+            let value = &attr.value;
+            remote.observe(key, value.as_str());
             if let Some((i, v)) = promotion(Level::Span, key, value) {
                 filled[i] = true;
                 self.dedicated[i].append(Some(&v));
@@ -303,7 +326,7 @@ impl SpanBatchBuilder {
                 self.dedicated[i].append(Some(&v));
                 self.span_attributes.types.push(current, schema::value_type::DERIVED);
             }
-            let (key, value) = self.encode(key, kv, summary);
+            let (key, value) = self.encode(key, attr, summary);
             self.span_attributes.push(key, &value);
         }
         self.span_attributes.finish_row();
@@ -320,11 +343,11 @@ impl SpanBatchBuilder {
         }
 
         for event in &span.events {
-            let (attributes, dropped) = self.encode_all(&event.attributes, summary);
+            let (attributes, dropped) = self.encode_all(span.item_attributes(&event.attributes), summary);
             for (key, value) in &attributes {
                 self.events.attributes().push(key, value);
             }
-            let name = self.cut(&event.name, summary);
+            let name = self.cut(event.name, summary);
             self.events.push(
                 clamp_nanos(event.time_unix_nano),
                 name,
@@ -333,14 +356,14 @@ impl SpanBatchBuilder {
         }
         self.events.finish_row();
         for link in &span.links {
-            let (attributes, dropped) = self.encode_all(&link.attributes, summary);
+            let (attributes, dropped) = self.encode_all(span.item_attributes(&link.attributes), summary);
             for (key, value) in &attributes {
                 self.links.attributes().push(key, value);
             }
-            let trace_id = link.trace_id.as_slice().try_into().expect("validated");
-            let span_id = link.span_id.as_slice().try_into().expect("validated");
+            let trace_id = link.trace_id.try_into().expect("validated");
+            let span_id = link.span_id.try_into().expect("validated");
             let dropped = link.dropped_attributes_count.saturating_add(dropped);
-            self.links.push(trace_id, span_id, &link.trace_state, link.flags, dropped);
+            self.links.push(trace_id, span_id, link.trace_state, link.flags, dropped);
         }
         self.links.finish_row();
         self.dropped_attributes_count.append_value(span.dropped_attributes_count.saturating_add(repeated));
@@ -417,33 +440,27 @@ impl SpanBatchBuilder {
 /// OTLP requires unique keys and a map holds one value per key, so later
 /// repeats are dropped and counted with the list's dropped attributes.
 fn first_of_each_key<'a>(
-    attributes: &'a [KeyValue],
+    attributes: &'a [Attr<'a>],
     cut: impl Fn(&'a str) -> &'a str,
-) -> (Vec<(&'a str, &'a KeyValue)>, u32) {
-    let mut seen: Vec<&str> = Vec::with_capacity(attributes.len());
-    let mut keep = Vec::with_capacity(attributes.len());
-    for kv in attributes {
-        let key = cut(&kv.key);
-        if seen.contains(&key) {
+) -> (Vec<(&'a str, &'a Attr<'a>)>, u32) {
+    let mut keep: Vec<(&str, &Attr<'_>)> = Vec::with_capacity(attributes.len());
+    for attr in attributes {
+        let key = cut(attr.key);
+        if keep.iter().any(|(seen, _)| *seen == key) {
             continue;
         }
-        seen.push(key);
-        keep.push((key, kv));
+        keep.push((key, attr));
     }
     let dropped = (attributes.len() - keep.len()) as u32;
     (keep, dropped)
 }
 
-fn kv_value(kv: &KeyValue) -> Option<&Value> {
-    kv.value.as_ref().and_then(|v| v.value.as_ref())
-}
-
 /// The dedicated column for an attribute, when its value has the column's type.
-fn promotion<'a>(level: Level, key: &str, value: Option<&'a Value>) -> Option<(usize, DedicatedValue<'a>)> {
+fn promotion<'a>(level: Level, key: &str, value: &ValueRef<'a>) -> Option<(usize, DedicatedValue<'a>)> {
     let i = DEDICATED.iter().position(|d| d.level == level && d.key == key)?;
-    let value = match (DEDICATED[i].kind, value?) {
-        (ColumnKind::Label | ColumnKind::Text, Value::StringValue(s)) => DedicatedValue::Str(s),
-        (ColumnKind::Int, Value::IntValue(n)) => DedicatedValue::Int(*n),
+    let value = match (DEDICATED[i].kind, value) {
+        (ColumnKind::Label | ColumnKind::Text, ValueRef::Str(s)) => DedicatedValue::Str(s),
+        (ColumnKind::Int, ValueRef::Int(n)) => DedicatedValue::Int(*n),
         _ => return None,
     };
     Some((i, value))
@@ -459,27 +476,21 @@ fn clamp_nanos(nanos: u64) -> i64 {
     i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
-fn validate(span: &Span) -> Result<SpanIds, String> {
-    let trace_id: [u8; 16] = span
-        .trace_id
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("trace_id must be 16 bytes, got {}", span.trace_id.len()))?;
+fn validate(span: &SpanView<'_>) -> Result<SpanIds, String> {
+    let trace_id: [u8; 16] =
+        span.trace_id.try_into().map_err(|_| format!("trace_id must be 16 bytes, got {}", span.trace_id.len()))?;
     if trace_id == [0; 16] {
         return Err("trace_id must not be all zeros".into());
     }
-    let span_id: [u8; 8] = span
-        .span_id
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("span_id must be 8 bytes, got {}", span.span_id.len()))?;
+    let span_id: [u8; 8] =
+        span.span_id.try_into().map_err(|_| format!("span_id must be 8 bytes, got {}", span.span_id.len()))?;
     if span_id == [0; 8] {
         return Err("span_id must not be all zeros".into());
     }
     let parent_span_id = match span.parent_span_id.len() {
         0 => None,
         8 if span.parent_span_id.iter().all(|b| *b == 0) => None,
-        8 => Some(span.parent_span_id.as_slice().try_into().expect("8 bytes")),
+        8 => Some(span.parent_span_id.try_into().expect("8 bytes")),
         n => return Err(format!("parent_span_id must be empty or 8 bytes, got {n}")),
     };
     let start = i64::try_from(span.start_time_unix_nano).map_err(|_| "start_time_unix_nano is after the year 2262")?;

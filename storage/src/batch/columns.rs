@@ -12,7 +12,7 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Int32Type, TimestampNanosecondType};
 use arrow::error::ArrowError;
 
-use crate::attributes::{self, EncodedValue};
+use crate::attributes::{self, EncodedValue, ValueRef};
 use crate::schema::{self, ColumnKind, Dedicated};
 
 pub(crate) type LabelBuilder = StringDictionaryBuilder<Int32Type>;
@@ -275,11 +275,8 @@ pub(crate) fn append_optional_label(builder: &mut LabelBuilder, value: &str) {
 
 /// Encodes an attribute value, cutting text beyond `max_bytes`. Returns
 /// whether it was cut.
-pub(crate) fn encode_limited<'a>(
-    value: Option<&'a opentelemetry_proto::tonic::common::v1::any_value::Value>,
-    max_bytes: usize,
-) -> (EncodedValue<'a>, bool) {
-    let mut encoded = attributes::encode(value);
+pub(crate) fn encode_limited<'a>(value: &ValueRef<'a>, max_bytes: usize) -> (EncodedValue<'a>, bool) {
+    let mut encoded = attributes::encode_ref(value);
     if encoded.text.len() <= max_bytes {
         return (encoded, false);
     }

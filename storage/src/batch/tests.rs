@@ -69,7 +69,7 @@ fn span(id: u8, parent: Option<u8>) -> Span {
     }
 }
 
-fn request() -> Vec<ResourceSpans> {
+pub(super) fn request() -> Vec<ResourceSpans> {
     let resource = |service: &str| Resource {
         attributes: vec![
             kv("service.name", s(service)),
@@ -238,7 +238,7 @@ fn repeated_keys_keep_the_first_value_and_count_the_rest_as_dropped() {
 
 /// One client span per generation of the semantic conventions, and one
 /// that sends both (as Java agents do while migrating).
-fn generations() -> Vec<ResourceSpans> {
+pub(super) fn generations() -> Vec<ResourceSpans> {
     let client = |id: u8, attributes: Vec<KeyValue>| Span {
         trace_id: vec![5; 16],
         span_id: vec![id; 8],
