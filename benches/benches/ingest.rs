@@ -1,14 +1,17 @@
 //! The ingest path piece by piece: OTLP protobuf (read from the wire as the
 //! server does, and through prost, the reference) and JSON into an Arrow
-//! batch, and a batch into a sorted Parquet span file.
+//! batch, a batch into a sorted Parquet span file, and a flush's encoding
+//! at its zstd level and at compaction's.
 //!
 //! cargo bench --workspace --bench ingest
 
 use arrow::array::RecordBatch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
 use prost::Message;
-use spanlake_benches::{demo_request, span_count};
+use spanlake_benches::{demo_request, load_requests, span_count};
 use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
 
 fn to_batch(request: &ExportTraceServiceRequest) -> RecordBatch {
@@ -64,5 +67,34 @@ fn encode(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, decode, encode);
+/// A flush's Parquet encoding of the load generator's spans (a row group's
+/// worth, sorted): the level-0 settings as shipped, and the same with the
+/// zstd level compaction writes at.
+fn flush_encode(c: &mut Criterion) {
+    let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+    for request in load_requests(262) {
+        builder.append_protobuf(&request).expect("read from the wire");
+    }
+    let batch = data_file::sort(FileKind::Spans, &builder.finish().expect("a batch")).expect("sorts");
+    let shipped = data_file::writer_properties(FileKind::Spans, 0);
+    let zstd3 =
+        shipped.clone().into_builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a level")));
+    let mut group = c.benchmark_group("flush_encode");
+    group.throughput(Throughput::Elements(batch.num_rows() as u64));
+    group.sample_size(10);
+    for (name, props) in [("level_0", shipped), ("level_0_zstd_3", zstd3.build())] {
+        let encode = || {
+            let mut file = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut file, batch.schema(), Some(props.clone())).expect("a writer");
+            writer.write(&batch).expect("writes");
+            writer.close().expect("closes");
+            file
+        };
+        group.bench_function(format!("{name}/{}_spans", batch.num_rows()), |b| b.iter(encode));
+        println!("{name}: {:.1} bytes/span", encode().len() as f64 / batch.num_rows() as f64);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, flush_encode);
 criterion_main!(benches);

@@ -191,11 +191,13 @@ pub fn in_current_order(kind: FileKind, metadata: &ParquetMetaData) -> bool {
 pub fn writer_properties(kind: FileKind, level: u8) -> WriterProperties {
     let schema = kind.schema();
     let row_group_rows = row_group_rows(level);
-    // zstd 3 in flushes and compaction alike: compacting at 9 saved 5% of
-    // the bytes for 47% more compaction CPU, at 15 7% for 5.5 times
-    // (BENCHMARKS.md, "Compaction's zstd level").
+    // Flushes at zstd 1: 7% less encoding time than 3 for 0.3% more bytes
+    // (`flush_encode` bench), and compaction rewrites their files. Compaction
+    // at 3: 9 saved 5% of the bytes for 47% more compaction CPU, 15 7% for
+    // 5.5 times (BENCHMARKS.md, "Compaction's zstd level").
+    let zstd = if level == 0 { 1 } else { 3 };
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_data_page_size_limit(page_bytes(level))
         .set_dictionary_page_size_limit(page_bytes(level))
