@@ -55,8 +55,8 @@ pub enum ValueRef<'a> {
     Int(i64),
     Double(f64),
     Bytes(&'a [u8]),
-    /// An `ArrayValue` or `KvlistValue`.
-    Nested(Cow<'a, Value>),
+    Array(Cow<'a, ArrayValue>),
+    Kvlist(Cow<'a, KeyValueList>),
     /// No value, or a string-table index: the profiles signal's, which the
     /// OTLP specification says to treat as absent elsewhere.
     Empty,
@@ -70,7 +70,8 @@ impl<'a> From<Option<&'a Value>> for ValueRef<'a> {
             Some(Value::IntValue(i)) => Self::Int(*i),
             Some(Value::DoubleValue(d)) => Self::Double(*d),
             Some(Value::BytesValue(b)) => Self::Bytes(b),
-            Some(nested @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => Self::Nested(Cow::Borrowed(nested)),
+            Some(Value::ArrayValue(a)) => Self::Array(Cow::Borrowed(a)),
+            Some(Value::KvlistValue(kv)) => Self::Kvlist(Cow::Borrowed(kv)),
             None | Some(Value::StringValueStrindex(_)) => Self::Empty,
         }
     }
@@ -96,14 +97,8 @@ pub fn encode_ref<'a>(value: &ValueRef<'a>) -> EncodedValue<'a> {
         ValueRef::Double(d) => (format_double(*d).into(), Some(value_type::DOUBLE)),
         ValueRef::Bool(b) => (Cow::Borrowed(if *b { "true" } else { "false" }), Some(value_type::BOOL)),
         ValueRef::Bytes(b) => (BASE64.encode(b).into(), Some(value_type::BYTES)),
-        ValueRef::Nested(nested) => match nested.as_ref() {
-            Value::ArrayValue(a) => (array_to_json(a).to_string().into(), Some(value_type::ARRAY)),
-            Value::KvlistValue(kv) => (kvlist_to_json(kv).to_string().into(), Some(value_type::KVLIST)),
-            scalar => {
-                let EncodedValue { text, type_tag } = encode(Some(scalar));
-                (text.into_owned().into(), type_tag)
-            }
-        },
+        ValueRef::Array(a) => (array_to_json(a).to_string().into(), Some(value_type::ARRAY)),
+        ValueRef::Kvlist(kv) => (kvlist_to_json(kv).to_string().into(), Some(value_type::KVLIST)),
         ValueRef::Empty => (Cow::Borrowed(""), Some(value_type::EMPTY)),
     };
     EncodedValue { text, type_tag }

@@ -238,8 +238,16 @@ fn read_any_value(bytes: &[u8]) -> Read<ValueRef<'_>> {
             2 => ValueRef::Bool(value.varint()? != 0),
             3 => ValueRef::Int(value.varint()? as i64),
             4 => ValueRef::Double(f64::from_bits(value.fixed64()?)),
-            5 => nested(Value::ArrayValue(ArrayValue::decode(value.bytes()?).map_err(|_| LeftToProst)?))?,
-            6 => nested(Value::KvlistValue(KeyValueList::decode(value.bytes()?).map_err(|_| LeftToProst)?))?,
+            5 => {
+                let array = ArrayValue::decode(value.bytes()?).map_err(|_| LeftToProst)?;
+                shallow(array_nesting(&array))?;
+                ValueRef::Array(Cow::Owned(array))
+            }
+            6 => {
+                let list = KeyValueList::decode(value.bytes()?).map_err(|_| LeftToProst)?;
+                shallow(list_nesting(&list))?;
+                ValueRef::Kvlist(Cow::Owned(list))
+            }
             7 => ValueRef::Bytes(value.bytes()?),
             8 => {
                 value.int32()?;
@@ -251,21 +259,23 @@ fn read_any_value(bytes: &[u8]) -> Read<ValueRef<'_>> {
     Ok(read)
 }
 
-fn nested<'a>(value: Value) -> Read<ValueRef<'a>> {
-    if nesting(&value) > MAX_NESTING {
-        return Err(LeftToProst);
-    }
-    Ok(ValueRef::Nested(Cow::Owned(value)))
+fn shallow(nesting: usize) -> Read<()> {
+    if nesting > MAX_NESTING { Err(LeftToProst) } else { Ok(()) }
 }
 
-/// How many messages deep a value reaches.
-fn nesting(value: &Value) -> usize {
-    let any = |v: &AnyValue| 1 + v.value.as_ref().map_or(0, nesting);
-    match value {
-        Value::ArrayValue(array) => 1 + array.values.iter().map(any).max().unwrap_or(0),
-        Value::KvlistValue(list) => {
-            1 + list.values.iter().map(|kv| 1 + kv.value.as_ref().map_or(0, any)).max().unwrap_or(0)
-        }
+/// How many messages deep an array reaches.
+fn array_nesting(array: &ArrayValue) -> usize {
+    1 + array.values.iter().map(any_nesting).max().unwrap_or(0)
+}
+
+fn list_nesting(list: &KeyValueList) -> usize {
+    1 + list.values.iter().map(|kv| 1 + kv.value.as_ref().map_or(0, any_nesting)).max().unwrap_or(0)
+}
+
+fn any_nesting(value: &AnyValue) -> usize {
+    1 + match &value.value {
+        Some(Value::ArrayValue(array)) => array_nesting(array),
+        Some(Value::KvlistValue(list)) => list_nesting(list),
         _ => 0,
     }
 }
