@@ -280,4 +280,21 @@ mod tests {
         assert_eq!(normal(second, 1), normal(first, 0));
         assert_eq!(normal(decode(&templates.request(0).1), 0), normal(original, 0));
     }
+
+    /// The spans every ingest figure is measured on read through the wire
+    /// reader exactly as through prost and the same builder.
+    #[test]
+    fn the_wire_reader_builds_what_prost_builds_from_the_load_requests() {
+        use spanlake_storage::{IngestLimits, SpanBatchBuilder};
+        let templates = templates(&mut StdRng::seed_from_u64(3), DEFAULT_SHAPE, 4, 1_000);
+        for send in 0..8 {
+            let bytes = templates.request(send).1;
+            let mut wire = SpanBatchBuilder::new(IngestLimits::default());
+            let summary = wire.append_protobuf(&bytes).expect("read from the wire");
+            let mut reference = SpanBatchBuilder::new(IngestLimits::default());
+            assert_eq!(summary, reference.append(&decode(&bytes).resource_spans));
+            assert_eq!(summary.accepted, 500);
+            assert_eq!(wire.finish().unwrap(), reference.finish().unwrap());
+        }
+    }
 }
