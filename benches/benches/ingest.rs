@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use prost::Message;
-use spanlake_benches::{demo_request, load_requests, span_count};
+use spanlake_benches::{FOUR_ROW_GROUPS, demo_request, load_requests, span_count};
 use spanlake_storage::{FileKind, IngestLimits, SpanBatchBuilder, data_file};
 
 fn to_batch(request: &ExportTraceServiceRequest) -> RecordBatch {
@@ -72,7 +72,7 @@ fn encode(c: &mut Criterion) {
 /// zstd level compaction writes at.
 fn flush_encode(c: &mut Criterion) {
     let mut builder = SpanBatchBuilder::new(IngestLimits::default());
-    for request in load_requests(262) {
+    for request in load_requests(FOUR_ROW_GROUPS / 4) {
         builder.append_protobuf(&request).expect("read from the wire");
     }
     let batch = data_file::sort(FileKind::Spans, &builder.finish().expect("a batch")).expect("sorts");

@@ -111,18 +111,18 @@ pub(crate) struct LinkView<'a> {
 impl<'a> SpanView<'a> {
     /// Empties the view for the next span, keeping its lists' room.
     pub(super) fn clear(&mut self) {
-        let mut cleared = Self {
-            attributes: std::mem::take(&mut self.attributes),
-            events: std::mem::take(&mut self.events),
-            links: std::mem::take(&mut self.links),
-            item_attributes: std::mem::take(&mut self.item_attributes),
+        fn emptied<T>(list: &mut Vec<T>) -> Vec<T> {
+            let mut list = std::mem::take(list);
+            list.clear();
+            list
+        }
+        *self = Self {
+            attributes: emptied(&mut self.attributes),
+            events: emptied(&mut self.events),
+            links: emptied(&mut self.links),
+            item_attributes: emptied(&mut self.item_attributes),
             ..Self::default()
         };
-        cleared.attributes.clear();
-        cleared.events.clear();
-        cleared.links.clear();
-        cleared.item_attributes.clear();
-        *self = cleared;
     }
 
     /// Appends attributes for an event or link; returns their range.

@@ -50,24 +50,14 @@ fn resource_spans<'a>(
     span: &mut SpanView<'a>,
     summary: &mut AppendSummary,
 ) -> Read<()> {
-    let mut resource = ResourceView::default();
-    let mut seen_resource = false;
-    for field in Fields(bytes) {
-        match field? {
-            (1, value) => {
-                once(&mut seen_resource)?;
-                read_resource(value.bytes()?, &mut resource)?;
-            }
-            (2, value) => _ = value.bytes()?,
-            (3, value) => resource.schema_url = value.str()?,
-            _ => {}
-        }
+    let (header, schema_url) = header_and_schema_url(bytes)?;
+    let mut resource = ResourceView { schema_url, ..ResourceView::default() };
+    if let Some(header) = header {
+        read_resource(header, &mut resource)?;
     }
     let columns = builder.resource_columns(&resource, summary);
-    for field in Fields(bytes) {
-        if let (2, value) = field? {
-            scope_spans(builder, value.bytes()?, &columns, span, summary)?;
-        }
+    for scope_spans_bytes in children(bytes) {
+        scope_spans(builder, scope_spans_bytes?, &columns, span, summary)?;
     }
     Ok(())
 }
@@ -79,27 +69,45 @@ fn scope_spans<'a>(
     span: &mut SpanView<'a>,
     summary: &mut AppendSummary,
 ) -> Read<()> {
-    let mut scope = ScopeView::default();
-    let mut seen_scope = false;
+    let (header, schema_url) = header_and_schema_url(bytes)?;
+    let mut scope = ScopeView { schema_url, ..ScopeView::default() };
+    if let Some(header) = header {
+        read_scope(header, &mut scope)?;
+    }
+    let columns = builder.scope_columns(&scope, summary);
+    for span_bytes in children(bytes) {
+        read_span(span_bytes?, span)?;
+        builder.append_view(span, resource, &columns, summary);
+    }
+    Ok(())
+}
+
+/// `ResourceSpans` and `ScopeSpans` share a layout: their resource or scope
+/// (field 1, at most once), their children (field 2) and the schema URL
+/// (field 3). Checks the whole message; returns field 1 and field 3.
+fn header_and_schema_url(bytes: &[u8]) -> Read<(Option<&[u8]>, &str)> {
+    let (mut header, mut schema_url, mut seen_header) = (None, "", false);
     for field in Fields(bytes) {
         match field? {
             (1, value) => {
-                once(&mut seen_scope)?;
-                read_scope(value.bytes()?, &mut scope)?;
+                once(&mut seen_header)?;
+                header = Some(value.bytes()?);
             }
             (2, value) => _ = value.bytes()?,
-            (3, value) => scope.schema_url = value.str()?,
+            (3, value) => schema_url = value.str()?,
             _ => {}
         }
     }
-    let columns = builder.scope_columns(&scope, summary);
-    for field in Fields(bytes) {
-        if let (2, value) = field? {
-            read_span(value.bytes()?, span)?;
-            builder.append_view(span, resource, &columns, summary);
-        }
-    }
-    Ok(())
+    Ok((header, schema_url))
+}
+
+/// The children (field 2) of a message [`header_and_schema_url`] checked.
+fn children(bytes: &[u8]) -> impl Iterator<Item = Read<&[u8]>> {
+    Fields(bytes).filter_map(|field| match field {
+        Ok((2, value)) => Some(value.bytes()),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    })
 }
 
 fn read_resource<'a>(bytes: &'a [u8], resource: &mut ResourceView<'a>) -> Read<()> {
