@@ -1,6 +1,6 @@
-//! The ingest path piece by piece: OTLP protobuf (read from the wire as the
-//! server does, and through prost, the reference) and JSON into an Arrow
-//! batch, a batch into a sorted Parquet span file, and a flush's encoding
+//! The ingest path piece by piece: OTLP protobuf and OTLP/JSON into an
+//! Arrow batch (each read from the bytes as the server does, and through
+//! its reference decoder, prost or serde_json), a batch into a sorted Parquet span file, and a flush's encoding
 //! at its zstd level and at compaction's.
 //!
 //! cargo bench --workspace --bench ingest
@@ -38,6 +38,13 @@ fn decode(c: &mut Criterion) {
         b.iter(|| to_batch(&ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes")))
     });
     group.bench_function(format!("json/{spans}_spans_{}_bytes", json.len()), |b| {
+        b.iter(|| {
+            let mut builder = SpanBatchBuilder::new(IngestLimits::default());
+            builder.append_json(&json).expect("read from the bytes");
+            builder.finish().expect("a batch")
+        })
+    });
+    group.bench_function(format!("json_serde/{spans}_spans_{}_bytes", json.len()), |b| {
         b.iter(|| to_batch(&serde_json::from_slice(&json).expect("decodes")))
     });
     group.finish();

@@ -12,7 +12,7 @@ use prost::Message;
 use spanlake_benches::{FOUR_ROW_GROUPS, load_requests};
 use spanlake_query::{QueryEngine, QueryLimits};
 use spanlake_storage::ids::TraceId;
-use spanlake_storage::{Storage, StorageConfig, TenantId, WalSync};
+use spanlake_storage::{ExportBody, Storage, StorageConfig, TenantId, WalSync};
 
 const QUERIES: [(&str, &str); 4] = [
     ("spans_per_service", "SELECT service_name, count(*) AS n FROM spans GROUP BY service_name ORDER BY n DESC"),
@@ -53,7 +53,10 @@ async fn stored(dir: &std::path::Path) -> (QueryEngine, Vec<TraceId>) {
                 TraceId::from_slice(&request.resource_spans[0].scope_spans[0].spans[0].trace_id).expect("16 bytes"),
             );
         }
-        storage.write(&tenant, storage.decode(body.into()).expect("decodes")).await.expect("written");
+        storage
+            .write(&tenant, storage.decode(ExportBody::Protobuf(body.into())).expect("decodes"))
+            .await
+            .expect("written");
     }
     storage.flush().await.expect("flushed");
     storage.maintain().await.expect("compacted");

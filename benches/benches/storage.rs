@@ -11,7 +11,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use object_store::local::LocalFileSystem;
 use prost::Message;
 use spanlake_benches::{demo_request, span_count};
-use spanlake_storage::{Storage, StorageConfig, TenantId, WalSync};
+use spanlake_storage::{ExportBody, Storage, StorageConfig, TenantId, WalSync};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime")
@@ -50,7 +50,7 @@ fn wal_append(c: &mut Criterion) {
                     rt.block_on(async {
                         let dir = tempfile::tempdir().expect("temp dir");
                         let storage = open(dir.path(), WalSync::Fsync).await;
-                        let decoded = storage.decode(body.clone()).expect("decodes");
+                        let decoded = storage.decode(ExportBody::Protobuf(body.clone())).expect("decodes");
                         let tenant = TenantId::default();
                         let started = Instant::now();
                         for _ in 0..iters {
@@ -84,7 +84,7 @@ fn flush(c: &mut Criterion) {
                     let dir = tempfile::tempdir().expect("temp dir");
                     let storage = open(dir.path(), WalSync::None).await;
                     for (body, _) in &exports {
-                        let decoded = storage.decode(body.clone()).expect("decodes");
+                        let decoded = storage.decode(ExportBody::Protobuf(body.clone())).expect("decodes");
                         storage.write(&TenantId::default(), decoded).await.expect("written");
                     }
                     let started = Instant::now();

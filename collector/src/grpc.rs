@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use spanlake_storage::{TENANT_HEADER, TenantId};
+use spanlake_storage::{ExportBody, TENANT_HEADER, TenantId};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::server::{NamedService, UnaryService};
@@ -91,7 +91,7 @@ impl UnaryService<Bytes> for Export {
             let tenant = TenantId::from_header(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()))
                 .map_err(IngestError::from)?;
             let bytes = request.into_inner();
-            let response = ingest.export(&tenant, Protocol::OtlpGrpc, move || Ok(bytes)).await?;
+            let response = ingest.export(&tenant, Protocol::OtlpGrpc, move || Ok(ExportBody::Protobuf(bytes))).await?;
             Ok(tonic::Response::new(response))
         })
     }

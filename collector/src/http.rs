@@ -11,11 +11,11 @@ use axum::routing::post;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use spanlake_storage::{TENANT_HEADER, TenantId};
+use spanlake_storage::{ExportBody, TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
 use crate::error::IngestError;
-use crate::ingest::{Ingest, json_to_protobuf};
+use crate::ingest::Ingest;
 use crate::metrics::Protocol;
 
 pub fn router(ingest: Ingest) -> Router {
@@ -46,10 +46,11 @@ impl Format {
         })
     }
 
-    fn to_protobuf(self, bytes: Bytes) -> Result<Bytes, IngestError> {
+    /// The body as received, which the WAL keeps.
+    fn body(self, bytes: Bytes) -> ExportBody {
         match self {
-            Self::Protobuf => Ok(bytes),
-            Self::Json => json_to_protobuf(&bytes),
+            Self::Protobuf => ExportBody::Protobuf(bytes),
+            Self::Json => ExportBody::Json(bytes),
         }
     }
 
@@ -101,12 +102,7 @@ async fn receive(
     let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
     let limit = ingest.config().max_request_bytes;
     let raw = body::read_limited(body, limit).await?;
-    ingest
-        .export(&tenant, format.protocol(), move || {
-            let bytes = body::decompress(raw, encoding, limit)?;
-            format.to_protobuf(bytes)
-        })
-        .await
+    ingest.export(&tenant, format.protocol(), move || Ok(format.body(body::decompress(raw, encoding, limit)?))).await
 }
 
 /// OTLP/JSON writes 64-bit integers as strings (`"rejectedSpans": "2"`);

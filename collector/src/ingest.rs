@@ -1,15 +1,11 @@
-//! The path every receiver shares: admission, the request turned into
-//! OTLP protobuf and decoded by storage on the blocking pool, the WAL, and
-//! OTLP partial success.
+//! The path every receiver shares: admission, the request turned into an
+//! OTLP body and decoded by storage on the blocking pool, the WAL, and OTLP
+//! partial success.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
-use spanlake_storage::{AppendSummary, Storage, TenantId};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use spanlake_storage::{AppendSummary, ExportBody, Storage, TenantId};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
@@ -59,19 +55,19 @@ impl Ingest {
         &self.config
     }
 
-    /// Runs `to_protobuf` (decompression, other formats into OTLP protobuf)
-    /// and storage's decoding on the blocking pool (both are CPU work), then
-    /// stores the spans. Returns once they are durable and queryable.
+    /// Runs `to_otlp` (decompression, other formats into OTLP) and storage's
+    /// decoding on the blocking pool (both are CPU work), then stores the
+    /// spans. Returns once they are durable and queryable.
     pub async fn export<F>(
         &self,
         tenant: &TenantId,
         protocol: Protocol,
-        to_protobuf: F,
+        to_otlp: F,
     ) -> Result<ExportTraceServiceResponse, IngestError>
     where
-        F: FnOnce() -> Result<Bytes, IngestError> + Send + 'static,
+        F: FnOnce() -> Result<ExportBody, IngestError> + Send + 'static,
     {
-        let result = self.store(tenant, protocol, to_protobuf).await;
+        let result = self.store(tenant, protocol, to_otlp).await;
         if let Err(error) = &result {
             self.metrics.refused(protocol, error);
         }
@@ -82,16 +78,16 @@ impl Ingest {
         &self,
         tenant: &TenantId,
         protocol: Protocol,
-        to_protobuf: F,
+        to_otlp: F,
     ) -> Result<ExportTraceServiceResponse, IngestError>
     where
-        F: FnOnce() -> Result<Bytes, IngestError> + Send + 'static,
+        F: FnOnce() -> Result<ExportBody, IngestError> + Send + 'static,
     {
         let _permit = self.permits.acquire().await.map_err(|_| IngestError::Internal("ingest is closed".into()))?;
         // Refuse before paying for the decode when the buffer is full.
         self.storage.check_room()?;
         let storage = Arc::clone(&self.storage);
-        let export = tokio::task::spawn_blocking(move || Ok::<_, IngestError>(storage.decode(to_protobuf()?)?))
+        let export = tokio::task::spawn_blocking(move || Ok::<_, IngestError>(storage.decode(to_otlp()?)?))
             .await
             .map_err(|e| IngestError::Internal(format!("decoding task failed: {e}")))??;
         let summary = export.summary().clone();
@@ -103,13 +99,6 @@ impl Ingest {
         debug!(%tenant, accepted = summary.accepted, rejected = summary.rejected, "export stored");
         Ok(response(&summary, self.storage.limits().max_attribute_value_bytes))
     }
-}
-
-/// An OTLP/JSON request as protobuf, the form the WAL keeps.
-pub(crate) fn json_to_protobuf(bytes: &[u8]) -> Result<Bytes, IngestError> {
-    let request: ExportTraceServiceRequest =
-        serde_json::from_slice(bytes).map_err(|e| IngestError::InvalidRequest(format!("JSON does not decode: {e}")))?;
-    Ok(Bytes::from(request.encode_to_vec()))
 }
 
 /// OTLP partial success: rejected spans with the first reason, and a

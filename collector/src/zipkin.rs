@@ -13,7 +13,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
-use spanlake_storage::{TENANT_HEADER, TenantId};
+use spanlake_storage::{ExportBody, TENANT_HEADER, TenantId};
 
 use crate::body::{self, Encoding};
 use crate::error::IngestError;
@@ -50,11 +50,12 @@ async fn store(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<(), I
     let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
     let limit = ingest.config().max_request_bytes;
     let raw = body::read_limited(body, limit).await?;
-    ingest.export(&tenant, protocol, move || to_protobuf(protocol, &body::decompress(raw, encoding, limit)?)).await?;
+    ingest.export(&tenant, protocol, move || to_otlp(protocol, &body::decompress(raw, encoding, limit)?)).await?;
     Ok(())
 }
 
-fn to_protobuf(protocol: Protocol, bytes: &[u8]) -> Result<Bytes, IngestError> {
+/// Zipkin spans as an OTLP protobuf request, the form the WAL keeps.
+fn to_otlp(protocol: Protocol, bytes: &[u8]) -> Result<ExportBody, IngestError> {
     let spans: Vec<ZipkinSpan> = if protocol == Protocol::ZipkinProto3 {
         let list = proto3::ListOfSpans::decode(bytes)
             .map_err(|e| IngestError::InvalidRequest(format!("expected a Zipkin proto3 ListOfSpans: {e}")))?;
@@ -64,5 +65,5 @@ fn to_protobuf(protocol: Protocol, bytes: &[u8]) -> Result<Bytes, IngestError> {
             .map_err(|e| IngestError::InvalidRequest(format!("expected a JSON list of Zipkin v2 spans: {e}")))?
     };
     let resource_spans = zipkin::to_otlp(spans).map_err(|e| IngestError::InvalidRequest(e.to_string()))?;
-    Ok(Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec()))
+    Ok(ExportBody::Protobuf(Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec())))
 }

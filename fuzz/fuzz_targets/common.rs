@@ -24,20 +24,38 @@ pub fn build_and_read_back(resource_spans: &[ResourceSpans]) -> (RecordBatch, Ap
     (batch, summary)
 }
 
-/// OTLP protobuf as storage reads it, the wire reader against prost and the
-/// batch builder, the reference: whatever the wire reader reads must come
-/// out exactly as the reference builds it, and what prost refuses the wire
-/// reader must leave to prost.
+/// OTLP protobuf as storage reads it: the wire reader against prost and
+/// the batch builder, the reference.
 pub fn read_protobuf(data: &[u8]) {
-    let mut wire = SpanBatchBuilder::new(limits());
-    match (wire.append_protobuf(data), ExportTraceServiceRequest::decode(data)) {
-        (Ok(summary), Ok(request)) => {
+    let mut builder = SpanBatchBuilder::new(limits());
+    let read = builder.append_protobuf(data).ok();
+    compare(builder, read, ExportTraceServiceRequest::decode(data));
+}
+
+/// OTLP/JSON as storage reads it: the JSON reader against serde_json and
+/// the batch builder, the reference.
+pub fn read_json(data: &[u8]) {
+    let mut builder = SpanBatchBuilder::new(limits());
+    let read = builder.append_json(data).ok();
+    compare(builder, read, serde_json::from_slice(data));
+}
+
+/// Whatever a reader read (`read`, `builder` holding it) must come out
+/// exactly as the reference builds it, and what the reference refuses the
+/// reader must have left to it.
+fn compare<E: std::fmt::Display>(
+    mut builder: SpanBatchBuilder,
+    read: Option<AppendSummary>,
+    reference: Result<ExportTraceServiceRequest, E>,
+) {
+    match (read, reference) {
+        (Some(summary), Ok(request)) => {
             let reference = build_and_read_back(&request.resource_spans);
             assert_eq!(summary, reference.1);
-            assert_eq!(wire.finish().expect("a valid batch"), reference.0);
+            assert_eq!(builder.finish().expect("a valid batch"), reference.0);
         }
-        (Ok(_), Err(e)) => panic!("the wire reader read what prost refuses: {e}"),
-        (Err(_), Ok(request)) => _ = build_and_read_back(&request.resource_spans),
-        (Err(_), Err(_)) => {}
+        (Some(_), Err(e)) => panic!("the reader read what the reference refuses: {e}"),
+        (None, Ok(request)) => _ = build_and_read_back(&request.resource_spans),
+        (None, Err(_)) => {}
     }
 }

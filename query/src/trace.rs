@@ -82,6 +82,7 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
+    use spanlake_storage::ExportBody;
 
     use super::*;
     use crate::engine::QueryLimits;
@@ -116,11 +117,11 @@ mod tests {
         let storage = crate::test_support::storage(dir.path()).await;
         let tenant = TenantId::default();
         for trace in 1..=5 {
-            storage.write(&tenant, storage.decode(export(trace)).unwrap()).await.unwrap();
+            storage.write(&tenant, storage.decode(ExportBody::Protobuf(export(trace))).unwrap()).await.unwrap();
             storage.flush().await.unwrap();
         }
         // Trace 6 is only in the buffer.
-        storage.write(&tenant, storage.decode(export(6)).unwrap()).await.unwrap();
+        storage.write(&tenant, storage.decode(ExportBody::Protobuf(export(6))).unwrap()).await.unwrap();
         let engine = QueryEngine::new(storage, QueryLimits::default()).unwrap();
 
         assert_eq!(files_opened(&engine, 3).await, 5, "without the map every file's blooms are read");

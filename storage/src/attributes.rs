@@ -84,6 +84,20 @@ impl<'a> ValueRef<'a> {
             _ => None,
         }
     }
+
+    /// The value as prost holds it, to nest it in an array or key-value list.
+    pub fn into_owned(self) -> Option<Value> {
+        Some(match self {
+            Self::Str(s) => Value::StringValue(s.to_owned()),
+            Self::Bool(b) => Value::BoolValue(b),
+            Self::Int(i) => Value::IntValue(i),
+            Self::Double(d) => Value::DoubleValue(d),
+            Self::Bytes(b) => Value::BytesValue(b.to_vec()),
+            Self::Array(a) => Value::ArrayValue(a.into_owned()),
+            Self::Kvlist(kv) => Value::KvlistValue(kv.into_owned()),
+            Self::Empty => return None,
+        })
+    }
 }
 
 pub fn encode(value: Option<&Value>) -> EncodedValue<'_> {

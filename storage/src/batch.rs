@@ -2,6 +2,7 @@
 
 mod builder;
 mod columns;
+pub mod json;
 mod to_otlp;
 mod view;
 pub mod wire;
@@ -10,6 +11,8 @@ pub use builder::{AppendSummary, IngestLimits, SpanBatchBuilder};
 pub(crate) use columns::TimestampColumn;
 pub use to_otlp::{ToOtlpError, spans_to_otlp};
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;
 

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use bytes::Bytes;
 use object_store::ObjectStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,7 @@ use crate::catalog::{Catalog, DataFile, Manifest};
 use crate::clock::{Clock, SystemClock};
 use crate::compaction::CompactionConfig;
 use crate::error::StorageError;
-use crate::export::{self, DecodedExport};
+use crate::export::{self, DecodedExport, ExportBody};
 use crate::metrics::{StorageMetrics, TenantLabel};
 use crate::paths::{FileKind, TenantId};
 use crate::wal::{self, Durable, Record, ReplayReport, Wal, WalConfig};
@@ -235,10 +234,10 @@ impl Storage {
         &self.replay
     }
 
-    /// Decodes an OTLP protobuf export request into a span batch under the
-    /// ingest limits, each invalid span rejected alone. CPU work: callers
-    /// on an async runtime run it on the blocking pool.
-    pub fn decode(&self, body: Bytes) -> Result<DecodedExport, StorageError> {
+    /// Decodes an OTLP export request (protobuf or JSON) into a span batch
+    /// under the ingest limits, each invalid span rejected alone. CPU work:
+    /// callers on an async runtime run it on the blocking pool.
+    pub fn decode(&self, body: ExportBody) -> Result<DecodedExport, StorageError> {
         Ok(export::decode(body, &self.config.limits)?)
     }
 

@@ -21,7 +21,7 @@ pub enum StorageError {
     Wal(#[from] WalError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// The client's request: not OTLP protobuf.
+    /// The client's request: not OTLP protobuf or OTLP/JSON.
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("the write buffer is full; retry shortly")]

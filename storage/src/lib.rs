@@ -36,7 +36,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use compaction::CompactionConfig;
 pub use engine::{DEFAULT_MAX_BUFFER_BYTES, FlushConfig, Snapshot, Storage, StorageConfig};
 pub use error::StorageError;
-pub use export::{DecodeError, DecodedExport};
+pub use export::{DecodeError, DecodedExport, ExportBody};
 pub use metrics::StorageMetrics;
 pub use paths::{FileKind, InvalidTenant, TENANT_HEADER, TenantId};
 pub use wal::{WalConfig, WalSync};

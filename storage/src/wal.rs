@@ -32,13 +32,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 pub use segment::{Record, SegmentContents, SegmentError, read_segment};
 
+use crate::export::ExportBody;
 use crate::metrics::StorageMetrics;
 use crate::paths::TenantId;
 
@@ -92,7 +93,7 @@ pub struct Durable {
 pub type OnDurable = Box<dyn FnMut(Vec<Durable>) + Send>;
 
 enum Command {
-    Append { tenant: TenantId, body: Bytes, batch: RecordBatch, done: oneshot::Sender<Result<u64, WalError>> },
+    Append { tenant: TenantId, body: ExportBody, batch: RecordBatch, done: oneshot::Sender<Result<u64, WalError>> },
     Seal { done: oneshot::Sender<()> },
     Stop { done: oneshot::Sender<()> },
 }
@@ -217,7 +218,7 @@ impl Wal {
     }
 
     /// Logs an export durably and applies its batch; returns its sequence.
-    pub async fn append(&self, tenant: TenantId, body: Bytes, batch: RecordBatch) -> Result<u64, WalError> {
+    pub async fn append(&self, tenant: TenantId, body: ExportBody, batch: RecordBatch) -> Result<u64, WalError> {
         let (done, result) = oneshot::channel();
         self.commands.send(Command::Append { tenant, body, batch, done }).await.map_err(|_| WalError::Closed)?;
         result.await.map_err(|_| WalError::Closed)?
@@ -311,7 +312,7 @@ impl Writer {
                 match receiver.try_recv() {
                     Ok(command) => {
                         if let Command::Append { body, .. } = &command {
-                            bytes += body.len();
+                            bytes += body.bytes().len();
                         }
                         group.push(command);
                     }

@@ -50,11 +50,37 @@ async fn stored_span_ids(server: &TestServer) -> Vec<(u64, i64)> {
         .collect()
 }
 
+/// Sends one export: OTLP/gRPC, or OTLP/JSON over HTTP (logged in the WAL
+/// as JSON). `Err` once the server is gone.
+async fn send(
+    client: &mut Option<TraceServiceClient<tonic::transport::Channel>>,
+    url: &str,
+    first: u64,
+) -> Result<(), ()> {
+    let request = export(first, SPANS_PER_EXPORT);
+    match client {
+        Some(client) => client.export(request).await.map(drop).map_err(drop),
+        None => {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&request).unwrap())
+                .send()
+                .await
+                .map_err(drop)?;
+            if response.status().is_success() { Ok(()) } else { Err(()) }
+        }
+    }
+}
+
+const SPANS_PER_EXPORT: u64 = 20;
+
 /// Clients export as fast as they can, each span once, and note what was
 /// acknowledged; the server is killed with SIGKILL at random moments and
 /// restarted. In the end every acknowledged span is there exactly once
-/// (and no unacknowledged one twice). Rounds: SPANLAKE_CRASH_ROUNDS, 20 by
-/// default; raise it for a longer run by hand.
+/// (and no unacknowledged one twice). Two clients send OTLP/gRPC, one
+/// OTLP/JSON, so the WAL replays records of both formats. Rounds:
+/// SPANLAKE_CRASH_ROUNDS, 20 by default; raise it for a longer run by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_spans_survive_sigkill_exactly_once() {
     let rounds: usize = std::env::var("SPANLAKE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
@@ -68,21 +94,35 @@ async fn acknowledged_spans_survive_sigkill_exactly_once() {
     .await;
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let next_id = Arc::new(AtomicU64::new(1));
-    const SPANS_PER_EXPORT: u64 = 20;
+    let json_acknowledged = Arc::new(AtomicU64::new(0));
 
     for round in 0..rounds {
-        let endpoint = server.grpc_endpoint();
+        let (endpoint, url) = (server.grpc_endpoint(), server.otlp_http_url());
         let clients: Vec<_> = (0..3)
-            .map(|_| {
-                let (endpoint, acknowledged, next_id) =
-                    (endpoint.clone(), Arc::clone(&acknowledged), Arc::clone(&next_id));
+            .map(|i| {
+                let (endpoint, url, acknowledged, next_id, json_acknowledged) = (
+                    endpoint.clone(),
+                    url.clone(),
+                    Arc::clone(&acknowledged),
+                    Arc::clone(&next_id),
+                    Arc::clone(&json_acknowledged),
+                );
                 tokio::spawn(async move {
-                    let Ok(mut client) = TraceServiceClient::connect(endpoint).await else { return };
+                    let mut client = match i {
+                        2 => None,
+                        _ => match TraceServiceClient::connect(endpoint).await {
+                            Ok(client) => Some(client),
+                            Err(_) => return,
+                        },
+                    };
                     loop {
                         let first = next_id.fetch_add(SPANS_PER_EXPORT, Ordering::SeqCst);
-                        match client.export(export(first, SPANS_PER_EXPORT)).await {
-                            Ok(_) => acknowledged.lock().await.push(first),
-                            Err(_) => return, // the server died: this export may or may not be stored
+                        match send(&mut client, &url, first).await {
+                            Ok(()) => {
+                                acknowledged.lock().await.push(first);
+                                json_acknowledged.fetch_add(u64::from(client.is_none()), Ordering::SeqCst);
+                            }
+                            Err(()) => return, // the server died: this export may or may not be stored
                         }
                     }
                 })
@@ -115,7 +155,12 @@ async fn acknowledged_spans_survive_sigkill_exactly_once() {
         server.log()
     );
     assert!(acknowledged.len() > rounds, "the clients got exports through in most rounds");
-    eprintln!("{rounds} SIGKILLs, {} exports acknowledged, all present exactly once", acknowledged.len());
+    let json = json_acknowledged.load(Ordering::SeqCst);
+    assert!(json > rounds as u64, "the JSON client got exports through in most rounds: {json}");
+    eprintln!(
+        "{rounds} SIGKILLs, {} exports acknowledged ({json} as OTLP/JSON), all present exactly once",
+        acknowledged.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

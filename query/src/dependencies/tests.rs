@@ -20,6 +20,8 @@ use spanlake_storage::schema::{
     TRACE_ID,
 };
 
+use spanlake_storage::ExportBody;
+
 use super::*;
 use crate::engine::{QueryLimits, SPANS_TABLE};
 use crate::params::{NANOS_PER_SECOND, Params};
@@ -219,7 +221,10 @@ async fn the_graph_of_any_window_is_the_one_a_self_join_of_every_span_gives() {
         }
         pending.shuffle(&mut rng);
         for export in pending.drain(..6) {
-            storage.write(&tenant, storage.decode(export).expect("decodes")).await.expect("written");
+            storage
+                .write(&tenant, storage.decode(ExportBody::Protobuf(export)).expect("decodes"))
+                .await
+                .expect("written");
         }
         if rng.random_bool(0.5) {
             storage.flush().await.expect("flushed");
@@ -229,7 +234,7 @@ async fn the_graph_of_any_window_is_the_one_a_self_join_of_every_span_gives() {
         }
     }
     for export in pending {
-        storage.write(&tenant, storage.decode(export).expect("decodes")).await.expect("written");
+        storage.write(&tenant, storage.decode(ExportBody::Protobuf(export)).expect("decodes")).await.expect("written");
     }
 
     let slot = SLOT_NS;

@@ -11,6 +11,8 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
+use spanlake_storage::ExportBody;
+
 use super::*;
 use crate::engine::{QueryLimits, SPANS_TABLE, TRACE_FRAGMENTS_TABLE, trace_summary_sql};
 use crate::params::Params;
@@ -146,7 +148,7 @@ async fn engine(rng: &mut StdRng, dir: &std::path::Path) -> QueryEngine {
     let storage = test_support::storage(dir).await;
     let tenant = TenantId::default();
     for trace in 0..240 {
-        let export = storage.decode(random_trace(rng, trace)).expect("decodes");
+        let export = storage.decode(ExportBody::Protobuf(random_trace(rng, trace))).expect("decodes");
         storage.write(&tenant, export).await.expect("written");
         // Some files, some compacted, the newest spans left in the buffer.
         if trace % 40 == 39 {
@@ -240,7 +242,7 @@ async fn pages_by_duration_are_the_same_from_ranked_hours() {
     // Late spans in one hour: its ranking and its neighbours' go stale,
     // and those hours are grouped again.
     let storage = engine.storage();
-    let late = storage.decode(random_trace(&mut rng, 1000)).expect("decodes");
+    let late = storage.decode(ExportBody::Protobuf(random_trace(&mut rng, 1000))).expect("decodes");
     storage.write(&TenantId::default(), late).await.expect("written");
     storage.flush().await.expect("flushed");
     assert!(ranked(&engine) < all, "rankings of the late spans' hours are stale");
@@ -278,7 +280,7 @@ async fn spansets_of_one_trace_meet_across_slices() {
     exports.push(vec![span(1, 2, "db", "query", 1800)]);
     for resource_spans in exports {
         let bytes = Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec());
-        storage.write(&tenant, storage.decode(bytes).expect("decodes")).await.expect("written");
+        storage.write(&tenant, storage.decode(ExportBody::Protobuf(bytes)).expect("decodes")).await.expect("written");
     }
     let engine = QueryEngine::new(storage, QueryLimits::default()).expect("engine");
     let query = r#"{ resource.service.name = "db" } && { name = "root" }"#;
@@ -325,7 +327,7 @@ async fn errors_only_needs_the_error_span_itself_in_the_window() {
         }],
     };
     let bytes = Bytes::from(export.encode_to_vec());
-    storage.write(&tenant, storage.decode(bytes).expect("decodes")).await.expect("written");
+    storage.write(&tenant, storage.decode(ExportBody::Protobuf(bytes)).expect("decodes")).await.expect("written");
     storage.flush().await.expect("flushed");
     let engine = QueryEngine::new(storage, QueryLimits::default()).expect("engine");
     for order in ORDERS {

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use spanlake_storage::TenantId;
+use spanlake_storage::{ExportBody, TenantId};
 
 use super::*;
 use crate::engine::{QueryEngine, QueryLimits, SPANS_TABLE};
@@ -209,7 +209,10 @@ async fn engine(dir: &std::path::Path) -> QueryEngine {
     let storage = test_support::storage(dir).await;
     let tenant = TenantId::default();
     for t in 1..=12u8 {
-        storage.write(&tenant, storage.decode(trace(t)).expect("decodes")).await.expect("written");
+        storage
+            .write(&tenant, storage.decode(ExportBody::Protobuf(trace(t))).expect("decodes"))
+            .await
+            .expect("written");
         if t == 6 {
             storage.flush().await.expect("flushed");
         }
@@ -613,7 +616,7 @@ async fn compare_counts_a_many_valued_key_in_its_totals_alone() {
     };
     let tenant = TenantId::default();
     storage
-        .write(&tenant, storage.decode(Bytes::from(request.encode_to_vec())).expect("decodes"))
+        .write(&tenant, storage.decode(ExportBody::Protobuf(Bytes::from(request.encode_to_vec()))).expect("decodes"))
         .await
         .expect("written");
     storage.flush().await.expect("flushed");

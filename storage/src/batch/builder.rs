@@ -19,6 +19,7 @@ use super::columns::{
     AttributeColumns, DedicatedColumn, DedicatedValue, EventColumns, LabelBuilder, LinkColumns, TimestampColumn,
     append_optional_label, append_optional_str, encode_limited,
 };
+use super::json::{self, LeftToSerde};
 use super::view::{Attr, ResourceView, ScopeView, SpanView};
 use super::wire::{self, LeftToProst};
 use crate::attributes::{EncodedValue, ValueRef};
@@ -115,7 +116,6 @@ pub(super) struct ResourceColumns<'a> {
     dedicated: Vec<Option<DedicatedValue<'a>>>,
     attributes: Vec<(&'a str, EncodedValue<'a>)>,
     dropped_attributes_count: u32,
-    schema_url: &'a str,
 }
 
 pub(super) struct ScopeColumns<'a> {
@@ -123,7 +123,6 @@ pub(super) struct ScopeColumns<'a> {
     version: &'a str,
     attributes: Vec<(&'a str, EncodedValue<'a>)>,
     dropped_attributes_count: u32,
-    schema_url: &'a str,
 }
 
 impl SpanBatchBuilder {
@@ -176,16 +175,20 @@ impl SpanBatchBuilder {
         let mut summary = AppendSummary::default();
         let mut span = SpanView::default();
         for rs in resource_spans {
+            let resource_rows = self.rows;
             let resource_view = ResourceView::of(rs);
             let resource = self.resource_columns(&resource_view, &mut summary);
             for ss in &rs.scope_spans {
+                let scope_rows = self.rows;
                 let scope_view = ScopeView::of(ss);
                 let scope = self.scope_columns(&scope_view, &mut summary);
                 for s in &ss.spans {
                     span.fill_from(s);
                     self.append_view(&span, &resource, &scope, &mut summary);
                 }
+                self.end_scope(&ss.schema_url, scope_rows);
             }
+            self.end_resource(&rs.schema_url, resource_rows);
         }
         summary
     }
@@ -197,6 +200,15 @@ impl SpanBatchBuilder {
     /// part of the request and is to be dropped.
     pub fn append_protobuf(&mut self, bytes: &[u8]) -> Result<AppendSummary, LeftToProst> {
         wire::append(self, bytes)
+    }
+
+    /// Appends the spans of an OTLP/JSON `ExportTraceServiceRequest` read
+    /// straight from its bytes, as [`Self::append`] would append them after
+    /// serde_json decoded them. `Err` when the bytes do not decode or use
+    /// what the reader leaves to serde_json (see [`json`]); the builder then
+    /// holds part of the request and is to be dropped.
+    pub fn append_json(&mut self, bytes: &[u8]) -> Result<AppendSummary, LeftToSerde> {
+        json::append(self, bytes)
     }
 
     pub(super) fn append_view(
@@ -224,7 +236,6 @@ impl SpanBatchBuilder {
             dedicated: vec![None; DEDICATED.len()],
             attributes: Vec::new(),
             dropped_attributes_count: 0,
-            schema_url: resource.schema_url,
         };
         let (unique, dropped) = self.unique(&resource.attributes);
         columns.dropped_attributes_count = resource.dropped_attributes_count.saturating_add(dropped);
@@ -244,8 +255,19 @@ impl SpanBatchBuilder {
             version: scope.version,
             attributes,
             dropped_attributes_count: scope.dropped_attributes_count.saturating_add(dropped),
-            schema_url: scope.schema_url,
         }
+    }
+
+    /// Ends a `ResourceSpans`: its schema URL for every row appended since
+    /// `first_row`. Readers find schema URLs after the spans (JSON exporters
+    /// write them last), so they are appended once the spans are in.
+    pub(super) fn end_resource(&mut self, schema_url: &str, first_row: usize) {
+        self.resource_schema_url.append_options((!schema_url.is_empty()).then_some(schema_url), self.rows - first_row);
+    }
+
+    /// Ends a `ScopeSpans`, as [`Self::end_resource`] ends a `ResourceSpans`.
+    pub(super) fn end_scope(&mut self, schema_url: &str, first_row: usize) {
+        self.scope_schema_url.append_options((!schema_url.is_empty()).then_some(schema_url), self.rows - first_row);
     }
 
     /// The value of an attribute whose key is already cut to `key`.
@@ -375,7 +397,6 @@ impl SpanBatchBuilder {
         }
         self.resource_attributes.finish_row();
         self.resource_dropped_attributes_count.append_value(resource.dropped_attributes_count);
-        append_optional_label(&mut self.resource_schema_url, resource.schema_url);
         append_optional_label(&mut self.scope_name, scope.name);
         append_optional_label(&mut self.scope_version, scope.version);
         for (key, value) in &scope.attributes {
@@ -383,7 +404,6 @@ impl SpanBatchBuilder {
         }
         self.scope_attributes.finish_row();
         self.scope_dropped_attributes_count.append_value(scope.dropped_attributes_count);
-        append_optional_label(&mut self.scope_schema_url, scope.schema_url);
     }
 
     /// Takes the rows appended so far as a batch of [`schema::span_schema`].

@@ -27,8 +27,6 @@ impl<'a> From<&'a KeyValue> for Attr<'a> {
 pub(crate) struct ResourceView<'a> {
     pub attributes: Vec<Attr<'a>>,
     pub dropped_attributes_count: u32,
-    /// `ResourceSpans.schema_url`.
-    pub schema_url: &'a str,
 }
 
 impl<'a> ResourceView<'a> {
@@ -37,7 +35,6 @@ impl<'a> ResourceView<'a> {
         Self {
             attributes: resource.map(|r| r.attributes.iter().map(Attr::from).collect()).unwrap_or_default(),
             dropped_attributes_count: resource.map_or(0, |r| r.dropped_attributes_count),
-            schema_url: &rs.schema_url,
         }
     }
 }
@@ -48,8 +45,6 @@ pub(crate) struct ScopeView<'a> {
     pub version: &'a str,
     pub attributes: Vec<Attr<'a>>,
     pub dropped_attributes_count: u32,
-    /// `ScopeSpans.schema_url`.
-    pub schema_url: &'a str,
 }
 
 impl<'a> ScopeView<'a> {
@@ -60,7 +55,6 @@ impl<'a> ScopeView<'a> {
             version: scope.map_or("", |s| &s.version),
             attributes: scope.map(|s| s.attributes.iter().map(Attr::from).collect()).unwrap_or_default(),
             dropped_attributes_count: scope.map_or(0, |s| s.dropped_attributes_count),
-            schema_url: &ss.schema_url,
         }
     }
 }

@@ -50,8 +50,9 @@ fn resource_spans<'a>(
     span: &mut SpanView<'a>,
     summary: &mut AppendSummary,
 ) -> Read<()> {
+    let first_row = builder.len();
     let (header, schema_url) = header_and_schema_url(bytes)?;
-    let mut resource = ResourceView { schema_url, ..ResourceView::default() };
+    let mut resource = ResourceView::default();
     if let Some(header) = header {
         read_resource(header, &mut resource)?;
     }
@@ -59,6 +60,7 @@ fn resource_spans<'a>(
     for scope_spans_bytes in children(bytes) {
         scope_spans(builder, scope_spans_bytes?, &columns, span, summary)?;
     }
+    builder.end_resource(schema_url, first_row);
     Ok(())
 }
 
@@ -69,8 +71,9 @@ fn scope_spans<'a>(
     span: &mut SpanView<'a>,
     summary: &mut AppendSummary,
 ) -> Read<()> {
+    let first_row = builder.len();
     let (header, schema_url) = header_and_schema_url(bytes)?;
-    let mut scope = ScopeView { schema_url, ..ScopeView::default() };
+    let mut scope = ScopeView::default();
     if let Some(header) = header {
         read_scope(header, &mut scope)?;
     }
@@ -79,6 +82,7 @@ fn scope_spans<'a>(
         read_span(span_bytes?, span)?;
         builder.append_view(span, resource, &columns, summary);
     }
+    builder.end_scope(schema_url, first_row);
     Ok(())
 }
 

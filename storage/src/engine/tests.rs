@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use object_store::memory::InMemory;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -49,7 +50,7 @@ fn rows(snapshot: &Snapshot) -> (u64, usize) {
 
 /// Buffer room a write of `export` takes.
 fn room(body: &Bytes) -> usize {
-    export::decode(body.clone(), &IngestLimits::default()).unwrap().room()
+    export::decode(ExportBody::Protobuf(body.clone()), &IngestLimits::default()).unwrap().room()
 }
 
 /// Storage with a buffer budget of `max_buffer_bytes`, flushed only on demand.
@@ -64,7 +65,7 @@ async fn with_budget(max_buffer_bytes: usize) -> (tempfile::TempDir, Arc<Storage
 }
 
 async fn try_write(storage: &Storage, body: &Bytes) -> Result<(), StorageError> {
-    storage.write(&TenantId::default(), storage.decode(body.clone())?).await
+    storage.write(&TenantId::default(), storage.decode(ExportBody::Protobuf(body.clone()))?).await
 }
 
 async fn write(storage: &Storage, body: Bytes) {
@@ -175,7 +176,7 @@ async fn a_cancelled_write_gives_its_room_back() {
     let mut cancelled = 0;
     for _ in 0..20 {
         // Dropped while it waits for the WAL, with its room reserved.
-        let mut write = Box::pin(storage.write(&tenant, storage.decode(body.clone()).unwrap()));
+        let mut write = Box::pin(storage.write(&tenant, storage.decode(ExportBody::Protobuf(body.clone())).unwrap()));
         if futures::poll!(&mut write).is_pending() && storage.in_flight.load(Ordering::Acquire) > 0 {
             cancelled += 1;
         }
@@ -199,9 +200,44 @@ async fn a_write_larger_than_the_budget_gets_in_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_that_is_not_otlp_is_the_clients_error() {
     let (_dir, storage) = with_budget(DEFAULT_MAX_BUFFER_BYTES).await;
-    let refused = storage.decode(Bytes::from_static(b"\xff\xff not protobuf"));
-    assert!(matches!(refused, Err(StorageError::Decode(_))), "{refused:?}");
-    assert!(!refused.unwrap_err().is_retryable());
+    for body in [
+        ExportBody::Protobuf(Bytes::from_static(b"\xff\xff not protobuf")),
+        ExportBody::Json(Bytes::from_static(br#"{"resourceSpans": 7}"#)),
+    ] {
+        let refused = storage.decode(body);
+        assert!(matches!(refused, Err(StorageError::Decode(_))), "{refused:?}");
+        assert!(!refused.unwrap_err().is_retryable());
+    }
+}
+
+/// OTLP/JSON goes into the WAL as received and replays into the batch it
+/// was when it was acknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_export_is_logged_as_received_and_replays_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let config = config(dir.path());
+    let tenant = TenantId::default();
+    let request = ExportTraceServiceRequest::decode(export(1, 3, 0)).unwrap();
+    let json = Bytes::from(serde_json::to_vec(&request).unwrap());
+
+    let storage = open(&store, &config).await;
+    let decoded = storage.decode(ExportBody::Json(json.clone())).unwrap();
+    let acknowledged = decoded.batch().clone();
+    storage.write(&tenant, decoded).await.unwrap();
+    drop(storage);
+
+    let logged: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wal"))
+        .flat_map(|path| crate::wal::read_segment(&std::fs::read(path).unwrap()).unwrap().records)
+        .map(|record| record.body)
+        .collect();
+    assert_eq!(logged, [ExportBody::Json(json)]);
+    let storage = open(&store, &config).await;
+    assert_eq!(storage.replay_report().records, 1);
+    assert_eq!(storage.snapshot(&tenant).batches, [acknowledged]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,6 +11,7 @@ use prost::Message;
 
 use super::*;
 use crate::StorageConfig;
+use crate::export::ExportBody;
 use crate::ids::TraceId;
 
 /// An export of one span of trace `trace` by `service`, starting at `start` ns.
@@ -56,7 +57,7 @@ async fn fresh_spans_are_those_above_the_askers_watermark_and_a_stale_asker_is_t
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let storage = Storage::open(store, StorageConfig::new(dir.path().join("wal")), Arc::default()).await.unwrap();
     let tenant = TenantId::default();
-    let write = async |body| storage.write(&tenant, storage.decode(body).unwrap()).await.unwrap();
+    let write = async |body| storage.write(&tenant, storage.decode(ExportBody::Protobuf(body)).unwrap()).await.unwrap();
     write(export("cart", 1, T0)).await;
     write(export("shop", 2, T0 + 10)).await;
     write(export("cart", 3, T0 + 20)).await;

@@ -4,8 +4,12 @@
 //! segment  = header record*
 //! header   = "SPLKWAL\0" (8 bytes) | format version u32 LE | reserved u32
 //! record   = payload length u32 LE | CRC32 of payload u32 LE | payload
-//! payload  = sequence u64 LE | tenant length u8 | tenant | OTLP ExportTraceServiceRequest protobuf
+//! payload  = sequence u64 LE | tenant length u8 | tenant | body format u8 | body
+//! body     = OTLP ExportTraceServiceRequest as received: protobuf (format 0) or JSON (1)
 //! ```
+//!
+//! Version 1 segments (written before OTLP/JSON was logged as received)
+//! have no body format byte: their bodies are protobuf. They are still read.
 //!
 //! A record is valid only if its length is plausible and its CRC matches;
 //! reading stops at the first invalid one (a torn write at the tail, or
@@ -14,10 +18,13 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
+use crate::export::ExportBody;
 use crate::paths::TenantId;
 
 pub(crate) const MAGIC: &[u8; 8] = b"SPLKWAL\0";
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Records without a body format byte: protobuf bodies.
+const PROTOBUF_ONLY_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 16;
 const RECORD_HEADER_LEN: usize = 8;
 /// Larger than any request spanlake accepts; a larger length is damage.
@@ -38,8 +45,7 @@ pub enum SegmentError {
 pub struct Record {
     pub seq: u64,
     pub tenant: TenantId,
-    /// OTLP `ExportTraceServiceRequest` protobuf.
-    pub body: Bytes,
+    pub body: ExportBody,
 }
 
 pub(crate) fn header() -> [u8; HEADER_LEN] {
@@ -50,9 +56,9 @@ pub(crate) fn header() -> [u8; HEADER_LEN] {
 }
 
 /// Appends one framed record to `out`.
-pub(crate) fn encode_record(seq: u64, tenant: &TenantId, body: &[u8], out: &mut BytesMut) {
+pub(crate) fn encode_record(seq: u64, tenant: &TenantId, body: &ExportBody, out: &mut BytesMut) {
     let tenant = tenant.as_str().as_bytes();
-    let payload_len = 8 + 1 + tenant.len() + body.len();
+    let payload_len = 8 + 1 + tenant.len() + 1 + body.bytes().len();
     out.reserve(RECORD_HEADER_LEN + payload_len);
     let start = out.len();
     out.put_u32_le(payload_len as u32);
@@ -60,7 +66,8 @@ pub(crate) fn encode_record(seq: u64, tenant: &TenantId, body: &[u8], out: &mut 
     out.put_u64_le(seq);
     out.put_u8(tenant.len() as u8);
     out.put_slice(tenant);
-    out.put_slice(body);
+    out.put_u8(body.format_tag());
+    out.put_slice(body.bytes());
     let crc = crc32fast::hash(&out[start + RECORD_HEADER_LEN..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -86,13 +93,13 @@ pub fn read_segment(data: &[u8]) -> Result<SegmentContents, SegmentError> {
         return Err(SegmentError::BadMagic);
     }
     let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !(PROTOBUF_ONLY_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(SegmentError::UnknownVersion(version));
     }
     let mut contents = SegmentContents { valid_len: HEADER_LEN, ..Default::default() };
     let mut rest = &data[HEADER_LEN..];
     while !rest.is_empty() {
-        match read_record(rest) {
+        match read_record(rest, version) {
             Ok((record, used)) => {
                 contents.records.push(record);
                 contents.valid_len += used;
@@ -108,7 +115,7 @@ pub fn read_segment(data: &[u8]) -> Result<SegmentContents, SegmentError> {
     Ok(contents)
 }
 
-fn read_record(data: &[u8]) -> Result<(Record, usize), String> {
+fn read_record(data: &[u8], version: u32) -> Result<(Record, usize), String> {
     if data.len() < RECORD_HEADER_LEN {
         return Err(format!("torn record header ({} bytes)", data.len()));
     }
@@ -134,7 +141,14 @@ fn read_record(data: &[u8]) -> Result<(Record, usize), String> {
         .ok()
         .and_then(|t| TenantId::new(t).ok())
         .ok_or_else(|| "record names an invalid tenant".to_owned())?;
-    let body = Bytes::copy_from_slice(&p[tenant_len..]);
+    p.advance(tenant_len);
+    let body = if version == PROTOBUF_ONLY_VERSION {
+        ExportBody::Protobuf(Bytes::copy_from_slice(p))
+    } else {
+        let (&format, bytes) = p.split_first().ok_or_else(|| "record without a body format".to_owned())?;
+        ExportBody::from_tag(format, Bytes::copy_from_slice(bytes))
+            .ok_or_else(|| format!("record body format {format} is newer than this spanlake understands"))?
+    };
     Ok((Record { seq, tenant, body }, RECORD_HEADER_LEN + len))
 }
 
@@ -145,7 +159,8 @@ mod tests {
     fn segment(records: &[(u64, &str, &[u8])]) -> Vec<u8> {
         let mut out = BytesMut::from(&header()[..]);
         for (seq, tenant, body) in records {
-            encode_record(*seq, &TenantId::new(tenant).unwrap(), body, &mut out);
+            let body = ExportBody::Protobuf(Bytes::copy_from_slice(body));
+            encode_record(*seq, &TenantId::new(tenant).unwrap(), &body, &mut out);
         }
         out.to_vec()
     }
@@ -154,9 +169,51 @@ mod tests {
     fn records_read_back_in_order() {
         let data = segment(&[(1, "a", b"one"), (2, "b", b""), (3, "a", b"three")]);
         let contents = read_segment(&data).unwrap();
-        let read: Vec<_> = contents.records.iter().map(|r| (r.seq, r.tenant.as_str(), r.body.as_ref())).collect();
+        let read: Vec<_> =
+            contents.records.iter().map(|r| (r.seq, r.tenant.as_str(), r.body.bytes().as_ref())).collect();
         assert_eq!(read, [(1, "a", &b"one"[..]), (2, "b", b""), (3, "a", b"three")]);
         assert_eq!((contents.valid_len, contents.damaged_bytes, contents.damage), (data.len(), 0, None));
+    }
+
+    #[test]
+    fn bodies_keep_their_format() {
+        let mut out = BytesMut::from(&header()[..]);
+        let bodies =
+            [ExportBody::Json(Bytes::from_static(b"{}")), ExportBody::Protobuf(Bytes::from_static(b"\x0a\x00"))];
+        for (seq, body) in bodies.iter().enumerate() {
+            encode_record(seq as u64, &TenantId::default(), body, &mut out);
+        }
+        let read: Vec<_> = read_segment(&out).unwrap().records.into_iter().map(|r| r.body).collect();
+        assert_eq!(read, bodies);
+    }
+
+    /// A segment written before bodies carried their format: protobuf.
+    #[test]
+    fn version_1_segments_read_as_protobuf() {
+        let mut data = header().to_vec();
+        data[8..12].copy_from_slice(&PROTOBUF_ONLY_VERSION.to_le_bytes());
+        let payload = [&7u64.to_le_bytes()[..], &[1], b"a", b"\x0a\x00"].concat();
+        data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        data.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        data.extend_from_slice(&payload);
+        let record = read_segment(&data).unwrap().records.remove(0);
+        assert_eq!((record.seq, record.tenant.as_str()), (7, "a"));
+        assert_eq!(record.body, ExportBody::Protobuf(Bytes::from_static(b"\x0a\x00")));
+    }
+
+    #[test]
+    fn an_unknown_body_format_stops_reading() {
+        let mut data = segment(&[(1, "a", b"first")]);
+        let mut newer = BytesMut::new();
+        encode_record(2, &TenantId::new("a").unwrap(), &ExportBody::Json(Bytes::from_static(b"{}")), &mut newer);
+        let format_at = RECORD_HEADER_LEN + 8 + 1 + 1;
+        newer[format_at] = 7;
+        let crc = crc32fast::hash(&newer[RECORD_HEADER_LEN..]);
+        newer[4..8].copy_from_slice(&crc.to_le_bytes());
+        data.extend_from_slice(&newer);
+        let contents = read_segment(&data).unwrap();
+        assert_eq!(contents.records.len(), 1);
+        assert_eq!(contents.damage.as_deref(), Some("record body format 7 is newer than this spanlake understands"));
     }
 
     #[test]
