@@ -22,7 +22,8 @@ use self::sender::{Outcome, Sender};
 /// Flags of `spanlake load`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LoadArgs {
-    /// `grpc` (OTLP/gRPC) or `http` (OTLP/HTTP protobuf).
+    /// `grpc` (OTLP/gRPC), `http` (OTLP/HTTP protobuf) or `http-json`
+    /// (OTLP/HTTP JSON, each request turned into JSON before it is sent).
     #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
     protocol: Protocol,
     /// Receiver address; by default 127.0.0.1:4317 for gRPC, :4318 for HTTP.
@@ -75,6 +76,8 @@ pub(crate) struct LoadArgs {
 pub(crate) enum Protocol {
     Grpc,
     Http,
+    #[serde(rename = "http-json")]
+    HttpJson,
 }
 
 /// Counters the senders share.
@@ -125,7 +128,7 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
 
     let endpoint = args.endpoint.clone().unwrap_or_else(|| match args.protocol {
         Protocol::Grpc => "http://127.0.0.1:4317".into(),
-        Protocol::Http => "http://127.0.0.1:4318".into(),
+        Protocol::Http | Protocol::HttpJson => "http://127.0.0.1:4318".into(),
     });
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
@@ -147,7 +150,7 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
                     tokio::time::sleep_until((started + pace.mul_f64(send as f64)).into()).await;
                 }
                 let (template, body) = templates.request(send);
-                let body = bytes::Bytes::from(body);
+                let body = sender.body(body);
                 let sent = Instant::now();
                 let mut pause = RETRY_PAUSE;
                 let counter = loop {

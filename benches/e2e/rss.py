@@ -5,6 +5,9 @@ second prints RSS, buffered bytes, flushes and compactions, then the peak.
 
     python3 benches/e2e/rss.py 10000000 [serve args...]
 
+SPANLAKE_LOAD_PROTOCOL=http-json (or http) sends over OTLP/HTTP instead of
+OTLP/gRPC.
+
 Uses the release binary under $CARGO_TARGET_DIR (build it first) and
 /var/tmp/spanlake-rss for data.
 """
@@ -26,7 +29,10 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     server = Server(binary, work / "data", *serve_args)
-    load = subprocess.Popen(load_command(binary, spans), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    protocol = os.environ.get("SPANLAKE_LOAD_PROTOCOL", "grpc")
+    load = subprocess.Popen(
+        load_command(binary, spans, protocol), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while load.poll() is None:
         print(
             f"rss {server.memory_mib('VmRSS'):5.0f} MiB"

@@ -168,11 +168,14 @@ def median_ms(run, runs=RUNS):
     return statistics.median(times)
 
 
-def load_command(binary, spans):
-    """`spanlake load` flat out at the benchmark's server."""
+def load_command(binary, spans, protocol="grpc"):
+    """`spanlake load` flat out at the benchmark's server, over `protocol`
+    (`grpc`, `http` or `http-json`)."""
     # Every request different, up to ~1 GiB of them: repeated spans compress unrealistically well.
     templates = min(spans // 500, 4000)
-    return [binary, "load", "--endpoint", f"http://{GRPC}", "--spans", str(spans), "--templates", str(templates)]
+    endpoint = GRPC if protocol == "grpc" else OTLP_HTTP
+    return [binary, "load", "--protocol", protocol, "--endpoint", f"http://{endpoint}", "--spans", str(spans),
+            "--templates", str(templates)]
 
 
 def ingest(binary, data_dir, spans, serve_args):

@@ -1,9 +1,9 @@
 //! One connection that exports already-encoded requests, over OTLP/gRPC or
-//! OTLP/HTTP protobuf, and sorts the answers into acknowledged, refused
-//! (the retryable answers of the OTLP spec) and failed.
+//! OTLP/HTTP (protobuf or JSON), and sorts the answers into acknowledged,
+//! refused (the retryable answers of the OTLP spec) and failed.
 
 use bytes::{Buf, BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -22,7 +22,7 @@ pub(crate) enum Outcome {
 
 pub(crate) enum Sender {
     Grpc { client: tonic::client::Grpc<Channel>, tenant: Option<MetadataValue<tonic::metadata::Ascii>> },
-    Http { client: reqwest::Client, url: String, tenant: Option<String> },
+    Http { client: reqwest::Client, url: String, tenant: Option<String>, json: bool },
 }
 
 impl Sender {
@@ -33,12 +33,25 @@ impl Sender {
                 let tenant = tenant.map(str::parse).transpose()?;
                 Self::Grpc { client: tonic::client::Grpc::new(channel), tenant }
             }
-            Protocol::Http => Self::Http {
+            Protocol::Http | Protocol::HttpJson => Self::Http {
                 client: reqwest::Client::new(),
                 url: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
                 tenant: tenant.map(str::to_owned),
+                json: protocol == Protocol::HttpJson,
             },
         })
+    }
+
+    /// The body this sender sends for a request encoded as protobuf.
+    pub(crate) fn body(&self, protobuf: Vec<u8>) -> Bytes {
+        match self {
+            Self::Http { json: true, .. } => {
+                let request =
+                    ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("the generator's requests decode");
+                serde_json::to_vec(&request).expect("requests serialize").into()
+            }
+            _ => protobuf.into(),
+        }
     }
 
     /// `body` is cloned per retry, which `Bytes` makes a reference count.
@@ -63,8 +76,9 @@ impl Sender {
                     Err(status) => Outcome::Failed(format!("{:?}: {}", status.code(), status.message())),
                 }
             }
-            Self::Http { client, url, tenant } => {
-                let mut request = client.post(url).header("content-type", "application/x-protobuf").body(body);
+            Self::Http { client, url, tenant, json } => {
+                let content_type = if *json { "application/json" } else { "application/x-protobuf" };
+                let mut request = client.post(url).header("content-type", content_type).body(body);
                 if let Some(tenant) = tenant {
                     request = request.header(spanlake_storage::TENANT_HEADER, tenant);
                 }

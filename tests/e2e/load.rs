@@ -1,5 +1,5 @@
 //! `spanlake load` against a real server: what it reports acknowledged is
-//! what the server holds, over both protocols, and refused exports are
+//! what the server holds, over every protocol, and refused exports are
 //! counted, and retried unless asked not to.
 
 use serde_json::Value;
@@ -45,6 +45,14 @@ async fn what_load_reports_acknowledged_is_stored() {
     .await;
     assert_eq!(http["spans_acknowledged"].as_u64(), Some(1000), "{http}");
 
+    let json = load(args(
+        "http-json",
+        format!("http://{}", server.otlp_http_addr),
+        &["--spans", "1000", "--batch", "100", "--tenant", "bench"],
+    ))
+    .await;
+    assert_eq!((json["spans_acknowledged"].as_u64(), json["protocol"].as_str()), (Some(1000), Some("http-json")));
+
     let (status, body) = server
         .sql_as(
             Some("bench"),
@@ -53,8 +61,8 @@ async fn what_load_reports_acknowledged_is_stored() {
         .await;
     assert_eq!(status, 200, "{body}");
     let row = &body["rows"][0];
-    assert_eq!((row[0].as_i64(), row[2].as_i64()), (Some(4000), Some(4000)), "every span new: {body}");
-    // 3000 spans in traces of 50, then 1000 spans in demo-sized traces.
+    assert_eq!((row[0].as_i64(), row[2].as_i64()), (Some(5000), Some(5000)), "every span new: {body}");
+    // 3000 spans in traces of 50, then 2000 spans in demo-sized traces.
     assert!(row[1].as_i64().unwrap() > 60, "{body}");
     assert_eq!(server.span_count().await, 0, "the default tenant saw nothing");
 }
