@@ -32,19 +32,19 @@ pub struct LeftToSerde;
 type Read<T> = Result<T, LeftToSerde>;
 
 /// A message's known keys, numbered in order: a function from a key to its
-/// number. Comparing with literals lets the compiler inline each compare.
+/// number, made of one `match` so that the compiler dispatches on the
+/// key's length before comparing bytes.
 macro_rules! keys {
-    ($($key:expr),+ $(,)?) => {
-        |key: &str| -> Option<usize> {
-            let mut number = 0;
-            $(
-                if key == $key {
-                    return Some(number);
-                }
-                number += 1;
-            )+
-            let _ = number;
-            None
+    ($($key:literal),+ $(,)?) => {
+        |key: &str| keys!(@arms key; 0usize; []; $($key),+)
+    };
+    (@arms $k:ident; $n:expr; [$($arms:tt)*]; $first:literal $(, $rest:literal)*) => {
+        keys!(@arms $k; $n + 1; [$($arms)* $first => Some($n),]; $($rest),*)
+    };
+    (@arms $k:ident; $n:expr; [$($arms:tt)*];) => {
+        match $k {
+            $($arms)*
+            _ => None,
         }
     };
 }
@@ -110,7 +110,8 @@ fn parent<'a, H: Default>(
     mut children: impl FnMut(&mut Scanner<'a>, &H) -> Read<()>,
 ) -> Read<&'a str> {
     let (mut header, mut header_read, mut later, mut schema_url) = (H::default(), false, None, "");
-    let seen = fields(s, keys![keys[0], keys[1], "schemaUrl"], |s, field| {
+    let field_of = |key: &str| [keys[0], keys[1], "schemaUrl"].iter().position(|k| *k == key);
+    let seen = fields(s, field_of, |s, field| {
         match field {
             0 => {
                 header_read = true;

@@ -15,6 +15,20 @@ use super::{LeftToSerde, Read};
 /// counts nesting the same way and stops at 128.
 const MAX_DEPTH: usize = 64;
 
+/// The bytes that end a run of plain string bytes: a quote, a backslash, a
+/// control character. One table look-up per byte instead of three compares.
+static ENDS_RUN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 #[derive(Clone, Copy)]
 pub(super) struct Scanner<'a> {
     /// The whole input, checked to be UTF-8 once: every string is a slice
@@ -116,7 +130,7 @@ impl<'a> Scanner<'a> {
     /// Bytes from here up to a quote, a backslash or a control character.
     fn plain_run(&mut self) -> usize {
         let rest = &self.bytes[self.pos..];
-        let run = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+        let run = rest.iter().position(|&b| ENDS_RUN[usize::from(b)]).unwrap_or(rest.len());
         self.pos += run;
         run
     }
