@@ -3,6 +3,7 @@
 //! every shape, and their corruptions.
 
 use std::fmt::Display;
+use std::path::Path;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -14,6 +15,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::batch::{AppendSummary, IngestLimits, SpanBatchBuilder};
+use crate::export::ExportBody;
 
 /// How a reader did on one input, checked against the reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,26 @@ pub(super) fn compare<E: Display>(
         (None, Ok(_)) => Outcome::LeftDecodable,
         (None, Err(_)) => Outcome::Refused,
     }
+}
+
+/// The inputs kept under `fuzz/seeds/<target>`, where crash inputs are kept
+/// too.
+pub(super) fn fuzz_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
+    let seeds: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|entry| std::fs::read(entry.unwrap().path()).unwrap()).collect();
+    assert!(!seeds.is_empty(), "the fuzz inputs are where this test looks: {dir:?}");
+    seeds
+}
+
+/// The bodies of the records of a `wal_replay` seed (records after a
+/// segment header), read as a segment of format `version`.
+pub(super) fn wal_seed_bodies(seed: &str, version: u8) -> Vec<ExportBody> {
+    let mut segment = b"SPLKWAL\0\0\0\0\0\0\0\0\0".to_vec();
+    segment[8] = version;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/wal_replay");
+    segment.extend(std::fs::read(dir.join(seed)).unwrap());
+    crate::wal::read_segment(&segment).unwrap().records.into_iter().map(|record| record.body).collect()
 }
 
 pub(super) fn limits() -> [IngestLimits; 2] {

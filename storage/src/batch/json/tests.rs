@@ -2,15 +2,13 @@
 //! reference: same batch and summary for every request the reader reads,
 //! and every request serde_json refuses left to serde_json.
 
-use std::path::Path;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value as Json, json};
 
-use crate::batch::differential::{Outcome, compare, corrupt, limits, random_request};
+use crate::batch::differential::{Outcome, compare, corrupt, fuzz_seeds, limits, random_request, wal_seed_bodies};
 use crate::batch::{IngestLimits, SpanBatchBuilder};
 use crate::export::ExportBody;
 
@@ -99,25 +97,17 @@ fn the_suites_requests_read_as_serde_reads_them() {
 /// kept too) and the JSON records of the WAL seed.
 #[test]
 fn the_fuzz_inputs_read_as_serde_reads_them() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut requests = 0;
-    for entry in std::fs::read_dir(fuzz.join("seeds/otlp_json")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    for bytes in fuzz_seeds("otlp_json") {
         for limits in limits() {
             differential(&bytes, &limits);
         }
-        requests += 1;
     }
-    // The WAL target's inputs are a segment after its header.
-    let mut segment = b"SPLKWAL\0\x02\0\0\0\0\0\0\0".to_vec();
-    segment.extend(std::fs::read(fuzz.join("seeds/wal_replay/json-and-protobuf.bin")).unwrap());
-    for record in crate::wal::read_segment(&segment).unwrap().records {
-        if let ExportBody::Json(bytes) = record.body {
-            assert_eq!(differential(&bytes, &IngestLimits::default()), Outcome::Read);
-            requests += 1;
-        }
+    let bodies = wal_seed_bodies("json-and-protobuf.bin", 2);
+    let json: Vec<_> = bodies.iter().filter(|body| matches!(body, ExportBody::Json(_))).collect();
+    assert!(!json.is_empty(), "the WAL seed holds a JSON record");
+    for body in json {
+        assert_eq!(differential(body.bytes(), &IngestLimits::default()), Outcome::Read);
     }
-    assert!(requests >= 2, "the fuzz inputs are where this test looks: {requests}");
 }
 
 /// What exporters may write is read; what the reference refuses or reads in

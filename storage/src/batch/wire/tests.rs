@@ -2,8 +2,6 @@
 //! reference: same batch and summary for every request the reader reads,
 //! and every request prost refuses left to prost.
 
-use std::path::Path;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
@@ -12,8 +10,9 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::batch::differential::{Outcome, compare, corrupt, limits, random_request};
+use crate::batch::differential::{Outcome, compare, corrupt, fuzz_seeds, limits, random_request, wal_seed_bodies};
 use crate::batch::{IngestLimits, SpanBatchBuilder};
+use crate::export::ExportBody;
 
 fn differential(bytes: &[u8], limits: &IngestLimits) -> Outcome {
     let mut builder = SpanBatchBuilder::new(limits.clone());
@@ -34,27 +33,22 @@ fn the_suites_requests_read_as_prost_reads_them() {
     }
 }
 
-/// Every request kept under `fuzz/seeds` (where crash inputs are kept too)
-/// and the WAL seed's records.
+/// Every request kept under `fuzz/seeds/otlp_protobuf` (where crash inputs
+/// are kept too) and the WAL seeds' protobuf records, of both segment
+/// versions.
 #[test]
 fn the_fuzz_inputs_read_as_prost_reads_them() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut requests = 0;
-    for entry in std::fs::read_dir(fuzz.join("seeds/otlp_protobuf")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    for bytes in fuzz_seeds("otlp_protobuf") {
         for limits in limits() {
             differential(&bytes, &limits);
         }
-        requests += 1;
     }
-    // The WAL target's inputs are a segment after its header.
-    let mut segment = b"SPLKWAL\0\x01\0\0\0\0\0\0\0".to_vec();
-    segment.extend(std::fs::read(fuzz.join("seeds/wal_replay/two-records.bin")).unwrap());
-    for record in crate::wal::read_segment(&segment).unwrap().records {
-        assert_eq!(differential(record.body.bytes(), &IngestLimits::default()), Outcome::Read);
-        requests += 1;
+    let bodies = [wal_seed_bodies("two-records.bin", 1), wal_seed_bodies("json-and-protobuf.bin", 2)].concat();
+    let protobuf: Vec<_> = bodies.iter().filter(|body| matches!(body, ExportBody::Protobuf(_))).collect();
+    assert!(protobuf.len() >= 3, "both WAL seeds hold protobuf records: {}", protobuf.len());
+    for body in protobuf {
+        assert_eq!(differential(body.bytes(), &IngestLimits::default()), Outcome::Read);
     }
-    assert!(requests >= 4, "the fuzz inputs are where this test looks: {requests}");
 }
 
 /// What exporters do not send is left to prost; what they may send (fields
