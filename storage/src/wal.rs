@@ -305,6 +305,9 @@ const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
 impl Writer {
     fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut stopped = None;
+        // One buffer for every group: a fresh one per group had the kernel
+        // zero its pages each time (6 % of server CPU under OTLP/JSON).
+        let mut buffer = BytesMut::new();
         while let Some(first) = receiver.blocking_recv() {
             let mut group = vec![first];
             let mut bytes = 0;
@@ -319,7 +322,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut buffer = BytesMut::new();
             let mut pending = Vec::new();
             for command in group {
                 match command {
