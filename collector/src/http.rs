@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use spanlake_storage::{ExportBody, TENANT_HEADER, TenantId};
 
-use crate::body::{self, Encoding};
+use crate::body;
 use crate::error::IngestError;
 use crate::ingest::Ingest;
 use crate::metrics::Protocol;
@@ -99,10 +99,8 @@ async fn receive(
     format: Format,
 ) -> Result<ExportTraceServiceResponse, IngestError> {
     let tenant = TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
-    let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
-    let limit = ingest.config().max_request_bytes;
-    let raw = body::read_limited(body, limit).await?;
-    ingest.export(&tenant, format.protocol(), move || Ok(format.body(body::decompress(raw, encoding, limit)?))).await
+    let body = body::read(ingest, headers, body).await?;
+    ingest.export(&tenant, format.protocol(), move || Ok(format.body(body.inflate()?))).await
 }
 
 /// OTLP/JSON writes 64-bit integers as strings (`"rejectedSpans": "2"`);

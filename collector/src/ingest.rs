@@ -9,6 +9,7 @@ use spanlake_storage::{AppendSummary, ExportBody, Storage, TenantId};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+use crate::body::BodyBuffers;
 use crate::error::IngestError;
 use crate::metrics::{CollectorMetrics, Protocol};
 use crate::span_metrics::SpanMetrics;
@@ -38,6 +39,7 @@ pub struct Ingest {
     metrics: Arc<CollectorMetrics>,
     span_metrics: Arc<SpanMetrics>,
     permits: Arc<Semaphore>,
+    bodies: Arc<BodyBuffers>,
 }
 
 impl Ingest {
@@ -48,11 +50,17 @@ impl Ingest {
         span_metrics: Arc<SpanMetrics>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
-        Self { storage, config: Arc::new(config), metrics, span_metrics, permits }
+        let bodies = BodyBuffers::new(config.max_concurrent_requests);
+        Self { storage, config: Arc::new(config), metrics, span_metrics, permits, bodies }
     }
 
     pub fn config(&self) -> &CollectorConfig {
         &self.config
+    }
+
+    /// Where the HTTP receivers read request bodies into.
+    pub(crate) fn body_buffers(&self) -> &Arc<BodyBuffers> {
+        &self.bodies
     }
 
     /// Runs `to_otlp` (decompression, other formats into OTLP) and storage's

@@ -15,7 +15,7 @@ use prost::Message;
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 use spanlake_storage::{ExportBody, TENANT_HEADER, TenantId};
 
-use crate::body::{self, Encoding};
+use crate::body;
 use crate::error::IngestError;
 use crate::ingest::Ingest;
 use crate::metrics::Protocol;
@@ -47,10 +47,8 @@ async fn store(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<(), I
         }
     };
     let tenant = TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))?;
-    let encoding = Encoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))?;
-    let limit = ingest.config().max_request_bytes;
-    let raw = body::read_limited(body, limit).await?;
-    ingest.export(&tenant, protocol, move || to_otlp(protocol, &body::decompress(raw, encoding, limit)?)).await?;
+    let body = body::read(ingest, headers, body).await?;
+    ingest.export(&tenant, protocol, move || to_otlp(protocol, &body.inflate()?)).await?;
     Ok(())
 }
 
