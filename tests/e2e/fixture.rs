@@ -2,6 +2,7 @@
 //! receiver: each span spelled out, times relative to a base instant.
 
 use serde_json::{Value, json};
+use spanlake_client::OtlpFormat;
 
 use crate::harness::TestServer;
 
@@ -103,8 +104,8 @@ impl Span {
     }
 }
 
-/// Sends `spans` in one OTLP/HTTP JSON export, a resource per span.
-pub async fn send(server: &TestServer, base_ms: i64, spans: &[Span]) {
+/// `spans` as one OTLP/JSON export request, a resource per span.
+pub fn request(base_ms: i64, spans: &[Span]) -> Vec<u8> {
     let resource_spans: Vec<Value> = spans
         .iter()
         .map(|s| {
@@ -113,18 +114,25 @@ pub async fn send(server: &TestServer, base_ms: i64, spans: &[Span]) {
             json!({"resource": {"attributes": attributes}, "scopeSpans": [{"spans": [s.otlp(base_ms)]}]})
         })
         .collect();
-    send_resource_spans(server, resource_spans).await;
+    serde_json::to_vec(&json!({ "resourceSpans": resource_spans })).unwrap()
+}
+
+/// Sends `spans` in one OTLP/HTTP JSON export, a resource per span.
+pub async fn send(server: &TestServer, base_ms: i64, spans: &[Span]) {
+    send_request(server, request(base_ms, spans)).await;
 }
 
 /// Sends OTLP/JSON `resourceSpans` in one export; it must be accepted.
 pub async fn send_resource_spans(server: &TestServer, resource_spans: Vec<Value>) {
-    let response = reqwest::Client::new()
-        .post(server.otlp_http_url())
-        .json(&json!({ "resourceSpans": resource_spans }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    send_request(server, serde_json::to_vec(&json!({ "resourceSpans": resource_spans })).unwrap()).await;
+}
+
+/// Sends an OTLP/JSON request through the driver client; every span must
+/// be accepted.
+async fn send_request(server: &TestServer, body: Vec<u8>) {
+    let client = server.client().build().unwrap();
+    let response = client.export(OtlpFormat::Json, body.into()).await.expect("the export is acknowledged");
+    assert_eq!(response.partial_success, None, "every span is accepted");
 }
 
 pub fn now_ms() -> i64 {

@@ -253,6 +253,11 @@ impl TestServer {
         format!("http://{}/v1/traces", self.otlp_http_addr)
     }
 
+    /// The driver client for this server's API and OTLP/HTTP receiver.
+    pub fn client(&self) -> spanlake_client::ClientBuilder {
+        spanlake_client::Client::builder(self.api_url("")).otlp_endpoint(format!("http://{}", self.otlp_http_addr))
+    }
+
     pub fn api_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http_addr)
     }

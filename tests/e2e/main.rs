@@ -7,6 +7,7 @@
 mod analysis;
 mod bad_input;
 mod cli;
+mod client;
 mod cluster;
 mod compaction;
 mod deploy;

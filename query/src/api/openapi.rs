@@ -54,6 +54,7 @@ impl<'s> utoipa::ToResponse<'s> for BadParameter {
         v1::latency_histogram,
         v1::get_traces,
         v1::get_trace,
+        v1::post_sql,
         super::trace_by_id,
     )
 )]

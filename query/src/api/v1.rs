@@ -610,14 +610,18 @@ pub(crate) async fn get_trace(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct SqlRequest {
+/// A read-only query: SELECT, WITH, EXPLAIN, SHOW, DESCRIBE.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct SqlRequest {
     sql: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/sql", tag = "sql", request_body = SqlRequest,
+    responses((status = 200, description = "`{\"columns\": [{\"name\", \"type\"}], \"rows\": [[...]]}`; CSV with `Accept: text/csv`", body = Object),
+              (status = 400, body = ApiError)))]
 /// `POST /api/v1/sql` with `{"sql": "..."}`: JSON rows, or CSV when the
 /// client accepts `text/csv`.
-async fn post_sql(
+pub(crate) async fn post_sql(
     State(engine): State<Arc<QueryEngine>>,
     Tenant(tenant): Tenant,
     headers: HeaderMap,
