@@ -1,15 +1,21 @@
 //! spanlake: a distributed tracing backend. One binary: `serve` runs
 //! everything, `demo` sends demo traffic, `load` measures ingest, `sql`
-//! queries the spans.
+//! queries the spans; `search`, `trace`, `export` and `import` use a
+//! running server through the driver client (`spanlake-client`).
 
 mod cors;
 mod demo;
 mod load;
 mod ops;
+mod progress;
+mod remote;
 mod roles;
+mod search_cli;
 mod serve;
 mod sql_cli;
 mod store;
+mod trace_cli;
+mod transfer;
 
 use std::process::ExitCode;
 
@@ -40,13 +46,28 @@ enum Command {
     Load(load::LoadArgs),
     /// Run a read-only SQL query over the spans.
     Sql(sql_cli::SqlArgs),
+    /// Search a running server's traces.
+    Search(search_cli::SearchArgs),
+    /// Show one trace of a running server: a tree with the critical path,
+    /// or OTLP, Zipkin or Jaeger JSON.
+    Trace(trace_cli::TraceArgs),
+    /// Write a window of a running server's traces, filtered as a search,
+    /// to OTLP/JSON lines or Parquet.
+    Export(transfer::ExportArgs),
+    /// Send OTLP/JSON lines or Zipkin JSON files to a server's OTLP/HTTP
+    /// receiver.
+    Import(transfer::ImportArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The server logs what it does; a one-shot query prints only its answer.
-    let default_level = if matches!(cli.command, Command::Sql(_)) { "warn" } else { "info" };
+    // The server logs what it does; a one-shot command prints only its answer.
+    let one_shot = matches!(
+        cli.command,
+        Command::Sql(_) | Command::Search(_) | Command::Trace(_) | Command::Export(_) | Command::Import(_)
+    );
+    let default_level = if one_shot { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_writer(std::io::stderr)
@@ -73,6 +94,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Load(args) => load::run(args, stop_on_interrupt()).await,
         Command::Sql(args) => sql_cli::run(args).await,
+        Command::Search(args) => search_cli::run(args).await,
+        Command::Trace(args) => trace_cli::run(args).await,
+        Command::Export(args) => transfer::export(args).await,
+        Command::Import(args) => transfer::import(args).await,
     }
 }
 

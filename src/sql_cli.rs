@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use spanlake_query::render::JsonColumn;
 use spanlake_query::{JsonResult, QueryEngine, QueryLimits};
 use spanlake_storage::{Storage, StorageConfig, TenantId};
 
+use crate::remote::Identity;
 use crate::store::{S3Args, open_store};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -21,12 +22,9 @@ pub(crate) struct SqlArgs {
     /// Ask a running spanlake instead, e.g. `http://127.0.0.1:9411`.
     #[arg(long, env = "SPANLAKE_SERVER")]
     pub(crate) server: Option<String>,
-    /// The server's `--auth-token`, sent as a bearer token.
-    #[arg(long, env = "SPANLAKE_AUTH_TOKEN", hide_env_values = true)]
-    pub(crate) auth_token: Option<String>,
-    /// The tenant whose spans to query (`X-Scope-OrgID` against a server).
-    #[arg(long, env = "SPANLAKE_TENANT", default_value = TenantId::DEFAULT)]
-    pub(crate) tenant: String,
+    /// The tenant whose spans to query, and the server's token.
+    #[command(flatten)]
+    pub(crate) identity: Identity,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
@@ -40,10 +38,9 @@ pub(crate) enum Format {
 }
 
 pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let tenant = TenantId::new(&args.tenant)?;
     let result = match &args.server {
-        Some(server) => remote(server, args.auth_token.as_deref(), &tenant, &args.sql).await?,
-        None => local(&args.data_dir, &tenant, &args.sql).await?,
+        Some(server) => remote(server, &args.identity, &args.sql).await?,
+        None => local(&args.data_dir, &TenantId::new(&args.identity.tenant)?, &args.sql).await?,
     };
     match args.format {
         Format::Table => print!("{}", result.to_table()),
@@ -61,23 +58,8 @@ async fn local(data_dir: &std::path::Path, tenant: &TenantId, sql: &str) -> anyh
     Ok(JsonResult::from_result(&result)?)
 }
 
-async fn remote(server: &str, token: Option<&str>, tenant: &TenantId, sql: &str) -> anyhow::Result<JsonResult> {
-    let url = format!("{}/api/v1/sql", server.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().post(&url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .header(spanlake_storage::TENANT_HEADER, tenant.as_str())
-        .json(&serde_json::json!({ "sql": sql }))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let body: serde_json::Value =
-        response.json().await.with_context(|| format!("{url} answered {status} without JSON"))?;
-    if !status.is_success() {
-        bail!("{}", body.get("error").and_then(|e| e.as_str()).unwrap_or("query failed"));
-    }
-    Ok(serde_json::from_value(body)?)
+async fn remote(server: &str, identity: &Identity, sql: &str) -> anyhow::Result<JsonResult> {
+    let rows = identity.client(server, None)?.sql(sql).await?;
+    let columns = rows.columns.into_iter().map(|c| JsonColumn { name: c.name, data_type: c.data_type }).collect();
+    Ok(JsonResult { columns, rows: rows.rows })
 }
