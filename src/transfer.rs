@@ -89,7 +89,7 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
 /// Where exported traces go.
 enum Output {
     JsonLines(BufWriter<File>),
-    Parquet(ArrowWriter<File>),
+    Parquet(Box<ArrowWriter<File>>),
 }
 
 impl Output {
@@ -98,7 +98,7 @@ impl Output {
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
             let properties =
                 WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?)).build();
-            Ok(Self::Parquet(ArrowWriter::try_new(file, schema::span_schema(), Some(properties))?))
+            Ok(Self::Parquet(Box::new(ArrowWriter::try_new(file, schema::span_schema(), Some(properties))?)))
         } else {
             Ok(Self::JsonLines(BufWriter::new(file)))
         }
