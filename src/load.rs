@@ -1,23 +1,27 @@
 //! `spanlake load`: a load generator. Concurrent senders export pre-encoded
 //! demo-shop requests over OTLP/gRPC or OTLP/HTTP protobuf, at a target rate
 //! or flat out, retry refused exports as SDKs do, and the run ends with what
-//! was acknowledged, what was refused and how long exports took.
+//! was acknowledged, what was refused and how long exports took; with
+//! `--verify`, also whether a sample of it reads back as sent.
 
 mod limit;
 mod requests;
 mod sender;
+mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::ensure;
+use anyhow::{bail, ensure};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
 use self::requests::Shape;
 use self::sender::{Outcome, Sender};
+use self::verify::Verification;
+use crate::remote::Identity;
 
 /// Flags of `spanlake load`.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +63,17 @@ pub(crate) struct LoadArgs {
     /// Tenant (`X-Scope-OrgID`).
     #[arg(long)]
     tenant: Option<String>,
+    /// After the run, read a sample of the acknowledged requests back
+    /// through the server's API (`--server`) and report every span missing
+    /// or different; fails if there is one.
+    #[arg(long)]
+    verify: bool,
+    /// The server's HTTP API, for `--verify`.
+    #[arg(long, default_value = "http://127.0.0.1:9411")]
+    server: String,
+    /// The server's `--auth-token`, for `--verify`.
+    #[arg(long, env = "SPANLAKE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
     /// First measure the decode + encode limit of the same spans on one core.
     #[arg(long)]
     measure_limit: bool,
@@ -140,11 +155,11 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
         let (templates, tally, stop, no_retry) = (templates.clone(), tally.clone(), stop.clone(), args.no_retry);
         let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate));
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let (mut latencies, mut acknowledged) = (Vec::new(), Vec::new());
             loop {
                 let send = tally.next_send.fetch_add(1, Ordering::Relaxed);
                 if send >= sends || stop.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d) {
-                    return latencies;
+                    return (latencies, acknowledged);
                 }
                 if let Some(pace) = pace {
                     tokio::time::sleep_until((started + pace.mul_f64(send as f64)).into()).await;
@@ -157,6 +172,7 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
                     match sender.export(body.clone()).await {
                         Outcome::Acknowledged => {
                             latencies.push(sent.elapsed());
+                            acknowledged.push(send);
                             break &tally.acknowledged_spans;
                         }
                         Outcome::Refused => {
@@ -178,9 +194,11 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
             }
         }));
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut acknowledged_sends) = (Vec::new(), Vec::new());
     for worker in workers {
-        latencies.extend(worker.await?);
+        let (worker_latencies, worker_sends) = worker.await?;
+        latencies.extend(worker_latencies);
+        acknowledged_sends.extend(worker_sends);
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
@@ -188,6 +206,16 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
         latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let acknowledged = tally.acknowledged_spans.load(Ordering::Relaxed);
+    let verified = if args.verify {
+        let identity = Identity {
+            auth_token: args.auth_token.clone(),
+            tenant: args.tenant.clone().unwrap_or_else(|| spanlake_storage::TenantId::DEFAULT.to_owned()),
+        };
+        let client = identity.client(&args.server, None)?;
+        Some(verify::verify(&client, &templates, &verify::sample(acknowledged_sends)).await?)
+    } else {
+        None
+    };
     let report = Report {
         protocol: args.protocol,
         seconds: elapsed,
@@ -199,11 +227,20 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
         export_latency_ms: Latency { p50: quantile(0.5), p99: quantile(0.99), max: quantile(1.0) },
         bytes_per_span,
         limit_spans_per_second: limit,
+        verified,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{report}");
+    }
+    if let Some(verified) = report.verified.as_ref().filter(|v| !v.ok()) {
+        bail!(
+            "{} spans missing, {} different of {} read back",
+            verified.spans_missing,
+            verified.spans_different,
+            verified.spans_checked
+        );
     }
     Ok(())
 }
@@ -221,6 +258,7 @@ struct Report {
     export_latency_ms: Latency,
     bytes_per_span: f64,
     limit_spans_per_second: Option<f64>,
+    verified: Option<Verification>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -247,6 +285,19 @@ impl std::fmt::Display for Report {
         if let Some(limit) = self.limit_spans_per_second {
             let share = self.spans_per_second / limit;
             writeln!(f, "decode + encode limit: {limit:.0} spans/s on one core; ingest reached {share:.2} of it")?;
+        }
+        if let Some(verified) = &self.verified {
+            writeln!(
+                f,
+                "read back {} spans of up to {} acknowledged requests: {} missing, {} different",
+                verified.spans_checked,
+                verify::SAMPLED_SENDS,
+                verified.spans_missing,
+                verified.spans_different
+            )?;
+            for problem in &verified.problems {
+                writeln!(f, "  {problem}")?;
+            }
         }
         Ok(())
     }

@@ -137,7 +137,9 @@ fn shaped_trace<R: Rng>(rng: &mut R, start: u64, spans: Option<usize>) -> Trace 
     trace
 }
 
-/// Attributes instrumentation libraries commonly add, cycled through.
+/// Attributes instrumentation libraries commonly add, cycled through; a
+/// key the span already has (the demo's `server.address` of client spans)
+/// is left out, as OTLP wants keys unique.
 fn add_attributes(span: &mut opentelemetry_proto::tonic::trace::v1::Span, count: usize) {
     const KEYS: [&str; 8] = [
         "thread.name",
@@ -165,6 +167,9 @@ fn add_attributes(span: &mut opentelemetry_proto::tonic::trace::v1::Span, count:
             6 => Value::StringValue(format!("{:016x}", span_id.rotate_left(17))),
             _ => Value::StringValue(format!("req-{:012x}", span_id >> 16)),
         };
+        if span.attributes.iter().any(|a| a.key == key) {
+            continue;
+        }
         span.attributes.push(KeyValue { key, value: Some(AnyValue { value: Some(value) }), ..Default::default() });
     }
 }

@@ -91,3 +91,32 @@ async fn refused_exports_are_counted_and_retried() {
     assert_eq!(once["spans_failed"].as_u64(), Some(0), "{once}");
     assert_eq!(server.span_count().await, 10_000 + acknowledged as i64);
 }
+
+/// `--verify` reads a sample back through the driver client: everything
+/// sent is there as sent; asked of a server that never got the spans, every
+/// span is reported missing and the run fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reads_a_sample_back_as_sent() {
+    let server = TestServer::start().await;
+    let api = format!("http://{}", server.http_addr);
+    let extra = ["--spans", "4000", "--batch", "200", "--tenant", "bench", "--verify", "--server", &api];
+    let report = load(args("http", format!("http://{}", server.otlp_http_addr), &extra)).await;
+    let verified = &report["verified"];
+    assert_eq!(verified["spans_checked"].as_u64(), Some(2000), "10 requests of 200 spans: {report}");
+    assert_eq!((verified["spans_missing"].as_u64(), verified["spans_different"].as_u64()), (Some(0), Some(0)));
+
+    let elsewhere = TestServer::start().await;
+    let api = format!("http://{}", elsewhere.http_addr);
+    let extra = ["--spans", "400", "--batch", "200", "--verify", "--server", &api];
+    let args = args("grpc", server.grpc_endpoint(), &extra);
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args)
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("400 spans missing, 0 different of 400 read back"), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report["verified"]["problems"][0].as_str().unwrap().ends_with(": missing"), "{report}");
+}
