@@ -73,6 +73,9 @@ pub(crate) struct ListenArgs {
     /// Jaeger's gRPC query API (`jaeger.api_v3.QueryService`).
     #[arg(long, env = "SPANLAKE_JAEGER_GRPC_ADDR", default_value = "127.0.0.1:16685")]
     pub(crate) jaeger_grpc_addr: SocketAddr,
+    /// Arrow Flight SQL, for ADBC, JDBC Flight SQL drivers and DBeaver.
+    #[arg(long, env = "SPANLAKE_FLIGHT_SQL_ADDR", default_value = "127.0.0.1:50051")]
+    pub(crate) flight_sql_addr: SocketAddr,
 }
 
 /// Where and how spans are stored.
@@ -223,6 +226,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         flight = addr(&listeners.flight),
         pg = addr(&listeners.pg),
         jaeger_grpc = addr(&listeners.jaeger),
+        flight_sql = addr(&listeners.flight_sql),
         worker = addr(&listeners.worker),
         data_dir = %args.storage.data_dir.display(),
         "spanlake is listening"
@@ -317,6 +321,7 @@ struct Listeners {
     flight: Option<TcpListener>,
     pg: Option<TcpListener>,
     jaeger: Option<TcpListener>,
+    flight_sql: Option<TcpListener>,
     worker: Option<TcpListener>,
 }
 
@@ -333,6 +338,7 @@ impl Listeners {
         if roles.query {
             listeners.pg = Some(bind(args.listen.pg_addr, "pgwire").await?);
             listeners.jaeger = Some(bind(args.listen.jaeger_grpc_addr, "Jaeger's gRPC query API").await?);
+            listeners.flight_sql = Some(bind(args.listen.flight_sql_addr, "Arrow Flight SQL").await?);
             if roles.split() || !args.cluster.query_workers.is_empty() {
                 listeners.worker = Some(bind(args.cluster.worker_addr, "the query worker").await?);
             }
@@ -465,6 +471,14 @@ impl Process<'_> {
             tonic::transport::Server::builder()
                 .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), self.token.clone()))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(jaeger), stop),
+        );
+        let flight_sql = listeners.flight_sql.take().expect("bound for the query role");
+        let stop = self.shutdown.clone().cancelled_owned();
+        self.serve(
+            "Flight SQL server",
+            tonic::transport::Server::builder()
+                .add_service(spanlake_query::flight_sql::service(Arc::clone(&engine), self.token.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(flight_sql), stop),
         );
         if let Some(worker) = listeners.worker.take() {
             let service = engine.worker()?.into_worker_server();

@@ -96,7 +96,7 @@ class Node:
     """One `spanlake serve --roles ...` process with its own ports and data directory."""
 
     def __init__(self, binary, s3, work, prefix, roles, *flags, worker_port=None):
-        self.ports = {name: free_port() for name in ["grpc", "otlp", "http", "pg", "jaeger", "flight", "worker"]}
+        self.ports = {name: free_port() for name in ["grpc", "otlp", "http", "pg", "jaeger", "flight_sql", "flight", "worker"]}
         if worker_port:
             self.ports["worker"] = worker_port
         self.dir = pathlib.Path(tempfile.mkdtemp(dir=work))
@@ -104,6 +104,7 @@ class Node:
                 "--otlp-grpc-addr", f"127.0.0.1:{self.ports['grpc']}", "--otlp-http-addr", f"127.0.0.1:{self.ports['otlp']}",
                 "--http-addr", f"127.0.0.1:{self.ports['http']}", "--pg-addr", f"127.0.0.1:{self.ports['pg']}",
                 "--jaeger-grpc-addr", f"127.0.0.1:{self.ports['jaeger']}",
+                "--flight-sql-addr", f"127.0.0.1:{self.ports['flight_sql']}",
                 "--flight-addr", f"127.0.0.1:{self.ports['flight']}", "--worker-addr", f"127.0.0.1:{self.ports['worker']}",
                 *flags]
         self.log = open(self.dir.with_suffix(".log"), "wb")

@@ -36,6 +36,22 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// The gRPC code that answers it (Jaeger's gRPC API, Flight SQL), the
+    /// counterpart of its HTTP status.
+    pub fn grpc_code(&self) -> tonic::Code {
+        if let Self::Cancelled(_) = self {
+            return tonic::Code::Cancelled;
+        }
+        match self.status() {
+            StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => tonic::Code::Unavailable,
+            StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Internal,
+        }
+    }
+
     /// The HTTP status that answers it, on the API and the UI alike.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -9,7 +9,8 @@
 use std::collections::VecDeque;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -43,10 +44,36 @@ impl QueryResult {
 impl QueryEngine {
     /// Runs one read-only SQL statement against `tenant`'s tables.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryResult, QueryError> {
-        let statement = one_statement(sql)?;
+        self.sql_with(tenant, sql, &ParamValues::List(Vec::new())).await
+    }
+
+    /// Runs one read-only SQL statement with its `$1`, `$2`... bound to
+    /// `params`, each cast to the type the statement gives it.
+    pub async fn sql_with(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: &ParamValues,
+    ) -> Result<QueryResult, QueryError> {
         let ctx = self.session(tenant).await?;
-        let plan = read_only_plan(&ctx, statement).await?;
+        let plan = read_only_plan(&ctx, one_statement(sql)?).await?;
+        let plan = match params {
+            ParamValues::List(values) if values.is_empty() => plan,
+            _ => {
+                let params = cast_params(&plan, params)?;
+                plan.replace_params_with_values(&params)?
+            }
+        };
         self.run_plan(&ctx, plan).await
+    }
+
+    /// What a statement would answer and take, without running it: its
+    /// columns, and the types of its parameters, `$1` first (`None` where
+    /// the statement does not decide one).
+    pub async fn describe(&self, tenant: &TenantId, sql: &str) -> Result<Described, QueryError> {
+        let ctx = self.session(tenant).await?;
+        let plan = read_only_plan(&ctx, one_statement(sql)?).await?;
+        Ok(Described { schema: plan.schema().inner().clone(), parameters: parameter_types(&plan)? })
     }
 
     /// Runs a plan (from [`read_only_plan`]) within the query limits.
@@ -61,6 +88,41 @@ impl QueryEngine {
         let batches = self.collect(frame).await?;
         Ok(QueryResult { schema, batches })
     }
+}
+
+/// A statement's columns and parameter types.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub schema: SchemaRef,
+    pub parameters: Vec<Option<DataType>>,
+}
+
+/// The plan's parameter types, `$1` first, up to the highest it names.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
+    let types = plan.get_parameter_types()?;
+    let number = |name: &str| name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+    let count = types.keys().filter_map(|name| number(name)).max().unwrap_or(0);
+    Ok((1..=count).map(|n| types.get(&format!("${n}")).cloned().flatten()).collect())
+}
+
+/// Parameters cast to the types the plan gives them (a driver binds `5`
+/// as Int64 for an Int32 column).
+fn cast_params(plan: &LogicalPlan, params: &ParamValues) -> Result<ParamValues, QueryError> {
+    let ParamValues::List(values) = params else { return Ok(params.clone()) };
+    let types = parameter_types(plan)?;
+    let cast = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| match types.get(i).cloned().flatten() {
+            Some(wanted) if value.value().data_type() != wanted => value
+                .value()
+                .cast_to(&wanted)
+                .map(|v| v.into())
+                .map_err(|e| QueryError::BadRequest(format!("parameter ${}: {}", i + 1, e.strip_backtrace()))),
+            _ => Ok(value.clone()),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ParamValues::List(cast))
 }
 
 /// Plans `statement` if it only reads spanlake's tables.

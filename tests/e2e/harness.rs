@@ -57,6 +57,7 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     pub pg_addr: SocketAddr,
     pub jaeger_grpc_addr: SocketAddr,
+    pub flight_sql_addr: SocketAddr,
     data_dir: PathBuf,
     log_path: PathBuf,
     options: ServerOptions,
@@ -79,6 +80,7 @@ impl TestServer {
             http_addr: free_port(),
             pg_addr: free_port(),
             jaeger_grpc_addr: free_port(),
+            flight_sql_addr: free_port(),
             data_dir,
             log_path: dir.path().join("server.log"),
             options,
@@ -94,7 +96,7 @@ impl TestServer {
                     let _ = std::fs::remove_file(server.log_path());
                     (server.grpc_addr, server.otlp_http_addr) = (free_port(), free_port());
                     (server.http_addr, server.pg_addr) = (free_port(), free_port());
-                    server.jaeger_grpc_addr = free_port();
+                    (server.jaeger_grpc_addr, server.flight_sql_addr) = (free_port(), free_port());
                 }
             }
         }
@@ -131,6 +133,7 @@ impl TestServer {
             .args(["--http-addr", &self.http_addr.to_string()])
             .args(["--pg-addr", &self.pg_addr.to_string()])
             .args(["--jaeger-grpc-addr", &self.jaeger_grpc_addr.to_string()])
+            .args(["--flight-sql-addr", &self.flight_sql_addr.to_string()])
             .args(&self.options.extra_args)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,spanlake=debug")
@@ -174,7 +177,7 @@ impl TestServer {
             ports.extend([self.grpc_addr, self.otlp_http_addr]);
         }
         if has("query") {
-            ports.extend([self.pg_addr, self.jaeger_grpc_addr]);
+            ports.extend([self.pg_addr, self.jaeger_grpc_addr, self.flight_sql_addr]);
         }
         ports
     }

@@ -13,6 +13,7 @@ mod compaction;
 mod deploy;
 mod durability;
 mod fixture;
+mod flight_sql;
 mod harness;
 mod jaeger;
 mod jaeger_v3;

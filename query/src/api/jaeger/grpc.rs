@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use super::proto;
-use super::v3::{TraceQuery, dependencies_proto, find, grpc_code, operations_proto, summaries};
+use super::v3::{TraceQuery, dependencies_proto, find, operations_proto, summaries};
 use crate::auth::AuthToken;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
@@ -43,7 +43,7 @@ impl NamedService for QueryService {
 }
 
 fn status(error: QueryError) -> Status {
-    Status::new(grpc_code(&error), error.to_string())
+    Status::new(error.grpc_code(), error.to_string())
 }
 
 fn tenant<T>(request: &Request<T>) -> Result<TenantId, Status> {

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -59,7 +58,7 @@ impl IntoResponse for V3Error {
         log_failure(&self.0);
         let status = self.0.status();
         let body = json!({"error": {
-            "grpcCode": grpc_code(&self.0) as i32,
+            "grpcCode": self.0.grpc_code() as i32,
             "httpCode": status.as_u16(),
             "message": self.0.to_string(),
             "httpStatus": status.canonical_reason().unwrap_or_default(),
@@ -69,17 +68,6 @@ impl IntoResponse for V3Error {
 }
 
 /// The gRPC status code of a query error.
-pub(super) fn grpc_code(error: &QueryError) -> tonic::Code {
-    match error.status() {
-        StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
-        StatusCode::NOT_FOUND => tonic::Code::NotFound,
-        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => tonic::Code::Unavailable,
-        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => tonic::Code::DeadlineExceeded,
-        _ => tonic::Code::Internal,
-    }
-}
-
 fn no_traces() -> QueryError {
     QueryError::NotFound("No traces found".into())
 }
