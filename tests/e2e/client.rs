@@ -109,6 +109,16 @@ async fn every_method_answers_what_the_server_sends() {
     assert_eq!(rows.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["service_name", "n"]);
     assert_eq!(rows.rows, [[json!("backend"), json!(2)], [json!("frontend"), json!(3)], [json!("worker"), json!(1)]]);
 
+    let batches =
+        client.sql_arrow("SELECT service_name, duration_ns FROM spans ORDER BY duration_ns DESC").await.unwrap();
+    let longest = &batches[0];
+    assert_eq!(longest.schema().field(1).data_type(), &arrow::datatypes::DataType::Int64, "types kept");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    let durations = longest.column(1).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+    assert_eq!(durations.value(0), 300_000_000, "trace 2's root, 300 ms");
+    let error = client.sql_arrow("DELETE FROM spans").await.unwrap_err();
+    assert!(error.to_string().contains("read-only"), "{error}");
+
     // Every `/api/v1` operation the server documents has its client method.
     let document = client.openapi().await.unwrap();
     let documented: BTreeSet<(String, String)> = document["paths"]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use arrow::ipc::writer::StreamWriter;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
@@ -617,10 +618,10 @@ pub(crate) struct SqlRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/sql", tag = "sql", request_body = SqlRequest,
-    responses((status = 200, description = "`{\"columns\": [{\"name\", \"type\"}], \"rows\": [[...]]}`; CSV with `Accept: text/csv`", body = Object),
+    responses((status = 200, description = "`{\"columns\": [{\"name\", \"type\"}], \"rows\": [[...]]}`; CSV with `Accept: text/csv`; an Arrow IPC stream with `Accept: application/vnd.apache.arrow.stream`", body = Object),
               (status = 400, body = ApiError)))]
-/// `POST /api/v1/sql` with `{"sql": "..."}`: JSON rows, or CSV when the
-/// client accepts `text/csv`.
+/// `POST /api/v1/sql` with `{"sql": "..."}`: JSON rows, CSV, or Arrow
+/// record batches, as the client accepts.
 pub(crate) async fn post_sql(
     State(engine): State<Arc<QueryEngine>>,
     Tenant(tenant): Tenant,
@@ -630,18 +631,30 @@ pub(crate) async fn post_sql(
     let Json(request) = body
         .map_err(|e| QueryError::BadRequest(format!("expected a JSON body {{\"sql\": \"...\"}}: {}", e.body_text())))?;
     let result = engine.sql(&tenant, &request.sql).await?;
+    if accepts(&headers, ARROW_STREAM) {
+        let render = |e: arrow::error::ArrowError| QueryError::Render(e.to_string());
+        let mut writer = StreamWriter::try_new(Vec::new(), &result.schema).map_err(render)?;
+        for batch in &result.batches {
+            writer.write(batch).map_err(render)?;
+        }
+        let bytes = writer.into_inner().map_err(render)?;
+        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());
+    }
     let json = result.to_json()?;
-    if accepts_csv(&headers) {
+    if accepts(&headers, "text/csv") {
         let csv = json.to_csv().map_err(|e| QueryError::Render(e.to_string()))?;
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response());
     }
     Ok(Json(json).into_response())
 }
 
-fn accepts_csv(headers: &HeaderMap) -> bool {
+/// Arrow's IPC stream format, as its media type names it.
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))
+        .any(|v| v.split(',').any(|t| t.trim().starts_with(media_type)))
 }
