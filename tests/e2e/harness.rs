@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::Value;
+use spanlake_client::{Error as ClientError, RetryPolicy};
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spanlake");
@@ -276,14 +277,18 @@ impl TestServer {
         self.sql_as(None, sql).await
     }
 
-    /// SQL as `tenant` (the X-Scope-OrgID header).
+    /// SQL as `tenant` (the X-Scope-OrgID header), through the driver
+    /// client without retries: the status and body the server answered.
     pub async fn sql_as(&self, tenant: Option<&str>, sql: &str) -> (u16, Value) {
-        let mut request = reqwest::Client::new().post(self.api_url("/api/v1/sql"));
+        let mut client = self.client().retry(RetryPolicy::none());
         if let Some(tenant) = tenant {
-            request = request.header("x-scope-orgid", tenant);
+            client = client.tenant(tenant);
         }
-        let response = request.json(&serde_json::json!({ "sql": sql })).send().await.expect("sql request");
-        (response.status().as_u16(), response.json().await.expect("JSON answer"))
+        match client.build().expect("a client").sql(sql).await {
+            Ok(rows) => (200, serde_json::to_value(rows).expect("rows as JSON")),
+            Err(ClientError::Api { status, message }) => (status.as_u16(), serde_json::json!({ "error": message })),
+            Err(error) => panic!("{sql}: {error}"),
+        }
     }
 
     /// The single value of a one-row, one-column query.
@@ -296,13 +301,15 @@ impl TestServer {
         self.sql_scalar("SELECT count(*) FROM spans").await.as_i64().expect("a count")
     }
 
-    /// `GET /api/v1/traces/{id}`: the status and, on 200, the trace.
+    /// `GET /api/v1/traces/{id}` through the driver client: the status and,
+    /// on 200, the trace.
     pub async fn trace(&self, id: &str) -> (u16, Option<ExportTraceServiceRequest>) {
-        let response = reqwest::get(self.api_url(&format!("/api/v1/traces/{id}"))).await.expect("trace request");
-        let status = response.status().as_u16();
-        let body = response.bytes().await.expect("body");
-        let trace = (status == 200).then(|| serde_json::from_slice(&body).expect("OTLP JSON"));
-        (status, trace)
+        let client = self.client().retry(RetryPolicy::none()).build().expect("a client");
+        match client.trace(id.parse().expect("a trace id")).await {
+            Ok(Some(trace)) => (200, Some(trace)),
+            Ok(None) => (404, None),
+            Err(error) => (error.status().map_or_else(|| panic!("{id}: {error}"), |s| s.as_u16()), None),
+        }
     }
 
     /// Parquet files under the data directory.
