@@ -63,7 +63,7 @@ fn table(traces: &[TraceSummary]) -> String {
             [
                 t.trace_id.to_string(),
                 humantime::format_rfc3339_millis(start).to_string(),
-                crate::trace_cli::duration(t.duration_ns),
+                spanlake_ui::format::duration(t.duration_ns),
                 t.span_count.to_string(),
                 t.error_count.to_string(),
                 root,

@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use spanlake_client::TraceId;
 use spanlake_query::tree::{self, Node};
+use spanlake_ui::format::duration;
 
 use crate::remote::ServerArgs;
 
@@ -112,15 +113,4 @@ fn tree_view(trace: &ExportTraceServiceRequest) -> String {
         );
     }
     text
-}
-
-/// A duration for people: `850µs`, `12.3ms`, `4.05s`.
-pub(crate) fn duration(ns: i64) -> String {
-    let ns = ns.max(0) as f64;
-    match ns {
-        n if n < 1e3 => format!("{n}ns"),
-        n if n < 1e6 => format!("{:.0}µs", n / 1e3),
-        n if n < 1e9 => format!("{:.1}ms", n / 1e6),
-        n => format!("{:.2}s", n / 1e9),
-    }
 }

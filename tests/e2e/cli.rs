@@ -90,9 +90,9 @@ async fn search_trace_export_and_import_through_the_client() {
     let (tree, _) = cli(args(&["trace", "--server", &url, &trace_id(1)])).await;
     let spans: Vec<&str> = tree.lines().skip(3).collect();
     assert_eq!(spans.len(), 3, "{tree}");
-    assert!(spans[0].ends_with("* 50.0ms  frontend: GET /a"), "the root adds 50 ms of its 100: {tree}");
-    assert!(spans[1].ends_with("* 10.0ms    frontend: GET"), "{tree}");
-    assert!(spans[2].ends_with("* 40.0ms      backend: GET /b"), "{tree}");
+    assert!(spans[0].ends_with("* 50.0 ms  frontend: GET /a"), "the root adds 50 ms of its 100: {tree}");
+    assert!(spans[1].ends_with("* 10.0 ms    frontend: GET"), "{tree}");
+    assert!(spans[2].ends_with("* 40.0 ms      backend: GET /b"), "{tree}");
     let (zipkin, _) = cli(args(&["trace", "--server", &url, &trace_id(1), "--format", "zipkin"])).await;
     assert_eq!(serde_json::from_str::<Value>(&zipkin).unwrap().as_array().map(Vec::len), Some(3));
     let (jaeger, _) = cli(args(&["trace", "--server", &url, &trace_id(1), "--format", "jaeger"])).await;

@@ -4,7 +4,7 @@ use chrono::DateTime;
 pub(crate) use spanlake_query::params::percent_encode as encode;
 
 /// A duration in the unit that keeps it short: `850 µs`, `12.4 ms`, `3.20 s`, `2 min 05 s`.
-pub(crate) fn duration(ns: i64) -> String {
+pub fn duration(ns: i64) -> String {
     let ns = ns.max(0) as f64;
     match ns {
         n if n < 1e3 => format!("{n:.0} ns"),

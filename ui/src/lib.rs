@@ -16,7 +16,8 @@
 //! Everything from span data goes through Leptos' escaping.
 
 mod charts;
-mod format;
+/// How numbers, times and names read, on the pages and in the terminal.
+pub mod format;
 mod layout;
 mod pages;
 mod waterfall;
