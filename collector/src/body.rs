@@ -124,13 +124,12 @@ pub(crate) async fn read(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Re
 /// Reads the whole body (chunked or not), refusing more than `limit` bytes.
 async fn read_limited(mut body: Body, limit: usize, buffers: &Arc<BodyBuffers>) -> Result<Bytes, IngestError> {
     let too_large = || IngestError::TooLarge { limit, decompressed: false };
-    // The length the sender declared, so the buffer grows once.
+    // The length the sender declared, so the buffer grows once. A body
+    // declared too large is still read up to the limit: answered before
+    // that, a client still sending would meet a closed connection, not 413.
     let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
-    if declared > limit {
-        return Err(too_large());
-    }
     let mut buffer = buffers.take();
-    buffer.bytes.reserve(declared);
+    buffer.bytes.reserve(declared.min(limit));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| IngestError::InvalidRequest(format!("reading the body failed: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
@@ -205,7 +204,6 @@ mod tests {
         assert_eq!(body, Bytes::from_static(b"abcdef"));
         let over = read_limited(chunked(&[b"abc", b"defg"]), 6, &buffers).await;
         assert!(matches!(over, Err(IngestError::TooLarge { decompressed: false, .. })));
-        // A declared length past the limit is refused before reading.
         let declared = read_limited(Body::from(vec![0u8; 7]), 6, &buffers).await;
         assert!(matches!(declared, Err(IngestError::TooLarge { decompressed: false, .. })));
     }

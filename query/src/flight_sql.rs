@@ -5,8 +5,9 @@
 //!
 //! A statement's `FlightInfo` plans it (so a refused statement fails
 //! there) and hands out a ticket that names the statement and a query id;
-//! `DoGet` runs it. Prepared statements live in this process until closed,
-//! bound by `DoPut` to one row of parameters. `CancelFlightInfo` (and the
+//! `DoGet` runs it, once, within ten minutes. Prepared statements live in
+//! this process until closed (10,000 at most), bound by `DoPut` to one row
+//! of parameters. `CancelFlightInfo` (and the
 //! older `CancelQuery`) stops the query of a ticket, running or not yet
 //! started.
 
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -58,9 +60,16 @@ pub struct FlightSql {
     engine: Arc<QueryEngine>,
     token: Option<AuthToken>,
     statements: Mutex<HashMap<u64, Prepared>>,
-    /// Queries of tickets handed out and not yet finished, by query id.
-    queries: Mutex<HashMap<u64, CancellationToken>>,
+    /// Queries of tickets handed out and not yet finished, by query id,
+    /// with when the ticket was made.
+    queries: Mutex<HashMap<u64, (Instant, CancellationToken)>>,
 }
+
+/// A ticket not used this long is forgotten: clients that ask for a
+/// `FlightInfo` (for its schema, say) and never read it must not pile up.
+const TICKET_LIFETIME: Duration = Duration::from_secs(600);
+/// Open prepared statements per process; more are refused until some close.
+const MAX_PREPARED: usize = 10_000;
 
 /// A prepared statement: its text, its tenant, and the parameters last bound.
 #[derive(Debug, Clone)]
@@ -155,7 +164,10 @@ impl FlightSql {
     /// cancelled before it runs.
     fn ticket(&self, statement: Statement) -> Result<Vec<u8>, Status> {
         let id = next_id();
-        self.queries.lock().unwrap_or_else(|p| p.into_inner()).insert(id, CancellationToken::new());
+        let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        queries.retain(|_, (made, _)| made.elapsed() < TICKET_LIFETIME);
+        queries.insert(id, (Instant::now(), CancellationToken::new()));
+        drop(queries);
         let handle = serde_json::to_vec(&QueryTicket { id, statement }).map_err(internal)?;
         Ok(TicketStatementQuery { statement_handle: handle.into() }.as_any().encode_to_vec())
     }
@@ -166,7 +178,7 @@ impl FlightSql {
         let mut cancelled = false;
         for ticket in info.endpoint.iter().filter_map(|e| e.ticket.as_ref()) {
             let Some(query) = decode_ticket(&ticket.ticket) else { continue };
-            if let Some(token) = queries.get(&query.id) {
+            if let Some((_, token)) = queries.get(&query.id) {
                 token.cancel();
                 cancelled = true;
             }
@@ -175,7 +187,7 @@ impl FlightSql {
     }
 
     async fn run(&self, tenant: &TenantId, ticket: QueryTicket) -> Result<(SchemaRef, Vec<RecordBatch>), Status> {
-        let cancelled = self.queries.lock().unwrap_or_else(|p| p.into_inner()).get(&ticket.id).cloned();
+        let cancelled = self.queries.lock().unwrap_or_else(|p| p.into_inner()).get(&ticket.id).map(|(_, t)| t.clone());
         let Some(cancelled) = cancelled else {
             return Err(Status::not_found(
                 "this ticket was used or cancelled; ask for the statement's FlightInfo again",
@@ -284,7 +296,14 @@ impl FlightSqlService for FlightSql {
         let described = self.engine.describe(&tenant, &query.query).await.map_err(status)?;
         let id = next_id();
         let prepared = Prepared { sql: query.query, tenant, params: Vec::new() };
-        self.statements.lock().unwrap_or_else(|p| p.into_inner()).insert(id, prepared);
+        let mut statements = self.statements.lock().unwrap_or_else(|p| p.into_inner());
+        if statements.len() >= MAX_PREPARED {
+            return Err(Status::resource_exhausted(format!(
+                "{MAX_PREPARED} prepared statements are open on this server; close some"
+            )));
+        }
+        statements.insert(id, prepared);
+        drop(statements);
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: id.to_be_bytes().to_vec().into(),
             dataset_schema: ipc_schema(&described.schema)?,
