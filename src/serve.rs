@@ -25,8 +25,9 @@ use spanlake_storage::{
     CompactionConfig, DEFAULT_MAX_BUFFER_BYTES, FlushConfig, IngestLimits, Storage, StorageConfig, StorageMetrics,
     WalConfig, WalSync,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -206,6 +207,17 @@ impl StorageArgs {
         config.local_root = self.storage.is_none().then(|| self.data_dir.clone());
         config
     }
+}
+
+/// A gRPC server's connections, Nagle's algorithm off: HTTP/2 writes a
+/// response's headers and data apart, and the second small write would wait
+/// for the client's delayed ACK (40 ms a call, measured on Flight SQL).
+fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
+    TcpListenerStream::new(listener).map(|connection| {
+        let connection = connection?;
+        connection.set_nodelay(true)?;
+        Ok(connection)
+    })
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -392,7 +404,7 @@ impl Process<'_> {
             "OTLP/gRPC server",
             tonic::transport::Server::builder()
                 .add_service(spanlake_collector::grpc_service(ingest.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop),
+                .serve_with_incoming_shutdown(incoming(grpc), stop),
         );
         let otlp_http = listeners.otlp_http.take().expect("bound for the collector role");
         let stop = self.shutdown.clone().cancelled_owned();
@@ -407,7 +419,7 @@ impl Process<'_> {
                 "Arrow Flight server",
                 tonic::transport::Server::builder()
                     .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(flight), stop),
+                    .serve_with_incoming_shutdown(incoming(flight), stop),
             );
         }
         self.background.push(tokio::spawn(Arc::clone(&self.storage).run_flusher(self.stop_background.clone())));
@@ -470,7 +482,7 @@ impl Process<'_> {
             "Jaeger gRPC server",
             tonic::transport::Server::builder()
                 .add_service(spanlake_query::api::jaeger::grpc::query_service(Arc::clone(&engine), self.token.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(jaeger), stop),
+                .serve_with_incoming_shutdown(incoming(jaeger), stop),
         );
         let flight_sql = listeners.flight_sql.take().expect("bound for the query role");
         let stop = self.shutdown.clone().cancelled_owned();
@@ -478,7 +490,7 @@ impl Process<'_> {
             "Flight SQL server",
             tonic::transport::Server::builder()
                 .add_service(spanlake_query::flight_sql::service(Arc::clone(&engine), self.token.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(flight_sql), stop),
+                .serve_with_incoming_shutdown(incoming(flight_sql), stop),
         );
         if let Some(worker) = listeners.worker.take() {
             let service = engine.worker()?.into_worker_server();
@@ -489,7 +501,7 @@ impl Process<'_> {
                 tonic::transport::Server::builder()
                     .layer(tonic::service::InterceptorLayer::new(move |request| bearer(&secret, request)))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(worker), stop),
+                    .serve_with_incoming_shutdown(incoming(worker), stop),
             );
         }
         let interval = self.args.storage.compaction_interval;
@@ -551,4 +563,19 @@ async fn signal_shutdown(shutdown: CancellationToken) {
         _ = term.recv() => info!("SIGTERM: shutting down"),
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grpc_connections_are_accepted_without_nagle() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut connections = std::pin::pin!(incoming(listener));
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let accepted = connections.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }

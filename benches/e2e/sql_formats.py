@@ -28,7 +28,7 @@ QUERIES = {
     "200k spans, 6 columns": "SELECT trace_id, span_id, service_name, span_name, start_time, duration_ns "
     "FROM spans LIMIT 200000",
     "200k spans, every column": "SELECT * FROM spans LIMIT 200000",
-    "an aggregate (40 rows)": "SELECT service_name, span_name, count(*) AS n, avg(duration_ns) AS mean "
+    "an aggregate per service and span name": "SELECT service_name, span_name, count(*) AS n, avg(duration_ns) AS mean "
     "FROM spans GROUP BY 1, 2",
 }
 
