@@ -2,7 +2,7 @@
 //! method, answers decoded and written back to the very JSON the server
 //! sent, the search stream over many pages, retries on the answers that
 //! say "later" and on a server that is down, none on a bad request, the
-//! tenant and the token.
+//! timeout, the tenant and the token.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};
@@ -177,6 +177,12 @@ async fn later_answers_and_a_down_server_are_retried_bad_requests_are_not() {
         matches!(&error, Error::Api { status, message } if status.as_u16() == 400 && message.starts_with("limit")),
         "{error}"
     );
+
+    // An answer slower than the client's timeout ends the call.
+    let hasty = server.client().timeout(Duration::from_millis(50)).retry(RetryPolicy::none()).build().unwrap();
+    let slow = "SELECT count(*) FROM generate_series(1, 10000000000) AS a(x) WHERE x % 7 = 3";
+    let error = hasty.sql(slow).await.unwrap_err();
+    assert!(matches!(&error, Error::Transport { source, .. } if source.is_timeout()), "{error}");
 
     // Down, then up again: the call waits for it.
     server.stop().await;
