@@ -104,6 +104,13 @@ async fn search_trace_export_and_import_through_the_client() {
     let lines_file = dir.path().join("shop.jsonl").to_str().unwrap().to_owned();
     let (_, stderr) = cli(args(&["export", "--server", &url, "--lookback", "1h", "--out", &lines_file])).await;
     assert!(stderr.contains("exported 3 traces"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&lines_file).unwrap().lines().count(), 3, "a trace a line");
+    let newest = dir.path().join("newest.jsonl").to_str().unwrap().to_owned();
+    cli(args(&["export", "--server", &url, "--lookback", "1h", "--limit", "2", "--out", &newest])).await;
+    let exported: Vec<Value> =
+        std::fs::read_to_string(&newest).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let trace_of = |request: &Value| request["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"].clone();
+    assert_eq!(exported.iter().map(trace_of).collect::<Vec<_>>(), [json!(trace_id(3)), json!(trace_id(2))]);
     let parquet_file = dir.path().join("backend.parquet");
     let out = parquet_file.to_str().unwrap();
     cli(args(&["export", "--server", &url, "--lookback", "1h", "--service", "backend", "--out", out])).await;
