@@ -2,6 +2,8 @@
 //! `POST /api/v1/sql` and pgwire, under the same limits, tenant
 //! (`x-scope-orgid` metadata) and token (`authorization: Bearer`), answered
 //! as Arrow record batches, for ADBC, JDBC Flight SQL drivers and DBeaver.
+//! Clients that log in (`Handshake` with user and password, as JDBC does)
+//! give the tenant as user and the token as password.
 //!
 //! A statement's `FlightInfo` plans it (so a refused statement fails
 //! there) and hands out a ticket that names the statement and a query id;
@@ -33,8 +35,10 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint,
-    FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+    FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::{Stream, TryStreamExt};
 use prost::Message;
@@ -141,14 +145,33 @@ fn batches_stream(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGe
 impl FlightSql {
     /// The caller's tenant, once its token is checked.
     fn caller<T>(&self, request: &Request<T>) -> Result<TenantId, Status> {
-        if let Some(token) = &self.token {
-            let sent = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-            if !sent.and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| token.matches(t.trim())) {
-                return Err(Status::unauthenticated("this server needs authorization: Bearer <token>"));
-            }
+        let bearer = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        // A handshake's session names the tenant; `x-scope-orgid` still wins.
+        let session = bearer.and_then(|b| self.session(b));
+        let token_given = bearer.is_some_and(|b| self.token.as_ref().is_some_and(|t| t.matches(b)));
+        if self.token.is_some() && !token_given && session.is_none() {
+            return Err(Status::unauthenticated("this server needs authorization: Bearer <token>"));
         }
-        let value = request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes());
-        TenantId::from_header(value).map_err(|e| Status::invalid_argument(format!("{e} (metadata x-scope-orgid)")))
+        match request.metadata().get(TENANT_HEADER) {
+            Some(value) => TenantId::from_header(Some(value.as_bytes()))
+                .map_err(|e| Status::invalid_argument(format!("{e} (metadata x-scope-orgid)"))),
+            None => Ok(session.unwrap_or_default()),
+        }
+    }
+
+    /// The tenant of a bearer that `Handshake` handed out: `{tenant}.{token}`.
+    fn session(&self, bearer: &str) -> Option<TenantId> {
+        let (tenant, token) = bearer.split_once('.')?;
+        let valid = match &self.token {
+            Some(expected) => expected.matches(token),
+            None => token.is_empty(),
+        };
+        valid.then(|| TenantId::new(tenant).ok()).flatten()
     }
 
     fn prepared(&self, handle: &[u8], tenant: &TenantId) -> Result<(u64, Prepared), Status> {
@@ -252,6 +275,37 @@ static SQL_INFO: std::sync::LazyLock<SqlInfoData> = std::sync::LazyLock::new(|| 
 #[tonic::async_trait]
 impl FlightSqlService for FlightSql {
     type FlightService = FlightSql;
+
+    /// Basic authentication, as JDBC drivers and DBeaver log in: the user
+    /// is the tenant (as over pgwire), the password the server's token.
+    /// Answers a bearer for the calls that follow, naming the tenant.
+    async fn do_handshake(
+        &self,
+        request: Request<tonic::Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let refused = || Status::unauthenticated("log in with the tenant as user and the server's token as password");
+        let basic = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .ok_or_else(refused)?;
+        // Go's Flight client leaves the padding out.
+        let decoded =
+            STANDARD.decode(basic.trim()).or_else(|_| STANDARD_NO_PAD.decode(basic.trim())).map_err(|_| refused())?;
+        let (user, password) =
+            std::str::from_utf8(&decoded).ok().and_then(|c| c.split_once(':')).ok_or_else(refused)?;
+        let tenant = if user.is_empty() { TenantId::default() } else { TenantId::new(user).map_err(|_| refused())? };
+        if self.token.as_ref().is_some_and(|t| !t.matches(password)) {
+            return Err(refused());
+        }
+        let bearer =
+            format!("Bearer {}.{}", tenant.as_str(), self.token.as_ref().map(|_| password).unwrap_or_default());
+        let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
+            Response::new(Box::pin(futures::stream::iter([Ok(HandshakeResponse::default())])));
+        response.metadata_mut().insert("authorization", bearer.parse().map_err(internal)?);
+        Ok(response)
+    }
 
     async fn get_flight_info_statement(
         &self,

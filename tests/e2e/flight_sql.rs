@@ -1,7 +1,8 @@
 //! Arrow Flight SQL on `--flight-sql-addr`, through the real ADBC driver
 //! (`adbc_driver_flightsql`, into pandas) and pyarrow's Flight client: a
 //! query, a prepared statement with parameters, the catalog, the attacks
-//! HTTP refuses refused alike, the tenant, the token, and cancellation.
+//! HTTP refuses refused alike, the tenant, the token, a login as JDBC
+//! drivers make it, and cancellation.
 
 use std::process::Command;
 
@@ -53,6 +54,8 @@ async fn adbc_reads_spans_over_flight_sql_as_every_other_surface_does() {
     assert!(seen["info"].to_string().contains("spanlake"), "GetSqlInfo names the server: {seen}");
     assert_eq!(seen["other_tenant"], json!([[0]]), "another tenant sees none of acme's spans");
     assert!(seen["no_token"].as_str().unwrap().contains("authorization: Bearer"), "{seen}");
+    assert_eq!(seen["logged_in"], json!([[6]]), "a login names the tenant: {seen}");
+    assert!(seen["wrong_password"].as_str().unwrap().contains("log in with the tenant as user"), "{seen}");
     let cancel = &seen["cancel"];
     assert_eq!(cancel["status"], "0801", "CancelFlightInfo answers CANCELLED: {seen}");
     assert!(cancel["done"].as_bool().unwrap(), "the cancelled read ended: {seen}");

@@ -80,6 +80,12 @@ def main():
         cur.execute("SELECT count(*) AS n FROM spans")
         seen["other_tenant"] = cur.fetchall()
     seen["no_token"] = error_of(lambda: connect(uri, tenant, "").cursor().execute("SELECT 1"))
+    # Logging in as JDBC drivers do: the tenant as user, the token as password.
+    with flight_sql.connect(uri, db_kwargs={"username": tenant, "password": token}) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM spans")
+        seen["logged_in"] = cur.fetchall()
+    wrong = {"username": tenant, "password": "guess"}
+    seen["wrong_password"] = error_of(lambda: flight_sql.connect(uri, db_kwargs=wrong).cursor().execute("SELECT 1"))
 
     # Cancellation: a long query's FlightInfo, its DoGet started, then
     # CancelFlightInfo, as a Flight SQL client sends it.
