@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::ParamValues;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement;
-use spanlake_storage::TenantId;
+use spanlake_storage::{TenantId, ids};
 
 use crate::distributed;
 use crate::engine::QueryEngine;
@@ -60,7 +60,7 @@ impl QueryEngine {
         let plan = match params {
             ParamValues::List(values) if values.is_empty() => plan,
             _ => {
-                let params = cast_params(&plan, params)?;
+                let params = bind_params(&plan, params.clone())?;
                 plan.replace_params_with_values(&params)?
             }
         };
@@ -97,32 +97,44 @@ pub struct Described {
     pub parameters: Vec<Option<DataType>>,
 }
 
-/// The plan's parameter types, `$1` first, up to the highest it names.
-fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
+/// The plan's parameter types, `$1` first, up to the highest it names
+/// (`None` where the statement does not decide one).
+pub(crate) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
     let types = plan.get_parameter_types()?;
     let number = |name: &str| name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
     let count = types.keys().filter_map(|name| number(name)).max().unwrap_or(0);
     Ok((1..=count).map(|n| types.get(&format!("${n}")).cloned().flatten()).collect())
 }
 
-/// Parameters cast to the types the plan gives them (a driver binds `5`
-/// as Int64 for an Int32 column).
-fn cast_params(plan: &LogicalPlan, params: &ParamValues) -> Result<ParamValues, QueryError> {
-    let ParamValues::List(values) = params else { return Ok(params.clone()) };
+/// Parameter values as the plan takes them, for every surface that binds
+/// parameters (pgwire, Flight SQL): ids from hex text (or their bytes),
+/// other values cast to the type the plan gives them (a driver binds `5` as
+/// Int64 for an Int32 column).
+pub(crate) fn bind_params(plan: &LogicalPlan, params: ParamValues) -> Result<ParamValues, QueryError> {
+    let ParamValues::List(values) = params else { return Ok(params) };
     let types = parameter_types(plan)?;
-    let cast = values
-        .iter()
+    let bound = values
+        .into_iter()
         .enumerate()
-        .map(|(i, value)| match types.get(i).cloned().flatten() {
-            Some(wanted) if value.value().data_type() != wanted => value
-                .value()
-                .cast_to(&wanted)
-                .map(|v| v.into())
-                .map_err(|e| QueryError::BadRequest(format!("parameter ${}: {}", i + 1, e.strip_backtrace()))),
-            _ => Ok(value.clone()),
+        .map(|(i, value)| {
+            let bad = |e: String| QueryError::BadRequest(format!("parameter ${}: {e}", i + 1));
+            let scalar = match (types.get(i).cloned().flatten(), value.value()) {
+                (Some(DataType::FixedSizeBinary(width)), ScalarValue::Utf8(Some(hex))) => {
+                    let id = ids::parse_id(hex, width as usize).map_err(|e| bad(e.to_string()))?;
+                    ScalarValue::FixedSizeBinary(width, Some(id))
+                }
+                (Some(DataType::FixedSizeBinary(width)), ScalarValue::Binary(Some(bytes))) => {
+                    ScalarValue::FixedSizeBinary(width, Some(bytes.clone()))
+                }
+                (Some(wanted), scalar) if scalar.data_type() != wanted => {
+                    scalar.cast_to(&wanted).map_err(|e| bad(e.strip_backtrace()))?
+                }
+                _ => return Ok(value),
+            };
+            Ok(scalar.into())
         })
-        .collect::<Result<_, _>>()?;
-    Ok(ParamValues::List(cast))
+        .collect::<Result<_, QueryError>>()?;
+    Ok(ParamValues::List(bound))
 }
 
 /// Plans `statement` if it only reads spanlake's tables.

@@ -35,6 +35,7 @@ async fn adbc_reads_spans_over_flight_sql_as_every_other_surface_does() {
     assert_eq!(seen["columns"], json!(["service_name", "n"]), "{seen}");
     assert_eq!(seen["rows"], json!([["backend", 2], ["frontend", 3], ["worker", 1]]), "{seen}");
     assert_eq!((&seen["prepared"], &seen["prepared_again"]), (&json!([[2]]), &json!([[3]])), "bound twice: {seen}");
+    assert_eq!(seen["by_trace_id"], json!([[3]]), "a trace id bound as hex, as over pgwire: {seen}");
     // Refused with the message HTTP gives for the same statement.
     let attacks = ["DROP TABLE spans", "SELECT * FROM '/etc/passwd'", "COPY spans TO '/tmp/x.csv'"];
     for (sql, refused) in attacks.iter().zip(seen["attacks"].as_array().unwrap()) {

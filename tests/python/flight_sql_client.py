@@ -62,6 +62,8 @@ def main():
         seen["prepared"] = cur.fetchall()
         cur.execute("SELECT count(*) AS n FROM spans WHERE service_name = $1 AND duration_ns >= $2", parameters=("frontend", 0))
         seen["prepared_again"] = cur.fetchall()
+        cur.execute("SELECT count(*) AS n FROM spans WHERE trace_id = $1", parameters=("00" * 15 + "01",))
+        seen["by_trace_id"] = cur.fetchall()
         seen["attacks"] = [
             error_of(lambda sql=sql: cur.execute(sql))
             for sql in ["DROP TABLE spans", "SELECT * FROM '/etc/passwd'", "COPY spans TO '/tmp/x.csv'"]

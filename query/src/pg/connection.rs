@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
-use datafusion::common::metadata::ScalarAndMetadata;
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -35,14 +34,14 @@ use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use datafusion_postgres::{DfSessionService, Parser, QueryHook};
 use futures::Sink;
-use spanlake_storage::{TenantId, ids};
+use spanlake_storage::TenantId;
 use tokio::sync::OnceCell;
 
 use super::hooks::{self, Errors, error};
 use super::wire::WireCatalog;
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
-use crate::sql::refuse_file_statements;
+use crate::sql::{bind_params, parameter_types, refuse_file_statements};
 
 /// A prepared statement as datafusion-postgres keeps it: the SQL, and the
 /// statement with its plan.
@@ -259,45 +258,19 @@ impl ExtendedQueryHandler for Handler {
     }
 }
 
-/// The plan's parameters, `$1` first, with the types DataFusion inferred.
-fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<(usize, Option<DataType>)>> {
-    let types = plan.get_parameter_types().map_err(|e| error(e.into()))?;
-    let mut ordered: Vec<(usize, Option<DataType>)> =
-        types.into_iter().filter_map(|(id, t)| id.trim_start_matches('$').parse().ok().map(|n| (n, t))).collect();
-    ordered.sort_by_key(|(n, _)| *n);
-    Ok(ordered)
-}
-
 fn is_id(data_type: Option<&DataType>) -> bool {
     matches!(data_type, Some(DataType::FixedSizeBinary(_)))
 }
 
 /// The bound parameter values, decoded by the types the client declared or
-/// else the inferred ones. Ids come as hex text (or as bytes, if the client
-/// says bytea) and become ids of the column's width.
+/// else the inferred ones, ids as hex text (or as bytes, if the client says
+/// bytea), then bound as every surface binds them (`sql::bind_params`).
 fn parameters(portal: &Portal<Prepared>, plan: &LogicalPlan) -> PgWireResult<ParamValues> {
-    let inferred = parameter_types(plan)?;
+    let inferred = parameter_types(plan).map_err(error)?;
     let decode_as: Vec<Option<&DataType>> =
-        inferred.iter().map(|(_, t)| if is_id(t.as_ref()) { Some(&DataType::Utf8) } else { t.as_ref() }).collect();
-    let ParamValues::List(values) = deserialize_parameters(portal, &decode_as)? else {
-        return Ok(ParamValues::List(Vec::new()));
-    };
-    let values = values
-        .into_iter()
-        .zip(&inferred)
-        .map(|(value, (n, inferred))| match (inferred, value.value()) {
-            (Some(DataType::FixedSizeBinary(width)), ScalarValue::Utf8(Some(hex))) => {
-                let id = ids::parse_id(hex, *width as usize)
-                    .map_err(|e| error(QueryError::BadRequest(format!("parameter ${n}: {e}"))))?;
-                Ok(ScalarAndMetadata::from(ScalarValue::FixedSizeBinary(*width, Some(id))))
-            }
-            (Some(DataType::FixedSizeBinary(width)), ScalarValue::Binary(Some(bytes))) => {
-                Ok(ScalarAndMetadata::from(ScalarValue::FixedSizeBinary(*width, Some(bytes.clone()))))
-            }
-            _ => Ok(value),
-        })
-        .collect::<PgWireResult<_>>()?;
-    Ok(ParamValues::List(values))
+        inferred.iter().map(|t| if is_id(t.as_ref()) { Some(&DataType::Utf8) } else { t.as_ref() }).collect();
+    let values = deserialize_parameters(portal, &decode_as)?;
+    bind_params(plan, values).map_err(error)
 }
 
 #[async_trait]
@@ -317,7 +290,7 @@ impl QueryParser for Statements {
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
         let mut types = self.parser()?.get_parameter_types(statement)?;
         if let (_, Some((_, plan))) = statement {
-            for ((_, inferred), wire) in parameter_types(plan)?.iter().zip(&mut types) {
+            for (inferred, wire) in parameter_types(plan).map_err(error)?.iter().zip(&mut types) {
                 if is_id(inferred.as_ref()) {
                     *wire = Type::TEXT;
                 }
