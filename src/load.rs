@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use self::requests::Shape;
 use self::sender::{Outcome, Sender};
 use self::verify::Verification;
-use crate::remote::Identity;
+use crate::remote::ServerArgs;
 
 /// Flags of `spanlake load`.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,20 +60,14 @@ pub(crate) struct LoadArgs {
     /// and attribute values.
     #[arg(long, default_value_t = requests::DEFAULT_TEMPLATES)]
     templates: usize,
-    /// Tenant (`X-Scope-OrgID`).
-    #[arg(long)]
-    tenant: Option<String>,
+    /// The tenant the spans go to; the server's API and token, for `--verify`.
+    #[command(flatten)]
+    server: ServerArgs,
     /// After the run, read a sample of the acknowledged requests back
     /// through the server's API (`--server`) and report every span missing
     /// or different; fails if there is one.
     #[arg(long)]
     verify: bool,
-    /// The server's HTTP API, for `--verify`.
-    #[arg(long, default_value = "http://127.0.0.1:9411")]
-    server: String,
-    /// The server's `--auth-token`, for `--verify`.
-    #[arg(long, env = "SPANLAKE_AUTH_TOKEN", hide_env_values = true)]
-    auth_token: Option<String>,
     /// First measure the decode + encode limit of the same spans on one core.
     #[arg(long)]
     measure_limit: bool,
@@ -151,7 +145,7 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
     let sends = args.spans.div_ceil(args.batch as u64);
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let sender = Sender::connect(args.protocol, &endpoint, args.tenant.as_deref()).await?;
+        let sender = Sender::connect(args.protocol, &endpoint, &args.server.identity.tenant).await?;
         let (templates, tally, stop, no_retry) = (templates.clone(), tally.clone(), stop.clone(), args.no_retry);
         let pace = (args.rate > 0.0).then(|| Duration::from_secs_f64(args.batch as f64 / args.rate));
         workers.push(tokio::spawn(async move {
@@ -207,12 +201,8 @@ pub(crate) async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Resu
     };
     let acknowledged = tally.acknowledged_spans.load(Ordering::Relaxed);
     let verified = if args.verify {
-        let identity = Identity {
-            auth_token: args.auth_token.clone(),
-            tenant: args.tenant.clone().unwrap_or_else(|| spanlake_storage::TenantId::DEFAULT.to_owned()),
-        };
-        let client = identity.client(&args.server, None)?;
-        Some(verify::verify(&client, &templates, &verify::sample(acknowledged_sends)).await?)
+        let sends = verify::sample(acknowledged_sends);
+        Some(verify::verify(&args.server.client()?, &templates, &sends).await?)
     } else {
         None
     };

@@ -21,22 +21,22 @@ pub(crate) enum Outcome {
 }
 
 pub(crate) enum Sender {
-    Grpc { client: tonic::client::Grpc<Channel>, tenant: Option<MetadataValue<tonic::metadata::Ascii>> },
-    Http { client: reqwest::Client, url: String, tenant: Option<String>, json: bool },
+    Grpc { client: tonic::client::Grpc<Channel>, tenant: MetadataValue<tonic::metadata::Ascii> },
+    Http { client: reqwest::Client, url: String, tenant: String, json: bool },
 }
 
 impl Sender {
-    pub(crate) async fn connect(protocol: Protocol, endpoint: &str, tenant: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(protocol: Protocol, endpoint: &str, tenant: &str) -> anyhow::Result<Self> {
         Ok(match protocol {
             Protocol::Grpc => {
                 let channel = Channel::from_shared(endpoint.to_owned())?.connect().await?;
-                let tenant = tenant.map(str::parse).transpose()?;
+                let tenant = tenant.parse()?;
                 Self::Grpc { client: tonic::client::Grpc::new(channel), tenant }
             }
             Protocol::Http | Protocol::HttpJson => Self::Http {
                 client: reqwest::Client::new(),
                 url: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
-                tenant: tenant.map(str::to_owned),
+                tenant: tenant.to_owned(),
                 json: protocol == Protocol::HttpJson,
             },
         })
@@ -63,9 +63,7 @@ impl Sender {
                     return Outcome::Failed(format!("connection: {e}"));
                 }
                 let mut request = tonic::Request::new(body);
-                if let Some(tenant) = tenant {
-                    request.metadata_mut().insert(spanlake_storage::TENANT_HEADER, tenant.clone());
-                }
+                request.metadata_mut().insert(spanlake_storage::TENANT_HEADER, tenant.clone());
                 match client.unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded).await {
                     Ok(_) => Outcome::Acknowledged,
                     Err(status)
@@ -78,10 +76,11 @@ impl Sender {
             }
             Self::Http { client, url, tenant, json } => {
                 let content_type = if *json { "application/json" } else { "application/x-protobuf" };
-                let mut request = client.post(url).header("content-type", content_type).body(body);
-                if let Some(tenant) = tenant {
-                    request = request.header(spanlake_storage::TENANT_HEADER, tenant);
-                }
+                let request = client
+                    .post(url)
+                    .header("content-type", content_type)
+                    .header(spanlake_storage::TENANT_HEADER, tenant)
+                    .body(body);
                 match request.send().await {
                     Ok(r) if r.status().is_success() => Outcome::Acknowledged,
                     Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => Outcome::Refused,
