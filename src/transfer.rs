@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 
 use anyhow::{Context, bail};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use prost::Message;
-use spanlake_client::{Client, OtlpFormat, TraceId};
+use spanlake_client::{Client, OtlpFormat};
 use spanlake_storage::zipkin::{self, ZipkinSpan};
 use spanlake_storage::{IngestLimits, SpanBatchBuilder, schema};
 
@@ -61,25 +61,12 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let query = args.search.query(1000);
     let mut out = Output::create(&args.out)?;
     let mut progress = Progress::new("traces exported");
-    let mut traces = pin!(client.search_all(&query));
-    let mut ids: Vec<TraceId> = Vec::with_capacity(TRACES_PER_CALL);
-    let limit = args.limit.unwrap_or(usize::MAX);
-    let mut listed = 0;
-    loop {
-        let next = if listed < limit { traces.try_next().await? } else { None };
-        if let Some(trace) = &next {
-            ids.push(trace.trace_id);
-            listed += 1;
-        }
-        if ids.len() == TRACES_PER_CALL || (next.is_none() && !ids.is_empty()) {
-            let list = client.traces(&ids).await?;
-            progress.add(list.traces.len() as u64);
-            out.write(list.traces.into_iter().map(|t| t.resource_spans).collect())?;
-            ids.clear();
-        }
-        if next.is_none() {
-            break;
-        }
+    let ids = client.search_all(&query).map_ok(|t| t.trace_id).take(args.limit.unwrap_or(usize::MAX));
+    let mut chunks = pin!(ids.try_chunks(TRACES_PER_CALL));
+    while let Some(ids) = chunks.try_next().await.map_err(|e| e.1)? {
+        let list = client.traces(&ids).await?;
+        progress.add(list.traces.len() as u64);
+        out.write(list.traces.into_iter().map(|t| t.resource_spans).collect())?;
     }
     out.finish()?;
     eprintln!("exported {} traces to {}", progress.finish(), args.out.display());
